@@ -1,0 +1,51 @@
+# Two commands for a fresh machine:  `make demo`  and  `make test`.
+# Each installs what it needs (the project's virtual environment in .venv) and is safe to re-run.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.craft-installed
+WORKSPACE ?= workspace
+PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
+
+.PHONY: help venv demo test lint typecheck pytest schema clean
+
+help:
+	@echo "make demo   - generate example scenes and ingest them into $(WORKSPACE)/demo"
+	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
+	@echo "make schema - regenerate docs/schema from the data model"
+
+venv: $(STAMP)
+
+# torch and torchvision are pinned as a matching pair in constraints.txt (segment-anything imports
+# torchvision, which only loads beside the torch build it was made for).
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "craft-agent needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev,postgres]'
+	@touch $@
+
+demo: venv
+	$(BIN)/craft-agent examples make --out $(WORKSPACE)/examples --pairs 8 --seed 0
+	$(BIN)/craft-agent ingest $(WORKSPACE)/examples --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent catalog info --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
+
+lint: venv
+	$(BIN)/ruff check craft_agent flows tests
+	$(BIN)/ruff format --check craft_agent flows tests
+
+typecheck: venv
+	$(BIN)/mypy craft_agent
+
+pytest: venv
+	$(BIN)/pytest -ra
+
+test: lint typecheck pytest
+
+schema: venv
+	$(BIN)/craft-agent schema --out docs/schema
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WORKSPACE)

@@ -1,0 +1,404 @@
+"""The catalog: the single source of truth for pairs, candidates, triplets, audits and runs.
+
+SQLite in the workspace by default, PostgreSQL by URL for many workers. Every write is an idempotent
+upsert keyed by a content hash, so re-running any stage adds nothing that is already there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from craft_agent.catalog.store import ImageStore
+from craft_agent.catalog.tables import (
+    AuditRow,
+    Base,
+    CandidateRow,
+    FailureRow,
+    MetaRow,
+    PairRow,
+    RunRow,
+    TripletEventRow,
+    TripletRow,
+)
+from craft_agent.errors import CatalogError, SchemaVersionError
+from craft_agent.models import (
+    SCHEMA_VERSION,
+    AuditRecord,
+    ChangeCandidate,
+    ImagePair,
+    Triplet,
+    TripletState,
+    check_transition,
+    utc_now,
+)
+from craft_agent.settings import Settings
+
+__all__ = ["Catalog", "ImageStore"]
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+class Catalog:
+    """Typed access to the catalog database.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    Raises:
+        CatalogError: when the database cannot be reached or created.
+        SchemaVersionError: when it was written by an incompatible craft-agent.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise CatalogError(
+                f"cannot use catalog URL {_redacted(url)}: {exc}.",
+                hint="use sqlite:///path/catalog.sqlite or postgresql+psycopg://user@host/db "
+                "(install the 'postgres' extra for PostgreSQL).",
+            ) from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._create_or_check()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Catalog:
+        """The catalog named by settings (SQLite in the workspace unless ``catalog_url`` is set)."""
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        return cls(settings.resolved_catalog_url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------------
+
+    def _create_or_check(self) -> None:
+        try:
+            Base.metadata.create_all(self.engine)
+            with self._session.begin() as session:
+                row = session.get(MetaRow, "schema_version")
+                if row is None:
+                    session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+                    return
+                found = row.value
+        except OperationalError as exc:
+            raise CatalogError(
+                f"cannot open the catalog at {_redacted(self.url)}: {exc.orig}.",
+                hint="check the path or URL, that the folder is writable, and that the server is running.",
+            ) from exc
+        if found != str(SCHEMA_VERSION):
+            raise SchemaVersionError(
+                f"the catalog at {_redacted(self.url)} has schema version {found}, "
+                f"but this craft-agent reads version {SCHEMA_VERSION}.",
+                hint="use the craft-agent version that wrote it, or start a new workspace "
+                "(--workspace NEW_DIR) and re-ingest.",
+            )
+
+    def schema_version(self) -> int:
+        with self._session() as session:
+            row = session.get(MetaRow, "schema_version")
+            return int(row.value) if row else SCHEMA_VERSION
+
+    # -- generic upsert -----------------------------------------------------------------------------
+
+    def _insert_ignore(self, session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows whose primary key is new; return how many were inserted."""
+        if not rows:
+            return 0
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        inserted = 0
+        for row in rows:
+            statement = dialect.insert(table).values(**row).on_conflict_do_nothing()
+            inserted += session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+        return inserted
+
+    # -- pairs --------------------------------------------------------------------------------------
+
+    def add_pairs(self, pairs: Sequence[ImagePair]) -> int:
+        """Insert pairs that are not yet in the catalog; return how many were new."""
+        rows = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "domain": p.domain.value,
+                "group_id": p.group_id,
+                "width": p.width,
+                "height": p.height,
+                "record": p.model_dump(mode="json"),
+                "created_at": p.created_at,
+            }
+            for p in pairs
+        ]
+        with self._session.begin() as session:
+            return self._insert_ignore(session, PairRow.__table__, rows)
+
+    def add_pair(self, pair: ImagePair) -> bool:
+        """Insert one pair; False when it was already there."""
+        return self.add_pairs([pair]) == 1
+
+    def has_pair(self, pair_id: str) -> bool:
+        with self._session() as session:
+            return session.get(PairRow, pair_id) is not None
+
+    def get_pair(self, pair_id: str) -> ImagePair:
+        """The pair with id ``pair_id``.
+
+        Raises:
+            CatalogError: when there is none.
+        """
+        with self._session() as session:
+            row = session.get(PairRow, pair_id)
+            if row is None:
+                raise CatalogError(
+                    f"no pair {pair_id} in the catalog.", hint="list pairs with `craft-agent catalog info`."
+                )
+            return ImagePair.model_validate(row.record)
+
+    def iter_pairs(self, domain: str | None = None, batch: int = 200) -> Iterator[ImagePair]:
+        """All pairs in id order, optionally of one domain, streamed in batches."""
+        statement = select(PairRow.record).order_by(PairRow.id)
+        if domain:
+            statement = statement.where(PairRow.domain == domain)
+        with self._session() as session:
+            for record in session.scalars(statement.execution_options(yield_per=batch)):
+                yield ImagePair.model_validate(record)
+
+    def count_pairs(self, domain: str | None = None) -> int:
+        statement = select(func.count()).select_from(PairRow)
+        if domain:
+            statement = statement.where(PairRow.domain == domain)
+        with self._session() as session:
+            return int(session.scalar(statement) or 0)
+
+    # -- candidates ---------------------------------------------------------------------------------
+
+    def add_candidates(self, candidates: Sequence[ChangeCandidate]) -> int:
+        """Insert candidates not yet stored; return how many were new."""
+        rows = [{"id": c.id, "pair_id": c.pair_id, "record": c.model_dump(mode="json")} for c in candidates]
+        with self._session.begin() as session:
+            return self._insert_ignore(session, CandidateRow.__table__, rows)
+
+    def candidates_for(self, pair_id: str) -> list[ChangeCandidate]:
+        statement = select(CandidateRow.record).where(CandidateRow.pair_id == pair_id).order_by(CandidateRow.id)
+        with self._session() as session:
+            return [ChangeCandidate.model_validate(r) for r in session.scalars(statement)]
+
+    # -- triplets -----------------------------------------------------------------------------------
+
+    def upsert_triplet(self, triplet: Triplet, reason: str | None = None) -> bool:
+        """Insert a triplet, or update its content when it exists (its state only through legal moves).
+
+        Returns:
+            True when the triplet was new.
+
+        Raises:
+            IllegalTransitionError: when the stored state cannot move to ``triplet.state``.
+        """
+        with self._session.begin() as session:
+            row = session.get(TripletRow, triplet.id, with_for_update=self.dialect == "postgresql")
+            record = triplet.model_dump(mode="json")
+            if row is None:
+                session.add(
+                    TripletRow(
+                        id=triplet.id,
+                        pair_id=triplet.pair_id,
+                        state=triplet.state.value,
+                        record=record,
+                        updated_at=triplet.updated_at,
+                    )
+                )
+                session.add(
+                    TripletEventRow(
+                        triplet_id=triplet.id,
+                        from_state=None,
+                        to_state=triplet.state.value,
+                        reason=reason,
+                        at=utc_now(),
+                    )
+                )
+                return True
+            current = TripletState(row.state)
+            if current != triplet.state:
+                check_transition(triplet.id, current, triplet.state)
+                session.add(
+                    TripletEventRow(
+                        triplet_id=triplet.id,
+                        from_state=current.value,
+                        to_state=triplet.state.value,
+                        reason=reason,
+                        at=utc_now(),
+                    )
+                )
+            row.state = triplet.state.value
+            row.record = record
+            row.updated_at = triplet.updated_at
+            return False
+
+    def move_triplet(self, triplet_id: str, target: TripletState, reason: str | None = None) -> Triplet:
+        """Move a stored triplet to ``target`` through the state machine and record the event.
+
+        Raises:
+            CatalogError: when the triplet does not exist.
+            IllegalTransitionError: when the move is not allowed.
+        """
+        triplet = self.get_triplet(triplet_id).moved_to(target)
+        self.upsert_triplet(triplet, reason=reason)
+        return triplet
+
+    def get_triplet(self, triplet_id: str) -> Triplet:
+        with self._session() as session:
+            row = session.get(TripletRow, triplet_id)
+            if row is None:
+                raise CatalogError(f"no triplet {triplet_id} in the catalog.", hint="check the id.")
+            return Triplet.model_validate(row.record)
+
+    def iter_triplets(self, state: TripletState | None = None, pair_id: str | None = None) -> Iterator[Triplet]:
+        statement = select(TripletRow.record).order_by(TripletRow.id)
+        if state:
+            statement = statement.where(TripletRow.state == state.value)
+        if pair_id:
+            statement = statement.where(TripletRow.pair_id == pair_id)
+        with self._session() as session:
+            for record in session.scalars(statement.execution_options(yield_per=200)):
+                yield Triplet.model_validate(record)
+
+    def triplet_history(self, triplet_id: str) -> list[tuple[str | None, str, str | None]]:
+        """State moves of a triplet, oldest first, as (from, to, reason)."""
+        statement = select(TripletEventRow).where(TripletEventRow.triplet_id == triplet_id).order_by(TripletEventRow.id)
+        with self._session() as session:
+            return [(e.from_state, e.to_state, e.reason) for e in session.scalars(statement)]
+
+    def triplet_counts(self) -> dict[str, int]:
+        statement = select(TripletRow.state, func.count()).group_by(TripletRow.state)
+        with self._session() as session:
+            counts = {state.value: 0 for state in TripletState}
+            counts.update({state: int(n) for state, n in session.execute(statement).tuples()})
+            return counts
+
+    # -- audits -------------------------------------------------------------------------------------
+
+    def upsert_audit(self, audit: AuditRecord) -> bool:
+        """Insert or replace an audit record by id; True when it was new."""
+        with self._session.begin() as session:
+            row = session.get(AuditRow, audit.id)
+            if row is None:
+                session.add(
+                    AuditRow(
+                        id=audit.id,
+                        triplet_id=audit.triplet_id,
+                        record=audit.model_dump(mode="json"),
+                        updated_at=audit.updated_at,
+                    )
+                )
+                return True
+            row.record = audit.model_dump(mode="json")
+            row.updated_at = audit.updated_at
+            return False
+
+    def audits_for(self, triplet_id: str) -> list[AuditRecord]:
+        statement = select(AuditRow.record).where(AuditRow.triplet_id == triplet_id).order_by(AuditRow.id)
+        with self._session() as session:
+            return [AuditRecord.model_validate(r) for r in session.scalars(statement)]
+
+    # -- runs and failures --------------------------------------------------------------------------
+
+    def start_run(self, kind: str, config: dict[str, Any]) -> str:
+        """Record the start of a run (ingest, generate, export...) and return its id."""
+        run_id = uuid.uuid4().hex
+        with self._session.begin() as session:
+            session.add(RunRow(id=run_id, kind=kind, started_at=utc_now(), finished_at=None, config=config))
+        return run_id
+
+    def record_failure(self, run_id: str, input: str, error: str) -> None:
+        with self._session.begin() as session:
+            session.add(FailureRow(run_id=run_id, input=input, error=error, at=utc_now()))
+
+    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        with self._session.begin() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise CatalogError(f"no run {run_id} in the catalog.", hint="start it with start_run().")
+            row.finished_at = utc_now()
+            row.summary = summary
+
+    def failures(self, run_id: str) -> list[tuple[str, str]]:
+        statement = select(FailureRow.input, FailureRow.error).where(FailureRow.run_id == run_id)
+        with self._session() as session:
+            return [(i, e) for i, e in session.execute(statement.order_by(FailureRow.id)).tuples()]
+
+    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        statement = select(RunRow).order_by(RunRow.started_at)
+        if kind:
+            statement = statement.where(RunRow.kind == kind)
+        with self._session() as session:
+            return [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "started_at": r.started_at.isoformat(),
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "summary": r.summary,
+                }
+                for r in session.scalars(statement)
+            ]
+
+    # -- overview -----------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Counts for humans and `--json`: pairs per domain, triplets per state, candidates, audits."""
+        with self._session() as session:
+            domains = Counter(
+                {d: int(n) for d, n in session.execute(select(PairRow.domain, func.count()).group_by(PairRow.domain))}
+            )
+            candidates = int(session.scalar(select(func.count()).select_from(CandidateRow)) or 0)
+            audits = int(session.scalar(select(func.count()).select_from(AuditRow)) or 0)
+            groups = int(session.scalar(select(func.count(func.distinct(PairRow.group_id)))) or 0)
+        return {
+            "catalog": _redacted(self.url),
+            "schema_version": self.schema_version(),
+            "pairs": sum(domains.values()),
+            "pairs_by_domain": dict(sorted(domains.items())),
+            "scene_groups": groups,
+            "candidates": candidates,
+            "triplets": self.triplet_counts(),
+            "audits": audits,
+        }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (status, audit pull) work while an ingest writes; a busy timeout turns brief
+    # lock contention between processes into waiting instead of "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,298 @@
+"""The ``craft-agent`` command line (typer + rich).
+
+Every command accepts ``--json`` and then prints exactly one JSON object on stdout (progress and messages
+go to stderr). Exit status: 0 when everything worked, 1 when the run completed but some inputs failed
+(they are listed with reasons), 2 when the command could not run at all (bad arguments, unusable source).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from craft_agent import __version__
+from craft_agent.errors import CraftError
+from craft_agent.settings import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_FAILED = 2
+
+app = typer.Typer(
+    name="craft-agent",
+    help="Build Multi-temporal Referring Segmentation datasets: ingest image pairs, find changes, "
+    "draft referring expressions and masks, audit them in Label Studio, export shards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+examples_app = typer.Typer(
+    help="Example data made by the project (synthetic bi-temporal scenes).", no_args_is_help=True
+)
+catalog_app = typer.Typer(help="Look into the catalog.", no_args_is_help=True)
+app.add_typer(examples_app, name="examples")
+app.add_typer(catalog_app, name="catalog")
+
+err = Console(stderr=True)
+out = Console()
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace folder (catalog, images, caches). Env: CRAFT_WORKSPACE."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON summary on stdout.")]
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """Write the command's JSON summary as one line on stdout."""
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: CraftError, as_json: bool) -> typer.Exit:
+    """Report an error that stopped the whole command and return the exit to raise."""
+    if as_json:
+        emit_json({"error": error.message, "fix": error.hint})
+    else:
+        err.print(f"[bold red]error:[/] {error.message}")
+        if error.hint:
+            err.print(f"[yellow]fix:[/] {error.hint}")
+    return typer.Exit(EXIT_FAILED)
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields a callback (done, total, name)."""
+    if not enabled or not err.is_terminal:
+        yield lambda done, total, name: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[current]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None, current="")
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, current=name)
+
+        yield update
+
+
+def settings_for(workspace: Path | None, **overrides: Any) -> Settings:
+    return load_settings(workspace=workspace, **overrides)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"craft-agent {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True),
+    ] = False,
+) -> None:
+    """Build Multi-temporal Referring Segmentation datasets."""
+
+
+def _parse_bands(value: str | None) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        parts = tuple(int(p) for p in value.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--bands takes three 1-based band numbers like 4,3,2, got {value!r}") from exc
+    if len(parts) != 3 or min(parts) < 1:
+        raise typer.BadParameter(f"--bands takes three 1-based band numbers like 4,3,2, got {value!r}")
+    return (parts[0], parts[1], parts[2])
+
+
+@app.command()
+def ingest(
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of image pairs (A/ B/, pre/ post/, MTRefSeg, band sets), "
+            "a collection of such folders, or a manifest .jsonl/.csv."
+        ),
+    ],
+    workspace: WorkspaceOption = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="Domain of pairs whose source does not say: rs or ns. Env: CRAFT_DEFAULT_DOMAIN."),
+    ] = None,
+    group_pattern: Annotated[
+        str | None,
+        typer.Option(help="Regex on the pair name whose first group is the scene group, e.g. '^(.+)_\\d{4}_\\d{4}$'."),
+    ] = None,
+    bands: Annotated[str | None, typer.Option(help="1-based bands to use as RGB, e.g. 4,3,2.")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Cut pairs larger than this into tiles (px).")] = None,
+    tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles (px).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest image pairs into the workspace catalog (idempotent: known pairs are skipped)."""
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.imagery import IngestOptions
+    from craft_agent.imagery import ingest as run_ingest
+    from craft_agent.models import Domain
+
+    try:
+        if domain not in (None, "rs", "ns"):
+            raise typer.BadParameter(f"--domain must be rs or ns, got {domain!r}")
+        settings = settings_for(workspace, default_domain=domain, tile_size=tile_size, tile_overlap=tile_overlap)
+        options = IngestOptions.from_settings(
+            settings,
+            group_pattern=group_pattern,
+            bands=_parse_bands(bands),
+            domain=Domain(settings.default_domain),
+        )
+        with Catalog.from_settings(settings) as catalog, progress_bar("ingest", not as_json) as update:
+            summary = run_ingest(src, catalog, ImageStore(settings.workspace), options, progress=update)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(summary.to_json())
+    else:
+        out.print(
+            f"[bold green]{summary.ingested}[/] pair(s) ingested, {summary.skipped} already in the catalog, "
+            f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/] "
+            f"({summary.layout} layout, {summary.seconds:.1f} s) -> {settings.workspace}"
+        )
+        for failure in summary.failed:
+            out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+
+
+@examples_app.command("make")
+def examples_make(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the example pairs to.")],
+    pairs: Annotated[int, typer.Option(help="Number of pairs.")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same scenes.")] = 0,
+    size: Annotated[int, typer.Option(help="Image size in pixels (square).")] = 512,
+    street_fraction: Annotated[float, typer.Option(help="Share of street-like (ns) scenes.")] = 0.25,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate synthetic bi-temporal scenes with exact ground truth (pre/ post/ mask/ manifest.jsonl)."""
+    from craft_agent.synthetic import write_examples
+
+    try:
+        summary = write_examples(out_dir, pairs=pairs, seed=seed, size=size, street_fraction=street_fraction)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    payload = {
+        "out": str(summary.out),
+        "pairs": summary.pairs,
+        "changes": summary.changes,
+        "by_type": summary.by_type,
+        "manifest": str(summary.manifest),
+        "seed": seed,
+    }
+    if as_json:
+        emit_json(payload)
+    else:
+        by_type = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_type.items()))
+        out.print(f"wrote {summary.pairs} pairs with {summary.changes} changes ({by_type}) to {summary.out}")
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def doctor(
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check what is configured and reachable (LLM, SAM checkpoint, Label Studio, catalog), with fixes."""
+    from craft_agent.doctor import run_checks
+
+    try:
+        checks = run_checks(settings_for(workspace))
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    failed = [c for c in checks if c.status == "error"]
+    if as_json:
+        emit_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})
+    else:
+        table = Table(title="craft-agent doctor", show_lines=False)
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column, overflow="fold")
+        colours = {"ok": "green", "offline": "cyan", "error": "red"}
+        for check in checks:
+            table.add_row(check.name, f"[{colours[check.status]}]{check.status}[/]", check.detail, check.fix)
+        out.print(table)
+    raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
+@app.command()
+def schema(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for one <Record>.schema.json per record.")] = Path(
+        "docs/schema"
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Write the JSON schema of the data model (pairs, candidates, triplets, audits)."""
+    from craft_agent.models import json_schemas
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, document in json_schemas().items():
+        path = out_dir / f"{name}.schema.json"
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(str(path))
+    if as_json:
+        emit_json({"written": written})
+    else:
+        out.print("\n".join(f"wrote {p}" for p in written))
+    raise typer.Exit(EXIT_OK)
+
+
+@catalog_app.command("info")
+def catalog_info(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """Counts of pairs, scene groups, candidates, triplets per state and audits."""
+    from craft_agent.catalog import Catalog
+
+    try:
+        with Catalog.from_settings(settings_for(workspace)) as catalog:
+            info = catalog.info()
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(info)
+    else:
+        table = Table(title=f"catalog {info['catalog']}")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        table.add_row("pairs", str(info["pairs"]))
+        for domain, count in info["pairs_by_domain"].items():
+            table.add_row(f"  {domain}", str(count))
+        table.add_row("scene groups", str(info["scene_groups"]))
+        table.add_row("candidates", str(info["candidates"]))
+        for state, count in info["triplets"].items():
+            table.add_row(f"triplets {state}", str(count))
+        table.add_row("audits", str(info["audits"]))
+        out.print(table)
+    raise typer.Exit(EXIT_OK)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

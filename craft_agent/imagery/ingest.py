@@ -1,0 +1,380 @@
+"""Ingestion: a source folder or manifest in, :class:`ImagePair` records in the catalog out.
+
+One broken pair never sinks a run: each pair that fails is recorded with its reason (in the summary
+and in the catalog's failures of this run) and the rest goes on. Re-ingesting the same data adds
+nothing: pair ids are content hashes and the catalog ignores ids it already has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from craft_agent.catalog import Catalog
+from craft_agent.catalog.store import ImageStore
+from craft_agent.errors import IngestError
+from craft_agent.imagery.layouts import Discovery, Failure, PairSpec, discover
+from craft_agent.imagery.normalize import (
+    Window,
+    align_to,
+    select_rgb,
+    stretch_pair,
+    tile_windows,
+    window_transform,
+)
+from craft_agent.imagery.raster import Raster, crs_to_text, read_band_set, read_mask, read_raster
+from craft_agent.models import (
+    ChangeType,
+    Domain,
+    GeoReference,
+    GroundTruthChange,
+    ImagePair,
+    PairSource,
+    RLEMask,
+    TileWindow,
+)
+from craft_agent.settings import Settings
+
+ProgressCallback = Callable[[int, int, str], None]
+"""Called as (done, total, current pair name) while ingesting."""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to turn found pairs into catalog records.
+
+    Attributes:
+        domain: domain for pairs whose source does not say (georeferenced pairs are always rs).
+        group_pattern: regex whose first group, matched on the pair name, gives the scene group
+            (e.g. ``^(.+)_\\d{4}_\\d{4}$`` groups crops of one tile); default: each pair (or tiled scene)
+            is its own group.
+        bands: 1-based band numbers to use as RGB for multi-band rasters, or None for automatic.
+        tile_size / tile_overlap: pairs larger than tile_size are cut into overlapping tiles.
+        stretch_percentiles: percentile stretch for data deeper than 8 bits.
+        max_nodata_fraction: tiles with more nodata than this are refused.
+    """
+
+    domain: Domain = Domain.RS
+    group_pattern: str | None = None
+    bands: tuple[int, int, int] | None = None
+    tile_size: int = 1024
+    tile_overlap: int = 128
+    stretch_percentiles: tuple[float, float] = (2.0, 98.0)
+    max_nodata_fraction: float = 0.95
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
+        values: dict[str, Any] = {
+            "domain": Domain(settings.default_domain),
+            "tile_size": settings.tile_size,
+            "tile_overlap": settings.tile_overlap,
+            "stretch_percentiles": settings.stretch_percentiles,
+            "max_nodata_fraction": settings.max_nodata_fraction,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest run did. ``to_json()`` is the CLI's ``--json`` output."""
+
+    source: str
+    layout: str
+    ingested: int = 0
+    skipped: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    pair_ids: list[str] = field(default_factory=list)
+    tiled_scenes: int = 0
+    with_ground_truth: int = 0
+    ignored_files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    run_id: str = ""
+    workspace: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ingested": self.ingested,
+            "skipped": self.skipped,
+            "failed": [f.as_dict() for f in self.failed],
+            "source": self.source,
+            "layout": self.layout,
+            "pairs": self.pair_ids,
+            "tiled_scenes": self.tiled_scenes,
+            "with_ground_truth": self.with_ground_truth,
+            "ignored_files": self.ignored_files,
+            "seconds": round(self.seconds, 3),
+            "run_id": self.run_id,
+            "workspace": self.workspace,
+        }
+
+
+def _read_date(spec_source: Any) -> Raster:
+    if spec_source.is_band_set:
+        return read_band_set(list(spec_source.files), list(spec_source.band_names))
+    return read_raster(spec_source.files[0])
+
+
+def pair_id_of(pre: np.ndarray, post: np.ndarray, georef: GeoReference | None) -> str:
+    """Content id of a pair: both images' pixels, their shape and the georeference."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(pre.shape), georef.model_dump(mode="json") if georef else None]).encode())
+    digest.update(np.ascontiguousarray(pre).tobytes())
+    digest.update(np.ascontiguousarray(post).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _group_of(spec: PairSpec, options: IngestOptions, fallback: str) -> str:
+    if spec.group:
+        return spec.group
+    if options.group_pattern:
+        match = re.search(options.group_pattern, spec.name.rsplit("/", 1)[-1])
+        if match:
+            return match.group(1) if match.groups() else match.group(0)
+    return fallback
+
+
+def _relative(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> list[ImagePair]:
+    """Read, align, normalise and (when large) tile one found pair into records, storing its images.
+
+    Raises:
+        IngestError: naming the file at fault and the fix, for any problem with this pair.
+    """
+    pre = select_rgb(_read_date(spec.pre), options.bands)
+    post = select_rgb(_read_date(spec.post), options.bands)
+    post = align_to(pre, post)
+    height, width = pre.height, pre.width
+    valid = pre.valid_mask() & post.valid_mask()
+    if not valid.any():
+        raise IngestError(
+            spec.pre.describe(),
+            f"pair {spec.name} has no valid pixels: every pixel is nodata in one date or the other.",
+            hint="check the nodata value of the rasters, or remove the pair.",
+        )
+    pre_rgb, post_rgb, stretch_note = stretch_pair(pre.pixels, post.pixels, valid, options.stretch_percentiles)
+    pre_rgb = np.where(valid[..., None], pre_rgb, 0).astype(np.uint8)
+    post_rgb = np.where(valid[..., None], post_rgb, 0).astype(np.uint8)
+    gt_mask = read_mask(spec.mask, (height, width)) if spec.mask else None
+    changes = [(c, read_mask(c.mask, (height, width))) for c in spec.changes]
+    date_pre = spec.date_pre or pre.captured
+    date_post = spec.date_post or post.captured
+    if date_pre and date_post and date_post < date_pre:
+        raise IngestError(
+            spec.post.describe(),
+            f"pair {spec.name}: the later image is dated {date_post}, before the earlier one ({date_pre}).",
+            hint="swap the two dates (earlier image first), or fix the dates in the manifest.",
+        )
+    if gt_mask is None and changes:
+        gt_mask = np.logical_or.reduce([m for _, m in changes])
+    notes = list(dict.fromkeys([*pre.notes, *post.notes]))  # both dates often say the same
+    if stretch_note:
+        notes.append(stretch_note)
+    domain = Domain(spec.domain) if spec.domain else (Domain.RS if pre.georeferenced else options.domain)
+    source = PairSource(
+        root=str(spec.root),
+        layout=spec.layout,
+        pre=[_relative(spec.root, f) for f in spec.pre.files],
+        post=[_relative(spec.root, f) for f in spec.post.files],
+        mask=_relative(spec.root, spec.mask) if spec.mask else None,
+        name=spec.name,
+    )
+    windows = tile_windows(width, height, options.tile_size, options.tile_overlap)
+    scene_id = pair_id_of(pre_rgb, post_rgb, pre.georef())
+    group = _group_of(spec, options, fallback=scene_id)
+    pairs = []
+    for window in windows:
+        tiled = len(windows) > 1
+        pair = _pair_for_window(spec, window, tiled, pre, pre_rgb, post_rgb, valid, gt_mask, changes, options, store)
+        if pair is None:
+            continue
+        pairs.append(
+            pair.model_copy(
+                update={
+                    "domain": domain,
+                    "source": source,
+                    "group_id": group,
+                    "date_pre": date_pre,
+                    "date_post": date_post,
+                    "notes": notes + pair.notes,
+                }
+            )
+        )
+    if not pairs:
+        raise IngestError(
+            spec.pre.describe(),
+            f"pair {spec.name}: every tile is more than {options.max_nodata_fraction:.0%} nodata.",
+            hint="check the nodata value and the overlap of the two dates.",
+        )
+    return pairs
+
+
+def _pair_for_window(
+    spec: PairSpec,
+    window: Window,
+    tiled: bool,
+    pre: Raster,
+    pre_rgb: np.ndarray,
+    post_rgb: np.ndarray,
+    valid: np.ndarray,
+    gt_mask: np.ndarray | None,
+    changes: list[tuple[Any, np.ndarray]],
+    options: IngestOptions,
+    store: ImageStore,
+) -> ImagePair | None:
+    rows = slice(window.row_off, window.row_off + window.height)
+    cols = slice(window.col_off, window.col_off + window.width)
+    tile_valid = valid[rows, cols]
+    nodata = 1.0 - float(tile_valid.mean())
+    if nodata > options.max_nodata_fraction:
+        if not tiled:
+            raise IngestError(
+                spec.pre.describe(),
+                f"pair {spec.name} is {nodata:.0%} nodata (limit {options.max_nodata_fraction:.0%}).",
+                hint="check the nodata value of the rasters, or raise CRAFT_MAX_NODATA_FRACTION.",
+            )
+        return None
+    tile_pre = np.ascontiguousarray(pre_rgb[rows, cols])
+    tile_post = np.ascontiguousarray(post_rgb[rows, cols])
+    georef = None
+    if pre.crs is not None and pre.transform is not None:
+        transform = window_transform(pre.transform, window)
+        georef = GeoReference(crs=crs_to_text(pre.crs), transform=tuple(transform)[:6])
+    gt_changes = []
+    for change, mask in changes:
+        tile_mask = mask[rows, cols]
+        if tiled and not tile_mask.any():
+            continue
+        gt_changes.append(
+            GroundTruthChange(
+                change_type=ChangeType(change.change_type) if change.change_type else None,
+                category=change.category,
+                mask=RLEMask.from_array(tile_mask),
+                position=None if tiled else change.position,
+                expressions=list(change.expressions),
+                attributes=dict(change.attributes),
+            )
+        )
+    notes = [f"{nodata:.1%} of the pixels are nodata"] if nodata > 0 else []
+    return ImagePair(
+        id=pair_id_of(tile_pre, tile_post, georef),
+        name=f"{spec.name}@{window.col_off},{window.row_off}" if tiled else spec.name,
+        domain=Domain.RS,
+        width=window.width,
+        height=window.height,
+        pre=store.put(tile_pre),
+        post=store.put(tile_post),
+        source=PairSource(root="", layout=spec.layout, pre=[], post=[], name=spec.name),
+        group_id="",
+        georef=georef,
+        tile=TileWindow(
+            col_off=window.col_off,
+            row_off=window.row_off,
+            width=window.width,
+            height=window.height,
+            scene_width=pre.width,
+            scene_height=pre.height,
+        )
+        if tiled
+        else None,
+        gt_mask=RLEMask.from_array(gt_mask[rows, cols]) if gt_mask is not None else None,
+        gt_changes=gt_changes,
+        notes=notes,
+    )
+
+
+def ingest(
+    src: Path,
+    catalog: Catalog,
+    store: ImageStore,
+    options: IngestOptions,
+    progress: ProgressCallback | None = None,
+) -> IngestSummary:
+    """Ingest every pair found in ``src`` into the catalog.
+
+    Args:
+        src: a folder in one of the recognised layouts, a collection of such folders, or a manifest.
+        catalog: where pair records and this run's failures are written.
+        store: where normalised images are written (content-addressed).
+        options: how to read and normalise (see :class:`IngestOptions`).
+        progress: optional callback (done, total, name).
+
+    Returns:
+        The run's summary: pairs added, pairs already present, failures with reasons.
+
+    Raises:
+        IngestError: only when the source as a whole is unusable (missing, empty, no layout).
+    """
+    started = time.perf_counter()
+    discovery: Discovery = discover(src)
+    summary = IngestSummary(source=str(src), layout=discovery.layout, ignored_files=discovery.ignored)
+    summary.run_id = catalog.start_run(
+        "ingest",
+        {
+            "source": str(src),
+            "layout": discovery.layout,
+            "options": {k: (v.value if isinstance(v, Domain) else v) for k, v in options.__dict__.items()},
+        },
+    )
+    summary.workspace = str(store.workspace)
+    summary.failed.extend(discovery.failures)
+    seen: dict[str, str] = {}
+    total = len(discovery.specs)
+    for done, spec in enumerate(discovery.specs):
+        if progress:
+            progress(done, total, spec.name)
+        try:
+            pairs = build_pairs(spec, options, store)
+        except IngestError as exc:
+            summary.failed.append(Failure.from_error(exc))
+            continue
+        except Exception as exc:  # one broken pair must never sink the run
+            summary.failed.append(
+                Failure(
+                    input=spec.pre.describe(),
+                    error=f"pair {spec.name} could not be read ({type(exc).__name__}: {exc}). "
+                    "Fix: check both files open in an image viewer; if they do, report this as a bug.",
+                )
+            )
+            continue
+        if len(pairs) > 1:
+            summary.tiled_scenes += 1
+        for pair in pairs:
+            if pair.id in seen:
+                summary.failed.append(
+                    Failure(
+                        input=spec.pre.describe(),
+                        error=f"pair {pair.name} has the same content as pair {seen[pair.id]} in this source; "
+                        "it was not ingested twice. Fix: remove the duplicate copy from the source.",
+                    )
+                )
+                continue
+            seen[pair.id] = pair.name
+            if catalog.add_pair(pair):
+                summary.ingested += 1
+                summary.pair_ids.append(pair.id)
+            else:
+                summary.skipped += 1
+            if pair.gt_mask is not None:
+                summary.with_ground_truth += 1
+    if progress:
+        progress(total, total, "")
+    for failure in summary.failed:
+        catalog.record_failure(summary.run_id, failure.input, failure.error)
+    summary.seconds = time.perf_counter() - started
+    catalog.finish_run(summary.run_id, summary.to_json())
+    return summary

@@ -1,0 +1,457 @@
+"""The data model: the typed records that every stage takes and returns.
+
+Pairs, change candidates, triplets and audit records flow through the whole pipeline in these shapes
+(imagery -> agents -> catalog -> audit -> export). Masks are COCO RLE on the pair's pixel grid
+(pycocotools), so an empty mask (a no-target expression) and a multi-object mask cost the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import numpy as np
+from pycocotools import mask as coco_mask
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from craft_agent.errors import IllegalTransitionError
+
+SCHEMA_VERSION = 1
+"""Version of these records as stored in the catalog; bump it when a stored shape changes."""
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC (every timestamp in the catalog is UTC)."""
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """Base of all records: strict about unknown fields so typos in manifests fail loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+class Domain(StrEnum):
+    """Imagery domain, as in MTRefSeg-21K: remote sensing or normal (street-level) scenes."""
+
+    RS = "rs"
+    NS = "ns"
+
+
+class ChangeType(StrEnum):
+    """What happened to the target between the earlier and the later image.
+
+    The integer codes are MTRefSeg's: appear = 0, disappear = 1, change of state = 2.
+    """
+
+    APPEAR = "appear"
+    DISAPPEAR = "disappear"
+    STATE_CHANGE = "state_change"
+
+    @property
+    def code(self) -> int:
+        """MTRefSeg's integer code for this change type."""
+        return _CHANGE_CODES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> ChangeType:
+        """The change type with MTRefSeg code ``code`` (0, 1 or 2).
+
+        Raises:
+            ValueError: for any other code.
+        """
+        for change_type, value in _CHANGE_CODES.items():
+            if value == code:
+                return change_type
+        raise ValueError(f"unknown MTRefSeg change-type code {code!r}; expected 0, 1 or 2")
+
+
+_CHANGE_CODES = {ChangeType.APPEAR: 0, ChangeType.DISAPPEAR: 1, ChangeType.STATE_CHANGE: 2}
+
+
+class BBox(Record):
+    """An axis-aligned box in pixels: x0, y0 inclusive, x1, y1 exclusive."""
+
+    x0: int = Field(ge=0)
+    y0: int = Field(ge=0)
+    x1: int
+    y1: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BBox:
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise ValueError(f"box ({self.x0}, {self.y0}, {self.x1}, {self.y1}) has no area")
+        return self
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    def as_xyxy(self) -> tuple[int, int, int, int]:
+        return (self.x0, self.y0, self.x1, self.y1)
+
+
+class RLEMask(Record):
+    """A binary mask as COCO compressed RLE (pycocotools), on an image of ``size`` = (height, width).
+
+    Empty masks are valid (a no-target expression); several objects in one mask are valid too.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: tuple[int, int]
+    counts: str
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] <= 0 or value[1] <= 0:
+            raise ValueError(f"mask size {value} must be positive (height, width)")
+        return value
+
+    @classmethod
+    def from_array(cls, mask: np.ndarray) -> RLEMask:
+        """Encode a 2-D array (nonzero = inside) as RLE.
+
+        Raises:
+            ValueError: when ``mask`` is not two-dimensional.
+        """
+        if mask.ndim != 2:
+            raise ValueError(f"a mask must be 2-D (height, width), got shape {mask.shape}")
+        encoded = coco_mask.encode(np.asfortranarray(mask.astype(bool, copy=False).astype(np.uint8)))
+        counts = encoded["counts"]
+        return cls(
+            size=(int(mask.shape[0]), int(mask.shape[1])),
+            counts=counts.decode("ascii") if isinstance(counts, bytes) else str(counts),
+        )
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> RLEMask:
+        """An all-background mask of the given size."""
+        return cls.from_array(np.zeros((height, width), dtype=bool))
+
+    def _coco(self) -> dict[str, Any]:
+        return {"size": [self.size[0], self.size[1]], "counts": self.counts.encode("ascii")}
+
+    def to_array(self) -> np.ndarray:
+        """Decode to a bool array of shape (height, width)."""
+        return np.asarray(coco_mask.decode(self._coco()), dtype=bool)
+
+    @property
+    def area(self) -> int:
+        """Number of pixels inside the mask."""
+        return int(coco_mask.area(self._coco()))
+
+    @property
+    def is_empty(self) -> bool:
+        return self.area == 0
+
+    def bbox(self) -> BBox | None:
+        """Tight box around the mask, or None for an empty mask."""
+        if self.is_empty:
+            return None
+        x, y, w, h = (round(v) for v in coco_mask.toBbox(self._coco()))
+        return BBox(x0=x, y0=y, x1=x + w, y1=y + h)
+
+    def crop(self, x0: int, y0: int, width: int, height: int) -> RLEMask:
+        """The part of the mask inside a window, as a mask of the window's size."""
+        return RLEMask.from_array(self.to_array()[y0 : y0 + height, x0 : x0 + width])
+
+    @staticmethod
+    def union(masks: list[RLEMask]) -> RLEMask:
+        """Pixel-wise union of masks of one size.
+
+        Raises:
+            ValueError: when ``masks`` is empty or the sizes differ.
+        """
+        if not masks:
+            raise ValueError("union of no masks: pass at least one mask")
+        sizes = {m.size for m in masks}
+        if len(sizes) != 1:
+            raise ValueError(f"cannot unite masks of different sizes {sorted(sizes)}")
+        merged = coco_mask.merge([m._coco() for m in masks], intersect=False)
+        return RLEMask(size=masks[0].size, counts=merged["counts"].decode("ascii"))
+
+    def iou(self, other: RLEMask) -> float:
+        """Intersection over union with MTRefSeg's conventions (both empty -> 1.0)."""
+        a, b = self.to_array(), other.to_array()
+        union = int(np.logical_or(a, b).sum())
+        if union == 0:
+            return 1.0
+        return float(np.logical_and(a, b).sum()) / (union + 1e-6)
+
+
+class StoredImage(Record):
+    """An image in the workspace's content-addressed store (8-bit RGB PNG)."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    path: str = Field(description="Path of the PNG relative to the workspace directory.")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class GeoReference(Record):
+    """Where the pair's pixel grid lies on Earth."""
+
+    crs: str = Field(description="CRS as an authority string (EPSG:4326) or WKT when it has no code.")
+    transform: tuple[float, float, float, float, float, float] = Field(
+        description="Affine pixel-to-CRS transform (a, b, c, d, e, f) as rasterio/affine order it."
+    )
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        return (abs(self.transform[0]), abs(self.transform[4]))
+
+
+class TileWindow(Record):
+    """Which part of a larger source scene a tiled pair covers."""
+
+    col_off: int = Field(ge=0)
+    row_off: int = Field(ge=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    scene_width: int = Field(gt=0)
+    scene_height: int = Field(gt=0)
+
+
+class PairSource(Record):
+    """Where a pair came from on disk, for provenance and re-ingestion."""
+
+    root: str = Field(description="The ingest source folder or manifest, as given.")
+    layout: str = Field(description="Layout that recognised it: ab, prepost, mtrefseg, manifest, synthetic...")
+    pre: list[str] = Field(description="Earlier image file(s), relative to root (several for band sets).")
+    post: list[str]
+    mask: str | None = None
+    name: str = Field(description="The pair's name in its source (file stem, manifest id).")
+
+
+class GroundTruthChange(Record):
+    """A known change in a pair (from generated scenes or an existing annotated dataset)."""
+
+    change_type: ChangeType | None = None
+    category: str | None = None
+    mask: RLEMask
+    position: str | None = None
+    expressions: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class ImagePair(Record):
+    """Two co-registered images of one place at two times: the unit of work of the pipeline.
+
+    ``id`` is a content hash of both images' pixels plus the georeference, so the same pair ingested
+    twice (from any path) is the same record.
+    """
+
+    id: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+    name: str
+    domain: Domain
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    pre: StoredImage
+    post: StoredImage
+    source: PairSource
+    group_id: str = Field(description="Scene group: tiles of one scene share it; splits never separate one.")
+    georef: GeoReference | None = None
+    date_pre: date | None = None
+    date_post: date | None = None
+    tile: TileWindow | None = None
+    gt_mask: RLEMask | None = Field(default=None, description="Ground-truth change mask (union), if known.")
+    gt_changes: list[GroundTruthChange] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What ingestion did: stretch, reprojection...")
+    created_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImagePair:
+        for label, image in (("pre", self.pre), ("post", self.post)):
+            if (image.width, image.height) != (self.width, self.height):
+                raise ValueError(f"{label} image is {image.width}x{image.height}, pair is {self.width}x{self.height}")
+        masks = [self.gt_mask] if self.gt_mask else []
+        masks += [c.mask for c in self.gt_changes]
+        for m in masks:
+            if m.size != (self.height, self.width):
+                raise ValueError(f"mask size {m.size} does not match the pair ({self.height}, {self.width})")
+        if self.date_pre and self.date_post and self.date_post < self.date_pre:
+            raise ValueError(f"date_post {self.date_post} is before date_pre {self.date_pre}")
+        return self
+
+
+class ChangeCandidate(Record):
+    """One change proposed by a detector or an agent, before it has a final mask and wording."""
+
+    id: str
+    pair_id: str
+    change_type: ChangeType
+    box: BBox
+    grid_cell: str = Field(description="Absolute grid position, e.g. 'top-left', 'center'.")
+    category: str | None = None
+    area: int = Field(default=0, ge=0, description="Changed pixels inside the box.")
+    mask: RLEMask | None = None
+    evidence: dict[str, float] = Field(default_factory=dict, description="Measured cues, e.g. colour_delta.")
+    scores: dict[str, float] = Field(default_factory=dict, description="Confidences in [0, 1].")
+    source: str = Field(default="detector", description="Who proposed it: detector, llm, ground_truth.")
+
+
+class LLMUsage(Record):
+    """Tokens and money spent on a language model for one triplet or run."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Provenance(Record):
+    """How a triplet was made, enough to reproduce or distrust it."""
+
+    backends: dict[str, str] = Field(default_factory=dict, description="Stage -> backend name.")
+    model_ids: dict[str, str] = Field(default_factory=dict)
+    prompt_hashes: dict[str, str] = Field(default_factory=dict, description="Prompt file -> sha256.")
+    package_versions: dict[str, str] = Field(default_factory=dict)
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    llm: LLMUsage = Field(default_factory=LLMUsage)
+    config_hash: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class TripletState(StrEnum):
+    """Life cycle of a triplet. See :data:`TRANSITIONS` for the legal moves."""
+
+    DRAFTED = "drafted"
+    QUEUED_FOR_AUDIT = "queued_for_audit"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FIXED = "fixed"
+    EXPORTED = "exported"
+
+
+TRANSITIONS: dict[TripletState, frozenset[TripletState]] = {
+    TripletState.DRAFTED: frozenset({TripletState.QUEUED_FOR_AUDIT}),
+    TripletState.QUEUED_FOR_AUDIT: frozenset({TripletState.ACCEPTED, TripletState.REJECTED, TripletState.FIXED}),
+    TripletState.ACCEPTED: frozenset({TripletState.EXPORTED}),
+    TripletState.FIXED: frozenset({TripletState.EXPORTED}),
+    TripletState.REJECTED: frozenset(),
+    TripletState.EXPORTED: frozenset(),
+}
+"""Legal state moves: drafted -> queued_for_audit -> accepted | rejected | fixed -> exported."""
+
+
+def check_transition(triplet_id: str, current: TripletState, target: TripletState) -> None:
+    """Refuse a state move that :data:`TRANSITIONS` does not allow.
+
+    Raises:
+        IllegalTransitionError: naming the triplet, both states and the moves that are allowed.
+    """
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final state)"
+        raise IllegalTransitionError(
+            f"triplet {triplet_id} cannot move from {current.value} to {target.value}.",
+            hint=f"from {current.value} the allowed moves are: {allowed}.",
+        )
+
+
+class Triplet(Record):
+    """(image pair, referring expressions, target mask): one sample of an MTRS dataset.
+
+    An empty ``mask`` is a no-target expression: the described change did not happen.
+    """
+
+    id: str
+    pair_id: str
+    mask: RLEMask
+    expressions: list[str] = Field(min_length=1)
+    change_type: ChangeType | None = Field(description="None only for no-target expressions.")
+    category: str | None = None
+    state: TripletState = TripletState.DRAFTED
+    candidate_ids: list[str] = Field(default_factory=list)
+    uncorrected: bool = Field(default=False, description="Correction loop gave up: never auto-accepted.")
+    provenance: Provenance = Field(default_factory=Provenance)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+    @field_validator("expressions")
+    @classmethod
+    def _non_blank(cls, value: list[str]) -> list[str]:
+        cleaned = [e.strip() for e in value]
+        if any(not e for e in cleaned):
+            raise ValueError("expressions must not be blank")
+        return cleaned
+
+    @property
+    def is_no_target(self) -> bool:
+        return self.mask.is_empty
+
+    def moved_to(self, target: TripletState) -> Triplet:
+        """A copy of this triplet in state ``target``.
+
+        Raises:
+            IllegalTransitionError: when the state machine forbids the move.
+        """
+        check_transition(self.id, self.state, target)
+        return self.model_copy(update={"state": target, "updated_at": utc_now()})
+
+
+def triplet_id(pair_id: str, mask: RLEMask, change_type: ChangeType | None, category: str | None) -> str:
+    """Content id of a triplet: the same target on the same pair gets the same id on every run."""
+    payload = json.dumps(
+        [pair_id, list(mask.size), mask.counts, change_type.value if change_type else None, category],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class Verdict(StrEnum):
+    """An auditor's decision on a triplet."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    FIX = "fix"
+
+    @property
+    def resulting_state(self) -> TripletState:
+        return {
+            Verdict.ACCEPT: TripletState.ACCEPTED,
+            Verdict.REJECT: TripletState.REJECTED,
+            Verdict.FIX: TripletState.FIXED,
+        }[self]
+
+
+class AuditRecord(Record):
+    """A human verdict on one triplet, with whatever the auditor edited."""
+
+    id: str = Field(description="Stable id, e.g. the audit backend's annotation id.")
+    triplet_id: str
+    verdict: Verdict
+    expressions: list[str] | None = Field(default=None, description="Edited expressions, when changed.")
+    mask: RLEMask | None = Field(default=None, description="Repainted mask, when changed.")
+    change_type: ChangeType | None = None
+    comment: str | None = None
+    auditor: str
+    lead_time_s: float | None = Field(default=None, ge=0)
+    backend: Literal["label_studio", "api", "import"] = "label_studio"
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+RECORD_TYPES: tuple[type[BaseModel], ...] = (
+    ImagePair,
+    ChangeCandidate,
+    Triplet,
+    AuditRecord,
+)
+"""The records whose JSON schema is published in docs/schema/."""
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON schema of every published record, keyed by record name."""
+    return {model.__name__: model.model_json_schema() for model in RECORD_TYPES}
