@@ -33,8 +33,8 @@ demo: venv
 	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
 
 lint: venv
-	$(BIN)/ruff check craft_agent flows tests
-	$(BIN)/ruff format --check craft_agent flows tests
+	$(BIN)/ruff check craft_agent tests
+	$(BIN)/ruff format --check craft_agent tests
 
 typecheck: venv
 	$(BIN)/mypy craft_agent

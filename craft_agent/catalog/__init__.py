@@ -137,8 +137,10 @@ class Catalog:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         inserted = 0
         for row in rows:
-            statement = dialect.insert(table).values(**row).on_conflict_do_nothing()
-            inserted += session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+            # RETURNING tells reliably whether the row was new on both SQLite and PostgreSQL
+            # (rowcount is not dependable for ON CONFLICT DO NOTHING across drivers).
+            statement = dialect.insert(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
+            inserted += len(session.execute(statement).all())
         return inserted
 
     # -- pairs --------------------------------------------------------------------------------------
@@ -222,7 +224,13 @@ class Catalog:
 
         Raises:
             IllegalTransitionError: when the stored state cannot move to ``triplet.state``.
+            CatalogError: when the triplet's pair is not in the catalog.
         """
+        if not self.has_pair(triplet.pair_id):
+            raise CatalogError(
+                f"triplet {triplet.id} refers to pair {triplet.pair_id}, which is not in the catalog.",
+                hint="ingest the pair first (`craft-agent ingest`).",
+            )
         with self._session.begin() as session:
             row = session.get(TripletRow, triplet.id, with_for_update=self.dialect == "postgresql")
             record = triplet.model_dump(mode="json")
@@ -236,6 +244,7 @@ class Catalog:
                         updated_at=triplet.updated_at,
                     )
                 )
+                session.flush()  # the event row refers to the triplet row: write that first
                 session.add(
                     TripletEventRow(
                         triplet_id=triplet.id,

@@ -130,10 +130,10 @@ def _with_note(raster: Raster, note: str) -> Raster:
 
 def _overlaps(reference: Raster, moving: Raster) -> bool:
     assert reference.transform is not None and moving.transform is not None
-    ref_left, ref_top = reference.transform * (0, 0)
-    ref_right, ref_bottom = reference.transform * (reference.width, reference.height)
-    mov_left, mov_top = moving.transform * (0, 0)
-    mov_right, mov_bottom = moving.transform * (moving.width, moving.height)
+    ref_left, ref_top = reference.transform @ (0, 0)
+    ref_right, ref_bottom = reference.transform @ (reference.width, reference.height)
+    mov_left, mov_top = moving.transform @ (0, 0)
+    mov_right, mov_bottom = moving.transform @ (moving.width, moving.height)
     left, bottom, right, top = transform_bounds(
         moving.crs,
         reference.crs,
@@ -261,4 +261,4 @@ def tile_windows(width: int, height: int, size: int, overlap: int) -> list[Windo
 
 def window_transform(transform: Affine, window: Window) -> Affine:
     """The affine transform of a window's top-left pixel."""
-    return transform * Affine.translation(window.col_off, window.row_off)
+    return transform @ Affine.translation(window.col_off, window.row_off)

@@ -30,6 +30,7 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", ".vrt"}
 PLAIN_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
 IMAGE_SUFFIXES = RASTER_SUFFIXES | PLAIN_SUFFIXES
 
+_S2_PRODUCTION_NAME = re.compile(r"^S2[ABCD]_OPER_", re.IGNORECASE)
 _DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:T\d{6})?(?!\d)")
 
 
@@ -85,7 +86,13 @@ def crs_to_text(crs: CRS) -> str:
 
 
 def date_from_name(name: str) -> date | None:
-    """The first YYYYMMDD date in a file name (Sentinel-2 style ``..._20170829T105019_B02.tif``)."""
+    """The first YYYYMMDD date in a file name (Sentinel-2 style ``..._20170829T105019_B02.tif``).
+
+    Old-format Sentinel-2 granules (``S2A_OPER_MSI_L1C_TL_..._20161227T091305_...``) carry the
+    PRODUCTION time, not the sensing time, in their name: no date is taken from those.
+    """
+    if _S2_PRODUCTION_NAME.match(name):
+        return None
     match = _DATE_IN_NAME.search(name)
     if not match:
         return None

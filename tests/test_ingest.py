@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.errors import IngestError
+from craft_agent.imagery import IngestOptions, discover, ingest
+from tests.data import (
+    make_bad_corpus,
+    make_bad_manifest,
+    make_band_set_source,
+    make_folder_source,
+    make_geotiff_source,
+    make_mtrefseg_source,
+    save_png,
+    scene,
+    uint16_pair,
+    write_geotiff,
+)
+
+
+def test_folder_layout_with_masks_and_aliases(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    src = make_folder_source(tmp_path / "levir", pairs=2)
+    summary = ingest(src, catalog, store, IngestOptions())
+    assert (summary.ingested, summary.skipped, summary.failed) == (2, 0, [])
+    pairs = {p.name: p for p in catalog.iter_pairs()}
+    _, post, mask = scene(1)
+    assert np.array_equal(store.load(pairs["p1"].post), post)
+    assert pairs["p1"].gt_mask is not None and np.array_equal(pairs["p1"].gt_mask.to_array(), mask)
+    assert pairs["p1"].source.pre == ["A/p1.png"] and pairs["p1"].source.mask == "label/p1.png"
+    other = make_folder_source(tmp_path / "prepost", pairs=1, pre="pre", post="post", masks="mask")
+    assert discover(other).specs[0].mask == other / "mask" / "p0.png"
+
+
+def test_reingest_adds_nothing_and_reports_skipped(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    src = make_folder_source(tmp_path / "src", pairs=3)
+    first = ingest(src, catalog, store, IngestOptions())
+    second = ingest(src, catalog, store, IngestOptions())
+    assert (first.ingested, second.ingested, second.skipped) == (3, 0, 3)
+    assert catalog.count_pairs() == 3
+    images = list((store.workspace / "images").rglob("*.png"))
+    assert len(images) == 6  # stored once each, content-addressed
+
+
+def test_geotiff_16bit_multiband_with_dates_from_tags(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    summary = ingest(make_geotiff_source(tmp_path / "geo"), catalog, store, IngestOptions(domain="ns"))
+    assert summary.ingested == 1 and summary.failed == []
+    pair = next(catalog.iter_pairs())
+    assert pair.domain == "rs"  # georeferenced imagery is remote sensing whatever the default
+    assert pair.georef is not None and pair.georef.crs == "EPSG:32631"
+    assert pair.georef.transform == (10.0, 0.0, 500000.0, 0.0, -10.0, 4500000.0)
+    assert (pair.date_pre, pair.date_post) == (date(2020, 1, 5), date(2021, 6, 10))
+    assert any("4 unnamed bands" in n for n in pair.notes) and any("stretched uint16" in n for n in pair.notes)
+    post = store.load(pair.post)
+    assert post[8:24, 30:50].min() == 255  # the changed square (value 3000) is at the top of the stretch
+
+
+def test_sentinel2_band_sets(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    summary = ingest(make_band_set_source(tmp_path / "s2"), catalog, store, IngestOptions())
+    assert summary.ingested == 1 and summary.failed == []
+    pair = next(catalog.iter_pairs())
+    assert pair.name == "city" and len(pair.source.pre) == 4
+    assert any("B04/B03/B02" in n for n in pair.notes)
+    assert (pair.date_pre, pair.date_post) == (date(2018, 1, 1), date(2019, 3, 1))
+    assert pair.gt_mask is not None and pair.gt_mask.area == 16 * 20
+
+
+def test_mtrefseg_layout_keeps_expressions_and_per_expression_masks(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    summary = ingest(make_mtrefseg_source(tmp_path / "mt"), catalog, store, IngestOptions())
+    assert summary.layout == "mtrefseg" and summary.ingested == 2 and summary.failed == []
+    pair = next(p for p in catalog.iter_pairs() if p.name == "s0")
+    assert [c.expressions for c in pair.gt_changes] == [
+        ["the red square that appeared"],
+        ["the blue car that was taken away"],
+    ]
+    assert pair.gt_changes[1].mask.is_empty  # a no-target expression keeps its empty mask
+    assert pair.gt_mask is not None and pair.gt_mask.area == scene(10)[2].sum()
+
+
+def test_manifest_with_known_changes_groups_and_dates(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    root = tmp_path / "m"
+    pre, post, mask = scene(5)
+    save_png(root / "x" / "pre.png", pre)
+    save_png(root / "x" / "post.png", post)
+    save_png(root / "x" / "change0.png", mask)
+    row = {
+        "id": "site-7",
+        "pre": "x/pre.png",
+        "post": "x/post.png",
+        "domain": "ns",
+        "group": "street-7",
+        "date_pre": "2019-05-01",
+        "date_post": "2023-06-15",
+        "changes": [
+            {
+                "change_type": "appear",
+                "category": "vehicle",
+                "mask": "x/change0.png",
+                "position": "top-left",
+                "description": "the red car in the top-left that appeared",
+            }
+        ],
+        "generator": {"ignored": True},
+    }
+    (root / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    summary = ingest(root, catalog, store, IngestOptions())
+    assert summary.layout == "manifest" and summary.ingested == 1
+    pair = next(catalog.iter_pairs())
+    assert (pair.name, pair.domain, pair.group_id) == ("site-7", "ns", "street-7")
+    change = pair.gt_changes[0]
+    assert (change.change_type, change.category, change.position) == ("appear", "vehicle", "top-left")
+    assert change.expressions == ["the red car in the top-left that appeared"]
+    assert pair.gt_mask is not None and np.array_equal(pair.gt_mask.to_array(), mask)
+    csv_root = tmp_path / "csv"
+    save_png(csv_root / "a.png", pre)
+    save_png(csv_root / "b.png", post)
+    (csv_root / "pairs.csv").write_text("id,pre,post,domain\nc1,a.png,b.png,ns\n")
+    from_csv = ingest(csv_root / "pairs.csv", catalog, store, IngestOptions())
+    assert from_csv.ingested == 0 and from_csv.skipped == 1  # same pixels as site-7: same pair id
+
+
+def test_large_georeferenced_pair_is_tiled_with_tile_georeference(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    pre, post, _ = uint16_pair(3, size=300, count=3)
+    transform = Affine(0.5, 0.0, 1000.0, 0.0, -0.5, 2000.0)
+    write_geotiff(tmp_path / "big" / "pre" / "scene.tif", pre, transform=transform)
+    write_geotiff(tmp_path / "big" / "post" / "scene.tif", post, transform=transform)
+    options = IngestOptions(tile_size=128, tile_overlap=16)
+    summary = ingest(tmp_path / "big", catalog, store, options)
+    assert summary.tiled_scenes == 1 and summary.ingested == 9  # starts 0, 112, 172 on each axis
+    tiles = list(catalog.iter_pairs())
+    assert len({t.group_id for t in tiles}) == 1  # one scene group: splits must never separate tiles
+    tile = next(t for t in tiles if t.tile and (t.tile.col_off, t.tile.row_off) == (112, 172))
+    assert (tile.width, tile.height, tile.tile.scene_width) == (128, 128, 300)
+    assert tile.georef is not None and tile.georef.transform[2] == pytest.approx(1000.0 + 112 * 0.5)
+    assert tile.georef.transform[5] == pytest.approx(2000.0 - 172 * 0.5)
+    assert tile.name == "scene@112,172"
+
+
+def test_group_pattern_groups_crops_of_one_tile(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    for index, name in enumerate(["t1_0000_0000", "t1_0000_0256", "t2_0000_0000"]):
+        pre, post, _ = scene(50 + index)
+        save_png(tmp_path / "crops" / "A" / f"{name}.png", pre)
+        save_png(tmp_path / "crops" / "B" / f"{name}.png", post)
+    ingest(tmp_path / "crops", catalog, store, IngestOptions(group_pattern=r"^(.+)_\d{4}_\d{4}$"))
+    assert sorted(p.group_id for p in catalog.iter_pairs()) == ["t1", "t1", "t2"]
+
+
+def test_bad_input_corpus_gives_one_clear_error_per_bad_pair(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    src, cases, good = make_bad_corpus(tmp_path)
+    assert len(cases) >= 12
+    summary = ingest(src, catalog, store, IngestOptions())
+    assert summary.ingested == good
+    assert len(summary.failed) == len(cases), [f.input for f in summary.failed]
+    unmatched = list(summary.failed)
+    for case in cases:
+        match = next((f for f in unmatched if case.input_contains in f.input and case.error_contains in f.error), None)
+        assert match is not None, f"no clear failure for {case.kind}: {[f.as_dict() for f in unmatched]}"
+        assert "Fix:" in match.error, f"{case.kind}: the error does not say what to do: {match.error}"
+        unmatched.remove(match)
+    # and the run is recorded as complete, failures included
+    run = catalog.runs("ingest")[-1]
+    assert run["finished_at"] is not None and len(catalog.failures(run["id"])) == len(cases)
+
+
+def test_bad_manifest_rows_fail_one_by_one(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    manifest, cases, good = make_bad_manifest(tmp_path / "bm")
+    summary = ingest(manifest, catalog, store, IngestOptions())
+    assert summary.ingested == good and len(summary.failed) == len(cases)
+    for case in cases:
+        assert any(case.input_contains in f.input and case.error_contains in f.error for f in summary.failed), case
+
+
+def test_unusable_sources_raise_with_a_fix(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IngestError, match="no image pairs found") as error:
+        ingest(tmp_path / "empty", catalog, store, IngestOptions())
+    assert error.value.hint and "A/ and B/" in error.value.hint
+    with pytest.raises(IngestError, match="does not exist"):
+        ingest(tmp_path / "nowhere", catalog, store, IngestOptions())
+    (tmp_path / "empty_dates" / "A").mkdir(parents=True)
+    (tmp_path / "empty_dates" / "B").mkdir()
+    with pytest.raises(IngestError, match="hold no images"):
+        ingest(tmp_path / "empty_dates", catalog, store, IngestOptions())
+
+
+def test_post_dated_before_pre_is_refused(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:
+    pre, post, _ = scene(9)
+    save_png(tmp_path / "s" / "pre" / "x.png", pre)
+    save_png(tmp_path / "s" / "post" / "x.png", post)
+    (tmp_path / "s" / "manifest.jsonl").write_text(
+        json.dumps({"pre": "pre/x.png", "post": "post/x.png", "date_pre": "2022-01-01", "date_post": "2020-01-01"})
+    )
+    summary = ingest(tmp_path / "s", catalog, store, IngestOptions())
+    assert summary.ingested == 0 and "swap" in summary.failed[0].error
