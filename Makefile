@@ -33,11 +33,11 @@ demo: venv
 	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
 
 lint: venv
-	$(BIN)/ruff check craft_agent tests
-	$(BIN)/ruff format --check craft_agent tests
+	$(BIN)/ruff check craft_agent flows tests
+	$(BIN)/ruff format --check craft_agent flows tests
 
 typecheck: venv
-	$(BIN)/mypy craft_agent
+	$(BIN)/mypy craft_agent flows
 
 pytest: venv
 	$(BIN)/pytest -ra
