@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,8 +150,25 @@ class BadCase:
     error_contains: str
 
 
-def make_bad_corpus(root: Path) -> tuple[Path, list[BadCase], int]:
+def unprivileged_command() -> list[str] | None:
+    """A command prefix under which permission bits are enforced, or None when there is none.
+
+    Root reads any file whatever its mode, so as root the program runs without the capabilities that
+    bypass file permissions (setpriv drops them from the bounding set).
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"] if setpriv else None
+
+
+def make_bad_corpus(root: Path, unreadable: bool = False) -> tuple[Path, list[BadCase], int]:
     """A pre/ post/ mask/ folder mixing good pairs with every kind of bad input we know.
+
+    Args:
+        root: where to write.
+        unreadable: also add a file without read permission; only meaningful for a reader that
+            permissions bind (see :func:`unprivileged_command`).
 
     Returns:
         (source folder, the bad cases, number of good pairs in it).
@@ -243,8 +261,8 @@ def make_bad_corpus(root: Path) -> tuple[Path, list[BadCase], int]:
     save_png(src / "post" / "mixedres.png", b)
     cases.append(BadCase("bands of different resolution", "mixedres", "different resolutions"))
 
-    # 15. unreadable permissions (only meaningful when not running as root)
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
+    # 15. unreadable permissions
+    if unreadable:
         save_png(src / "pre" / "locked.png", a)
         locked = save_png(src / "post" / "locked.png", b)
         locked.chmod(0)

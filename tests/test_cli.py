@@ -12,24 +12,35 @@ from typing import ClassVar
 
 import pytest
 
-from tests.data import make_bad_corpus, make_folder_source
+from tests.data import make_bad_corpus, make_folder_source, unprivileged_command
 
 
-def craft(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def craft(
+    *args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRAFT_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "craft_agent", *args], capture_output=True, text=True, env=full_env, timeout=300
+        [*(prefix or []), sys.executable, "-m", "craft_agent", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
     )
 
 
 def test_ingest_exit_status_and_json_on_partial_failure(tmp_path: Path) -> None:
-    src, cases, good = make_bad_corpus(tmp_path)
-    done = craft("ingest", str(src), "--workspace", str(tmp_path / "w"), "--json")
-    assert done.returncode == 1  # completed, some inputs failed
+    prefix = unprivileged_command()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be enforced for the unreadable case")
+    src, cases, good = make_bad_corpus(tmp_path, unreadable=True)
+    done = craft("ingest", str(src), "--workspace", str(tmp_path / "w"), "--json", prefix=prefix)
+    assert done.returncode == 1, done.stderr  # completed, some inputs failed
     summary = json.loads(done.stdout)
     assert summary["ingested"] == good and len(summary["failed"]) == len(cases)
     assert all(set(f) == {"input", "error"} for f in summary["failed"])
+    locked = [f for f in summary["failed"] if f["input"].endswith("post/locked.png")]
+    assert len(locked) == 1 and "permission denied" in locked[0]["error"] and "chmod" in locked[0]["error"]
     human = craft("ingest", str(src), "--workspace", str(tmp_path / "w"))
     assert human.returncode == 1 and "already in the catalog" in human.stdout and "Fix:" in human.stdout
 
