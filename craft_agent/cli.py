@@ -39,8 +39,10 @@ examples_app = typer.Typer(
     help="Example data made by the project (synthetic bi-temporal scenes).", no_args_is_help=True
 )
 catalog_app = typer.Typer(help="Look into the catalog.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print and save figures.", no_args_is_help=True)
 app.add_typer(examples_app, name="examples")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
 out = Console()
@@ -286,6 +288,63 @@ def catalog_info(workspace: WorkspaceOption = None, as_json: JsonOption = False)
             table.add_row(f"triplets {state}", str(count))
         table.add_row("audits", str(info["audits"]))
         out.print(table)
+    raise typer.Exit(EXIT_OK)
+
+
+@bench_app.command("vision")
+def bench_vision(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Folder of sources (one sub-folder per source with pre/ post/ mask/).")
+    ] = None,
+    masks: Annotated[
+        str | None, typer.Option(help="Mask engine: classical or sam (default: sam if configured).")
+    ] = None,
+    synthetic_pairs: Annotated[int, typer.Option(help="Generated scenes to score as well (0: none).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the generated scenes.")] = 0,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure change candidates and masks against ground truth, next to a plain baseline."""
+    from craft_agent.bench.vision import run_vision_bench, write_report
+    from craft_agent.masks import create_mask_engine
+
+    try:
+        if data is not None and not data.is_dir():
+            raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
+        engine = create_mask_engine(settings_for(workspace), masks)
+        with progress_bar("bench vision", not as_json) as update:
+            report = run_vision_bench(
+                data, engine, synthetic_pairs, seed, progress=lambda name, done, total: update(done, total, name)
+            )
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        table = Table(title=f"bench vision ({report['engine']} masks, {report['detector']} candidates)")
+        columns = [
+            ("source", None),
+            ("pairs", "pairs"),
+            ("recall@.5", "object_recall_50"),
+            ("recall@.25", "object_recall_25"),
+            ("precision", "precision"),
+            ("pixel F1", "pixel_f1"),
+            ("pixel IoU", "pixel_iou"),
+            ("baseline F1", "baseline_pixel_f1"),
+            ("type acc.", "type_accuracy"),
+            ("s/pair", "sec_per_pair"),
+            ("peak MB", "peak_mb"),
+        ]
+        for title, _ in columns:
+            table.add_column(title, justify="left" if title == "source" else "right")
+        for name, metrics in report["sources"].items():
+            table.add_row(name, *[str(metrics.get(key, "-")) for _, key in columns[1:]])
+        out.print(table)
+        for name, problems in report["problems"].items():
+            out.print(f"[yellow]{name}[/]: {len(problems)} problem(s), e.g. {problems[0]}", highlight=False)
+        out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (speed, memory, quality) rather than timed tests."""
