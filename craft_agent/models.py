@@ -137,6 +137,18 @@ class RLEMask(Record):
         )
 
     @classmethod
+    def from_crop(cls, crop: np.ndarray, x0: int, y0: int, height: int, width: int) -> RLEMask:
+        """Encode a mask given as a crop placed at (x0, y0) in a height x width image.
+
+        Builds the full mask directly in the column-major order pycocotools needs, which saves a copy
+        per mask when many small objects of a large image are encoded.
+        """
+        full = np.zeros((height, width), dtype=np.uint8, order="F")
+        full[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
+        counts = coco_mask.encode(full)["counts"]
+        return cls(size=(height, width), counts=counts.decode("ascii") if isinstance(counts, bytes) else str(counts))
+
+    @classmethod
     def empty(cls, height: int, width: int) -> RLEMask:
         """An all-background mask of the given size."""
         return cls.from_array(np.zeros((height, width), dtype=bool))

@@ -49,6 +49,14 @@ def test_rle_round_trip_multi_object_and_empty() -> None:
     assert RLEMask.model_validate_json(rle.model_dump_json()) == rle
 
 
+def test_rle_from_crop_equals_from_full_array() -> None:
+    crop = np.zeros((5, 7), dtype=bool)
+    crop[1:4, 2:6] = True
+    full = np.zeros((30, 40), dtype=bool)
+    full[10:15, 20:27] = crop
+    assert RLEMask.from_crop(crop, 20, 10, 30, 40) == RLEMask.from_array(full)
+
+
 def test_rle_union_crop_and_iou() -> None:
     a = np.zeros((10, 10), dtype=bool)
     a[0:4, 0:4] = True

@@ -35,7 +35,7 @@ class DetectorConfig(BaseModel):
     segment_changed_fraction: float = Field(default=0.4, gt=0, le=1, description="Changed share of a segment.")
     max_object_fraction: float = Field(default=0.25, gt=0, le=1, description="Largest object, share of image.")
     nms_iou: float = Field(default=0.5, gt=0, le=1)
-    max_candidates: int = Field(default=128, ge=1, description="Most candidates kept per pair, strongest first.")
+    max_candidates: int = Field(default=384, ge=1, description="Most candidates kept per pair, strongest first.")
     type_ring_px: int = Field(default=4, ge=1, description="Width of the ring used to judge presence (px).")
     type_ratio: float = Field(default=1.6, ge=1, description="Contrast ratio that makes a change one-sided.")
     grid_rows: int = Field(default=3, ge=1)
@@ -147,7 +147,7 @@ class ClassicalChangeDetector:
             box=box,
             grid_cell=position_of_box(x0, y0, x1, y1, width, height, config.grid_rows, config.grid_cols),
             area=region.area,
-            mask=RLEMask.from_array(region.full((height, width))),
+            mask=RLEMask.from_crop(region.crop, region.x0, region.y0, height, width),
             evidence={"mean_evidence": round(region.evidence, 4), **{k: round(v, 3) for k, v in cues.items()}},
             scores={"confidence": round(float(1.0 - np.exp(-(strength - 1.0) if strength > 1 else 0.0)), 4)},
             source=f"classical:{region.source}",

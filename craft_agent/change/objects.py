@@ -152,8 +152,14 @@ def suppress_duplicates(regions: list[Region], iou_threshold: float, limit: int)
     """Greedy non-maximum suppression: strongest (evidence x sqrt(area)) first, near-duplicates dropped."""
     ranked = sorted(regions, key=lambda r: (r.evidence * np.sqrt(r.area), r.box), reverse=True)
     kept: list[Region] = []
+    boxes = np.zeros((limit, 4), dtype=np.int64)
     for region in ranked:
-        if all(region_iou(region, other) < iou_threshold for other in kept):
+        x0, y0, x1, y1 = region.box
+        held = boxes[: len(kept)]
+        # only regions whose boxes overlap can overlap: test those, not every kept region
+        touching = np.flatnonzero((held[:, 0] < x1) & (x0 < held[:, 2]) & (held[:, 1] < y1) & (y0 < held[:, 3]))
+        if all(region_iou(region, kept[index]) < iou_threshold for index in touching):
+            boxes[len(kept)] = (x0, y0, x1, y1)
             kept.append(region)
         if len(kept) >= limit:
             break
