@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from pycocotools import mask as coco_mask
+
+from craft_agent.models import RLEMask
 
 CANDIDATE_HIT_FRACTION = 0.25
 """A candidate counts as a hit when at least this share of its pixels lies inside GT change."""
@@ -52,36 +55,33 @@ class PixelCounts:
         return self.tp / denominator if denominator else 1.0
 
 
-def gt_objects(target: np.ndarray) -> list[np.ndarray]:
-    """Ground-truth change objects: 8-connected components of the GT mask."""
-    count, labels = cv2.connectedComponents(target.astype(np.uint8), connectivity=8)
-    return [labels == index for index in range(1, count)]
+def gt_objects(target: np.ndarray) -> list[RLEMask]:
+    """Ground-truth change objects: 8-connected components of the GT mask, as RLE."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(target.astype(np.uint8), connectivity=8)
+    height, width = target.shape
+    objects = []
+    for index in range(1, count):
+        x, y, w, h = (int(v) for v in stats[index, :4])
+        objects.append(RLEMask.from_crop(labels[y : y + h, x : x + w] == index, x, y, height, width))
+    return objects
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def best_ious(objects: Sequence[np.ndarray], candidates: Sequence[np.ndarray]) -> list[float]:
+def best_ious(objects: Sequence[RLEMask], candidates: Sequence[RLEMask]) -> list[float]:
     """For each object, the best IoU any candidate reaches with it (0.0 when none touches it)."""
-    candidate_boxes = [_box(c) for c in candidates]
-    result = []
-    for obj in objects:
-        obj_box = _box(obj)
-        best = 0.0
-        if obj_box is not None:
-            for candidate, box in zip(candidates, candidate_boxes, strict=True):
-                if box is None or box[0] >= obj_box[1] or obj_box[0] >= box[1]:
-                    continue
-                if box[2] >= obj_box[3] or obj_box[2] >= box[3]:
-                    continue
-                best = max(best, sample_iou(candidate, obj))
-        result.append(best)
-    return result
+    if not objects:
+        return []
+    if not candidates:
+        return [0.0] * len(objects)
+    matrix = coco_mask.iou([c.as_coco() for c in candidates], [o.as_coco() for o in objects], [0] * len(objects))
+    return [float(v) for v in np.asarray(matrix).reshape(len(candidates), len(objects)).max(axis=0)]
+
+
+def inside_fractions(candidates: Sequence[RLEMask], target: RLEMask) -> list[float]:
+    """Share of each candidate's pixels that lie inside ``target`` (COCO's crowd IoU is exactly that)."""
+    if not candidates:
+        return []
+    matrix = coco_mask.iou([c.as_coco() for c in candidates], [target.as_coco()], [1])
+    return [float(v) for v in np.asarray(matrix).reshape(len(candidates))]
 
 
 @dataclass
@@ -94,16 +94,14 @@ class ObjectCounts:
     candidates: int = 0
     candidate_hits: int = 0
 
-    def add(self, target: np.ndarray, candidate_masks: Sequence[np.ndarray]) -> None:
+    def add(self, target: np.ndarray, candidate_masks: Sequence[RLEMask]) -> None:
         ious = best_ious(gt_objects(target), candidate_masks)
         self.objects += len(ious)
         for threshold in self.thresholds:
             self.recalled[threshold] = self.recalled.get(threshold, 0) + sum(iou >= threshold for iou in ious)
         self.candidates += len(candidate_masks)
-        for mask in candidate_masks:
-            area = int(mask.sum())
-            if area and np.logical_and(mask, target).sum() >= CANDIDATE_HIT_FRACTION * area:
-                self.candidate_hits += 1
+        fractions = inside_fractions(candidate_masks, RLEMask.from_array(target))
+        self.candidate_hits += sum(f >= CANDIDATE_HIT_FRACTION for f in fractions)
 
     def recall(self, threshold: float) -> float:
         return self.recalled.get(threshold, 0) / self.objects if self.objects else 1.0

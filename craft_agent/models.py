@@ -153,17 +153,18 @@ class RLEMask(Record):
         """An all-background mask of the given size."""
         return cls.from_array(np.zeros((height, width), dtype=bool))
 
-    def _coco(self) -> dict[str, Any]:
+    def as_coco(self) -> dict[str, Any]:
+        """The mask in pycocotools' own RLE form (counts as bytes)."""
         return {"size": [self.size[0], self.size[1]], "counts": self.counts.encode("ascii")}
 
     def to_array(self) -> np.ndarray:
         """Decode to a bool array of shape (height, width)."""
-        return np.asarray(coco_mask.decode(self._coco()), dtype=bool)
+        return np.asarray(coco_mask.decode(self.as_coco()), dtype=bool)
 
     @property
     def area(self) -> int:
         """Number of pixels inside the mask."""
-        return int(coco_mask.area(self._coco()))
+        return int(coco_mask.area(self.as_coco()))
 
     @property
     def is_empty(self) -> bool:
@@ -173,7 +174,7 @@ class RLEMask(Record):
         """Tight box around the mask, or None for an empty mask."""
         if self.is_empty:
             return None
-        x, y, w, h = (round(v) for v in coco_mask.toBbox(self._coco()))
+        x, y, w, h = (round(v) for v in coco_mask.toBbox(self.as_coco()))
         return BBox(x0=x, y0=y, x1=x + w, y1=y + h)
 
     def crop(self, x0: int, y0: int, width: int, height: int) -> RLEMask:
@@ -192,7 +193,7 @@ class RLEMask(Record):
         sizes = {m.size for m in masks}
         if len(sizes) != 1:
             raise ValueError(f"cannot unite masks of different sizes {sorted(sizes)}")
-        merged = coco_mask.merge([m._coco() for m in masks], intersect=False)
+        merged = coco_mask.merge([m.as_coco() for m in masks], intersect=False)
         return RLEMask(size=masks[0].size, counts=merged["counts"].decode("ascii"))
 
     def iou(self, other: RLEMask) -> float:

@@ -6,8 +6,8 @@ import pytest
 from craft_agent.change import DetectorConfig, create_detector
 from craft_agent.change.evidence import EvidenceConfig, change_evidence, radiometric_normalise, to_lab
 from craft_agent.errors import ConfigError
-from craft_agent.metrics import ObjectCounts, PixelCounts
-from craft_agent.models import ChangeType
+from craft_agent.metrics import ObjectCounts, PixelCounts, best_ious
+from craft_agent.models import ChangeType, RLEMask
 from craft_agent.synthetic import generate_scene
 
 
@@ -51,11 +51,13 @@ def test_detector_finds_generated_changes_with_types(domain: str) -> None:
     for seed in range(4):
         scene = generate_scene(seed, size=256, domain=domain)  # type: ignore[arg-type]
         result = create_detector("classical", domain).detect(f"p{seed}", scene.pre, scene.post)
-        masks = [c.mask.to_array() for c in result.candidates if c.mask is not None]
-        pixels.add(np.logical_or.reduce(masks) if masks else np.zeros(scene.change_mask.shape, bool), scene.change_mask)
+        masks = [c.mask for c in result.candidates if c.mask is not None]
+        confident = [c.mask.to_array() for c in result.candidates if c.mask is not None and c.scores["confidence"] > 0]
+        union = np.logical_or.reduce(confident) if confident else np.zeros(scene.change_mask.shape, bool)
+        pixels.add(union, scene.change_mask)
         objects.add(scene.change_mask, masks)
         for change in scene.changes:
-            overlaps = [np.logical_and(m, change.mask).sum() / np.logical_or(m, change.mask).sum() for m in masks]
+            overlaps = best_ious(masks, [RLEMask.from_array(change.mask)])
             if overlaps and max(overlaps) >= 0.25:
                 typed += 1
                 right += result.candidates[int(np.argmax(overlaps))].change_type == ChangeType(change.change_type)

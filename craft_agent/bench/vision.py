@@ -7,7 +7,10 @@ scenes, in one run and on the same images:
 - object recall at IoU >= 0.5 and >= 0.25 of GT change objects (8-connected components of the GT mask)
   by the final candidate masks;
 - candidate precision (share of candidates with >= 25 % of their pixels inside GT change);
-- pixel F1 and IoU of the union of the final masks against the GT mask (micro-averaged over the source);
+- pixel F1 and IoU of the union of the final masks of the confident candidates (evidence above the
+  pixel threshold) against the GT mask, micro-averaged over the source; tentative candidates (admitted at
+  segment level below that threshold, for recall, for the agent to confirm) are scored apart as
+  ``pixel_f1_all_candidates``;
 - the same pixel F1 for a plain baseline: mean absolute RGB difference thresholded with Otsu;
 - seconds per pair (detection plus masks) and peak memory of the pixel arrays (tracemalloc).
 """
@@ -33,7 +36,7 @@ from craft_agent.imagery.ingest import IngestOptions, build_pairs
 from craft_agent.imagery.layouts import discover
 from craft_agent.masks import MaskEngine, segment_candidates
 from craft_agent.metrics import ObjectCounts, PixelCounts, best_ious
-from craft_agent.models import ChangeCandidate, ChangeType, Domain
+from craft_agent.models import ChangeCandidate, ChangeType, Domain, RLEMask
 
 Progress = Callable[[str, int, int], None]
 
@@ -47,7 +50,7 @@ class BenchPair:
     pre: np.ndarray
     post: np.ndarray
     gt: np.ndarray
-    typed_changes: list[tuple[ChangeType, np.ndarray]] = field(default_factory=list)
+    typed_changes: list[tuple[ChangeType, RLEMask]] = field(default_factory=list)
 
 
 def baseline_change(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
@@ -73,7 +76,7 @@ def pairs_from_source(source: Path, workspace: Path) -> tuple[list[BenchPair], l
         for record in records:
             if record.gt_mask is None:
                 continue
-            typed = [(c.change_type, c.mask.to_array()) for c in record.gt_changes if c.change_type]
+            typed = [(c.change_type, c.mask) for c in record.gt_changes if c.change_type]
             pairs.append(
                 BenchPair(
                     name=record.name,
@@ -102,7 +105,7 @@ def synthetic_pairs(count: int, seed: int, size: int = 512) -> list[BenchPair]:
                 pre=scene.pre,
                 post=scene.post,
                 gt=scene.change_mask,
-                typed_changes=[(ChangeType(c.change_type), c.mask) for c in scene.changes],
+                typed_changes=[(ChangeType(c.change_type), RLEMask.from_array(c.mask)) for c in scene.changes],
             )
         )
     return pairs
@@ -113,6 +116,7 @@ class SourceScore:
     """Accumulated results of one source."""
 
     pixels: PixelCounts = field(default_factory=PixelCounts)
+    pixels_all: PixelCounts = field(default_factory=PixelCounts)
     baseline: PixelCounts = field(default_factory=PixelCounts)
     objects: ObjectCounts = field(default_factory=ObjectCounts)
     seconds: float = 0.0
@@ -128,6 +132,7 @@ class SourceScore:
             "precision": round(self.objects.precision, 4),
             "pixel_f1": round(self.pixels.f1, 4),
             "pixel_iou": round(self.pixels.iou, 4),
+            "pixel_f1_all_candidates": round(self.pixels_all.f1, 4),
             "baseline_pixel_f1": round(self.baseline.f1, 4),
             "sec_per_pair": round(self.seconds / max(self.pairs, 1), 3),
             "peak_mb": round(self.peak_mb, 1),
@@ -156,32 +161,33 @@ def score_pairs(pairs: list[BenchPair], engine: MaskEngine, detector_name: str =
         started = time.perf_counter()
         candidates, final = _process(pair, engine, detector_name, index)
         score.seconds += time.perf_counter() - started
-        union = np.logical_or.reduce(final) if final else np.zeros(pair.gt.shape, dtype=bool)
-        score.pixels.add(union, pair.gt)
+        confident = [m for m, c in zip(final, candidates, strict=True) if c.scores.get("confidence", 0.0) > 0]
+        score.pixels.add(_union(confident, pair.gt.shape), pair.gt)
+        score.pixels_all.add(_union(final, pair.gt.shape), pair.gt)
         score.baseline.add(baseline_change(pair.pre, pair.post), pair.gt)
         score.objects.add(pair.gt, final)
         for change_type, gt_mask in pair.typed_changes:
-            ious = best_ious([gt_mask], final)
-            if ious and ious[0] >= 0.25:
-                best = max(range(len(final)), key=lambda k: _overlap(final[k], gt_mask))
+            ious = best_ious(final, [gt_mask]) if final else []
+            if ious and max(ious) >= 0.25:
                 score.typed += 1
-                score.typed_right += candidates[best].change_type == change_type
+                score.typed_right += candidates[int(np.argmax(ious))].change_type == change_type
         score.pairs += 1
     return score
 
 
 def _process(
     pair: BenchPair, engine: MaskEngine, detector_name: str, index: int
-) -> tuple[list[ChangeCandidate], list[np.ndarray]]:
+) -> tuple[list[ChangeCandidate], list[RLEMask]]:
     detector = create_detector(detector_name, pair.domain)
     result = detector.detect(f"bench-{index}", pair.pre, pair.post)
     masks = segment_candidates(engine, result.candidates, pair.pre, pair.post, f"{pair.name}:pre", f"{pair.name}:post")
     return result.candidates, [m.mask for m in masks]
 
 
-def _overlap(a: np.ndarray, b: np.ndarray) -> float:
-    union = int(np.logical_or(a, b).sum())
-    return float(np.logical_and(a, b).sum()) / union if union else 0.0
+def _union(masks: list[RLEMask], shape: tuple[int, ...]) -> np.ndarray:
+    if not masks:
+        return np.zeros(shape[:2], dtype=bool)
+    return RLEMask.union(masks).to_array()
 
 
 def source_folders(data: Path) -> Iterator[Path]:

@@ -33,9 +33,16 @@ class DetectorConfig(BaseModel):
     min_area_px: int = Field(default=32, ge=1, description="Smallest change in pixels, whatever the image size.")
     segment_scale: float = Field(default=100.0, gt=0, description="Felzenszwalb scale: larger, bigger objects.")
     segment_changed_fraction: float = Field(default=0.4, gt=0, le=1, description="Changed share of a segment.")
+    segment_threshold_factor: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="Segments are judged on a threshold this many times the pixel threshold: averaging over a "
+        "segment removes noise, so a segment may count as changed at a lower evidence than a pixel.",
+    )
     max_object_fraction: float = Field(default=0.25, gt=0, le=1, description="Largest object, share of image.")
     nms_iou: float = Field(default=0.5, gt=0, le=1)
-    max_candidates: int = Field(default=384, ge=1, description="Most candidates kept per pair, strongest first.")
+    max_candidates: int = Field(default=1024, ge=1, description="Most candidates kept per pair, strongest first.")
     type_ring_px: int = Field(default=4, ge=1, description="Width of the ring used to judge presence (px).")
     type_ratio: float = Field(default=1.6, ge=1, description="Contrast ratio that makes a change one-sided.")
     grid_rows: int = Field(default=3, ge=1)
@@ -108,10 +115,13 @@ class ClassicalChangeDetector:
         if changed.any():
             max_area = int(config.max_object_fraction * height * width)
             regions = changed_components(changed, evidence)
+            segment_changed = changed
+            if config.segment_threshold_factor < 1.0:
+                segment_changed = evidence > max(config.floor, config.segment_threshold_factor * threshold)
             for image, source in ((post, "post_segment"), (pre, "pre_segment")):
                 regions += segment_objects(
                     image,
-                    changed,
+                    segment_changed,
                     evidence,
                     source,
                     config.segment_scale,

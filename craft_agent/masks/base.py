@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from craft_agent.change.objects import fill_small_holes, remove_small_regions
-from craft_agent.models import BBox, ChangeCandidate, ChangeType
+from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
 
 
 @dataclass
@@ -55,12 +55,39 @@ class MaskRequest:
 
 @dataclass
 class MaskResult:
-    """A segmented target: the mask, the engine, the dates used and scores in [0, 1]."""
+    """A segmented target: the mask (COCO RLE on the pair's grid), the engine, the dates used, scores in [0, 1]."""
 
-    mask: np.ndarray
+    mask: RLEMask
     engine: str
     dates: list[str]
     scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the image an engine works on (x0, y0 inclusive; x1, y1 exclusive)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def around(cls, box: BBox, margin: int, width: int, height: int) -> Window:
+        return cls(
+            max(0, box.x0 - margin), max(0, box.y0 - margin), min(width, box.x1 + margin), min(height, box.y1 + margin)
+        )
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    def local_box(self, box: BBox) -> BBox:
+        """``box`` in the window's coordinates."""
+        return BBox(x0=box.x0 - self.x0, y0=box.y0 - self.y0, x1=box.x1 - self.x0, y1=box.y1 - self.y0)
+
+    def to_rle(self, crop: np.ndarray, height: int, width: int) -> RLEMask:
+        return RLEMask.from_crop(crop, self.x0, self.y0, height, width)
 
 
 def request_for_candidate(
@@ -117,7 +144,8 @@ def clean_mask(mask: np.ndarray, min_area: int, max_hole: int) -> np.ndarray:
 
 
 def agreement(mask: np.ndarray, seed: np.ndarray | None, box: BBox) -> float:
-    """IoU between the mask and the seed (the change map's region) inside the prompt box."""
+    """IoU between the mask and the seed (the change map's region) inside the prompt box (all three in
+    the same coordinates, e.g. a window's)."""
     if seed is None:
         return 0.0
     window = (slice(box.y0, box.y1), slice(box.x0, box.x1))

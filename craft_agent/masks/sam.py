@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from craft_agent.errors import ConfigError
-from craft_agent.masks.base import MaskRequest, MaskResult, agreement, clean_mask, combine_dates
+from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -70,14 +69,6 @@ class EmbeddingCache:
         os.replace(temporary, path)
 
 
-@dataclass(frozen=True)
-class _Window:
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-
 class SamMaskEngine:
     """Masks from segment-anything's :class:`SamPredictor`.
 
@@ -112,7 +103,7 @@ class SamMaskEngine:
         self.min_area = min_area
         self.max_hole = max_hole
         self.encoder_runs = 0
-        self._current: tuple[str, _Window] | None = None
+        self._current: tuple[str, Window] | None = None
 
     @classmethod
     def from_checkpoint(
@@ -151,39 +142,40 @@ class SamMaskEngine:
         without a seed, the one SAM scores highest.
         """
         height, width = request.pre.shape[:2]
+        window = self._window(request, width, height)
         masks, predicted = [], []
         for date in request.dates:
-            window = self._window(request, width, height)
             self._set_image(request, date, window)
-            mask, score = self._predict(request, window, height, width)
+            mask, score = self._predict(request, window)
             masks.append(mask)
             predicted.append(score)
-        mask = clean_mask(combine_dates(masks), self.min_area, self.max_hole)
+        crop = clean_mask(combine_dates(masks), self.min_area, self.max_hole)
+        seed = request.seed[window.slices] if request.seed is not None else None
         return MaskResult(
-            mask=mask,
+            mask=window.to_rle(crop, height, width),
             engine=self.name,
             dates=request.dates,
             scores={
-                "agreement": round(agreement(mask, request.seed, request.box), 4),
+                "agreement": round(agreement(crop, seed, window.local_box(request.box)), 4),
                 "predicted_iou": round(float(min(predicted)), 4),
             },
         )
 
-    def _window(self, request: MaskRequest, width: int, height: int) -> _Window:
+    def _window(self, request: MaskRequest, width: int, height: int) -> Window:
         if max(width, height) <= self.tile_size:
-            return _Window(0, 0, width, height)
+            return Window(0, 0, width, height)
         box = request.box
         if box.width > self.tile_size or box.height > self.tile_size:
-            return _Window(0, 0, width, height)  # the target itself is larger than a tile
+            return Window(0, 0, width, height)  # the target itself is larger than a tile
 
         def start(low: int, high: int, extent: int) -> int:
             centre = (low + high) // 2
             return int(min(max(0, centre - self.tile_size // 2), max(0, extent - self.tile_size)))
 
         x0, y0 = start(box.x0, box.x1, width), start(box.y0, box.y1, height)
-        return _Window(x0, y0, min(width, x0 + self.tile_size), min(height, y0 + self.tile_size))
+        return Window(x0, y0, min(width, x0 + self.tile_size), min(height, y0 + self.tile_size))
 
-    def _set_image(self, request: MaskRequest, date: str, window: _Window) -> None:
+    def _set_image(self, request: MaskRequest, date: str, window: Window) -> None:
         image_key = f"{request.key(date)}@{window.x0},{window.y0},{window.x1},{window.y1}"
         if self._current and self._current[0] == image_key:
             return
@@ -213,7 +205,8 @@ class SamMaskEngine:
             predictor.is_image_set = True
         self._current = (image_key, window)
 
-    def _predict(self, request: MaskRequest, window: _Window, height: int, width: int) -> tuple[np.ndarray, float]:
+    def _predict(self, request: MaskRequest, window: Window) -> tuple[np.ndarray, float]:
+        """The best of SAM's proposals, as a mask of the window."""
         box = request.box
         points = [(x - window.x0, y - window.y0, 1) for x, y in request.positive_points]
         points += [(x - window.x0, y - window.y0, 0) for x, y in request.negative_points]
@@ -235,9 +228,7 @@ class SamMaskEngine:
             best = int(np.argmax(agreements))
         else:
             best = int(np.argmax(scores))
-        mask = np.zeros((height, width), dtype=bool)
-        mask[window.y0 : window.y1, window.x0 : window.x1] = proposals[best]
-        return mask, float(scores[best])
+        return np.asarray(proposals[best], dtype=bool), float(scores[best])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
