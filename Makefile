@@ -11,7 +11,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 .PHONY: help venv demo test lint typecheck pytest schema clean
 
 help:
-	@echo "make demo   - generate example scenes and ingest them into $(WORKSPACE)/demo"
+	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find their changes"
 	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
 	@echo "make schema - regenerate docs/schema from the data model"
 
@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: venv
 	$(BIN)/craft-agent examples make --out $(WORKSPACE)/examples --pairs 8 --seed 0
 	$(BIN)/craft-agent ingest $(WORKSPACE)/examples --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent candidates --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent catalog info --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
 

@@ -182,6 +182,41 @@ def ingest(
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
+@app.command()
+def candidates(
+    workspace: WorkspaceOption = None,
+    masks: Annotated[
+        str | None, typer.Option(help="Mask engine: classical or sam (default: sam if configured).")
+    ] = None,
+    redo: Annotated[bool, typer.Option(help="Also process pairs that already have candidates.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Find change candidates in every ingested pair and segment them (resumable: done pairs are skipped)."""
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.change.stage import propose_candidates
+    from craft_agent.masks import create_mask_engine
+
+    try:
+        settings = settings_for(workspace)
+        engine = create_mask_engine(settings, masks)
+        with Catalog.from_settings(settings) as catalog, progress_bar("candidates", not as_json) as update:
+            summary = propose_candidates(catalog, ImageStore(settings.workspace), engine, redo=redo, progress=update)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(summary.to_json())
+    else:
+        by_type = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_type.items())) or "none"
+        out.print(
+            f"[bold green]{summary.candidates}[/] candidate(s) ({summary.confident} confident; {by_type}) "
+            f"in {summary.pairs} pair(s), {summary.skipped} already done, "
+            f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/] ({summary.seconds:.1f} s)"
+        )
+        for failure in summary.failed:
+            out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+
+
 @examples_app.command("make")
 def examples_make(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the example pairs to.")],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,32 @@ def test_domain_defaults_differ_and_unknown_detector_is_refused() -> None:
     assert DetectorConfig.for_domain("rs").fingerprint() != DetectorConfig.for_domain("ns").fingerprint()
     with pytest.raises(ConfigError, match="unknown change detector"):
         create_detector("magic")
+
+
+def test_candidates_stage_fills_the_catalog_and_resumes(tmp_path: Path) -> None:
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.change.stage import propose_candidates
+    from craft_agent.imagery import IngestOptions, ingest
+    from craft_agent.masks import ClassicalMaskEngine
+    from craft_agent.synthetic import write_examples
+
+    write_examples(tmp_path / "examples", pairs=2, seed=4, size=256)
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(tmp_path / "examples", catalog, store, IngestOptions())
+        first = propose_candidates(catalog, store, ClassicalMaskEngine())
+        assert first.pairs == 2 and first.failed == [] and first.candidates > 0
+        assert catalog.count_candidates() == first.candidates
+        stored = [c for p in catalog.iter_pairs() for c in catalog.candidates_for(p.id)]
+        assert all(c.source.endswith("+classical") and "mask_agreement" in c.scores for c in stored)
+        assert all(c.mask is not None and c.mask.bbox() == c.box for c in stored)
+        # every generated change is found by some stored candidate
+        for pair in catalog.iter_pairs():
+            masks = [c.mask for c in catalog.candidates_for(pair.id) if c.mask is not None]
+            for change in pair.gt_changes:
+                assert max(best_ious(masks, [change.mask])) >= 0.25
+        again = propose_candidates(catalog, store, ClassicalMaskEngine())
+        assert (again.pairs, again.skipped, again.candidates) == (0, 2, 0)
+        redo = propose_candidates(catalog, store, ClassicalMaskEngine(), redo=True)
+        assert redo.pairs == 2 and redo.candidates == 0  # deterministic ids: nothing duplicated

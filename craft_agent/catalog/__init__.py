@@ -209,6 +209,13 @@ class Catalog:
         with self._session.begin() as session:
             return self._insert_ignore(session, CandidateRow.__table__, rows)
 
+    def count_candidates(self, pair_id: str | None = None) -> int:
+        statement = select(func.count()).select_from(CandidateRow)
+        if pair_id:
+            statement = statement.where(CandidateRow.pair_id == pair_id)
+        with self._session() as session:
+            return int(session.scalar(statement) or 0)
+
     def candidates_for(self, pair_id: str) -> list[ChangeCandidate]:
         statement = select(CandidateRow.record).where(CandidateRow.pair_id == pair_id).order_by(CandidateRow.id)
         with self._session() as session:

@@ -1,0 +1,116 @@
+"""The candidates stage: every ingested pair -> change candidates with refined masks, in the catalog.
+
+Resumable and idempotent: pairs that already have candidates are skipped, candidate ids are
+deterministic, and one pair that fails is recorded with its reason while the rest goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change import create_detector
+from craft_agent.errors import CraftError
+from craft_agent.imagery.layouts import Failure
+from craft_agent.masks import MaskEngine, segment_candidates
+from craft_agent.models import ChangeCandidate
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass
+class CandidateSummary:
+    """What a candidates run did; ``to_json()`` is the CLI's ``--json`` output."""
+
+    pairs: int = 0
+    skipped: int = 0
+    candidates: int = 0
+    confident: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    by_type: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    run_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pairs": self.pairs,
+            "skipped": self.skipped,
+            "candidates": self.candidates,
+            "confident": self.confident,
+            "by_type": dict(sorted(self.by_type.items())),
+            "failed": [f.as_dict() for f in self.failed],
+            "seconds": round(self.seconds, 3),
+            "run_id": self.run_id,
+        }
+
+
+def refine(candidate: ChangeCandidate, result_mask: Any, scores: dict[str, float], engine: str) -> ChangeCandidate:
+    """The candidate with the engine's mask, the box of that mask and the engine's scores added."""
+    box = result_mask.bbox() or candidate.box
+    return candidate.model_copy(
+        update={
+            "mask": result_mask,
+            "box": box,
+            "area": result_mask.area,
+            "scores": {**candidate.scores, **{f"mask_{k}": v for k, v in scores.items()}},
+            "source": f"{candidate.source}+{engine}",
+        }
+    )
+
+
+def propose_candidates(
+    catalog: Catalog,
+    store: ImageStore,
+    engine: MaskEngine,
+    detector_name: str = "classical",
+    redo: bool = False,
+    progress: ProgressCallback | None = None,
+) -> CandidateSummary:
+    """Detect and segment changes for every pair of the catalog.
+
+    Args:
+        catalog: pairs are read from it and candidates written to it.
+        store: the workspace image store.
+        engine: the mask engine refining each candidate.
+        detector_name: registered change detector.
+        redo: also process pairs that already have candidates (new ids are added, old ones kept).
+        progress: optional callback (done, total, pair name).
+    """
+    started = time.perf_counter()
+    summary = CandidateSummary()
+    summary.run_id = catalog.start_run("candidates", {"detector": detector_name, "masks": engine.name})
+    pairs = list(catalog.iter_pairs())
+    for done, pair in enumerate(pairs):
+        if progress:
+            progress(done, len(pairs), pair.name)
+        if not redo and catalog.count_candidates(pair.id):
+            summary.skipped += 1
+            continue
+        try:
+            pre, post = store.load(pair.pre), store.load(pair.post)
+            result = create_detector(detector_name, pair.domain).detect(pair.id, pre, post)
+            masks = segment_candidates(engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
+            refined = [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
+        except CraftError as exc:
+            summary.failed.append(Failure(input=pair.name, error=str(exc)))
+            continue
+        except Exception as exc:  # one broken pair must never sink the run
+            summary.failed.append(
+                Failure(input=pair.name, error=f"{type(exc).__name__}: {exc}. Fix: report this pair as a bug.")
+            )
+            continue
+        summary.candidates += catalog.add_candidates(refined)
+        summary.pairs += 1
+        for candidate in refined:
+            summary.by_type[candidate.change_type.value] = summary.by_type.get(candidate.change_type.value, 0) + 1
+            summary.confident += candidate.scores.get("confidence", 0.0) > 0
+    if progress:
+        progress(len(pairs), len(pairs), "")
+    for failure in summary.failed:
+        catalog.record_failure(summary.run_id, failure.input, failure.error)
+    summary.seconds = time.perf_counter() - started
+    catalog.finish_run(summary.run_id, summary.to_json())
+    return summary
