@@ -1,0 +1,114 @@
+"""LLM backends: one protocol, a registry, a response cache and a usage meter.
+
+- ``openai``: any OpenAI-compatible endpoint (``CRAFT_LLM_BASE_URL``, ``CRAFT_LLM_MODEL``,
+  ``CRAFT_LLM_API_KEY``), answers cached in ``workspace/cache/llm.sqlite``.
+- ``offline``: the deterministic default without a model; it lives with the agent, which adds it to
+  :data:`LLM_BACKENDS` (this package registers nothing under that name).
+
+``create_llm_backend(settings)`` picks ``openai`` when an endpoint is configured, else ``offline`` once the
+agent has registered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from craft_agent.errors import ConfigError
+from craft_agent.llm.base import (
+    BudgetExceededError,
+    LLMBackend,
+    LLMError,
+    LLMImage,
+    LLMRefusalError,
+    LLMRequest,
+    LLMResponse,
+    LLMResponseError,
+    LLMUnavailableError,
+    TokenUsage,
+)
+from craft_agent.llm.cache import CachedAnswer, ResponseCache, cache_key
+from craft_agent.llm.openai_backend import OpenAIBackend
+from craft_agent.llm.usage import UsageMeter, cost_usd
+from craft_agent.settings import Settings
+
+LLMBackendBuilder = Callable[[Settings, UsageMeter | None], LLMBackend]
+"""Builds a backend from the settings, charging the given meter (None: no metering)."""
+
+
+def llm_cache_path(settings: Settings) -> Path:
+    """Where the response cache of a workspace lives."""
+    return settings.workspace / "cache" / "llm.sqlite"
+
+
+def _build_openai(settings: Settings, usage: UsageMeter | None) -> LLMBackend:
+    missing = [
+        variable
+        for variable, value in (("CRAFT_LLM_BASE_URL", settings.llm_base_url), ("CRAFT_LLM_MODEL", settings.llm_model))
+        if not value
+    ]
+    if missing or settings.llm_base_url is None or settings.llm_model is None:
+        raise ConfigError(
+            f"the openai LLM backend needs an endpoint and a model; {' and '.join(missing)} not set.",
+            hint="set CRAFT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1) and CRAFT_LLM_MODEL, plus "
+            "CRAFT_LLM_API_KEY if the server wants one; or choose the offline backend.",
+        )
+    return OpenAIBackend(
+        settings.llm_base_url,
+        settings.llm_model,
+        settings.llm_api_key,
+        cache=ResponseCache(llm_cache_path(settings)),
+        usage=usage,
+    )
+
+
+LLM_BACKENDS: dict[str, LLMBackendBuilder] = {"openai": _build_openai}
+"""Registered LLM backends by name; the agent module adds ``offline`` here."""
+
+
+def create_llm_backend(settings: Settings, name: str | None = None, usage: UsageMeter | None = None) -> LLMBackend:
+    """The backend named ``name``; by default ``openai`` when ``CRAFT_LLM_BASE_URL`` is set, else ``offline``.
+
+    Args:
+        settings: the run's settings (endpoint, model, key, workspace for the cache).
+        name: a key of :data:`LLM_BACKENDS`, or None to choose as above.
+        usage: meter that every answer is charged to (and whose budget stops the run), or None.
+
+    Raises:
+        ConfigError: for an unknown name, an ``openai`` backend without endpoint or model, or no endpoint
+            while the offline backend is not registered.
+    """
+    chosen = name or ("openai" if settings.llm_base_url else "offline")
+    if chosen not in LLM_BACKENDS:
+        if chosen == "offline":
+            raise ConfigError(
+                "no LLM endpoint is configured and the offline LLM backend is not registered.",
+                hint="the offline backend is provided by the agent module (import craft_agent.agent registers "
+                "it); or set CRAFT_LLM_BASE_URL and CRAFT_LLM_MODEL to use an OpenAI-compatible endpoint.",
+            )
+        raise ConfigError(f"unknown LLM backend {chosen!r}.", hint=f"choose one of: {', '.join(sorted(LLM_BACKENDS))}.")
+    return LLM_BACKENDS[chosen](settings, usage)
+
+
+__all__ = [
+    "LLM_BACKENDS",
+    "BudgetExceededError",
+    "CachedAnswer",
+    "LLMBackend",
+    "LLMBackendBuilder",
+    "LLMError",
+    "LLMImage",
+    "LLMRefusalError",
+    "LLMRequest",
+    "LLMResponse",
+    "LLMResponseError",
+    "LLMUnavailableError",
+    "OpenAIBackend",
+    "ResponseCache",
+    "TokenUsage",
+    "UsageMeter",
+    "cache_key",
+    "cost_usd",
+    "create_llm_backend",
+    "llm_cache_path",
+]
