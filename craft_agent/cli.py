@@ -40,6 +40,8 @@ examples_app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Look into the catalog.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print and save figures.", no_args_is_help=True)
+llm_app = typer.Typer(help="Language-model helpers.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 app.add_typer(examples_app, name="examples")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(bench_app, name="bench")
@@ -217,6 +219,56 @@ def candidates(
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
+@app.command()
+def generate(
+    workspace: WorkspaceOption = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(help="Language model: offline or openai (default: openai if CRAFT_LLM_BASE_URL is set)."),
+    ] = None,
+    masks: Annotated[
+        str | None, typer.Option(help="Mask engine: classical or sam (default: sam if configured).")
+    ] = None,
+    max_rounds: Annotated[int, typer.Option(help="Correction rounds before a target is left uncorrected.")] = 2,
+    expressions: Annotated[int, typer.Option(help="Referring expressions per target.")] = 3,
+    no_target_ratio: Annotated[float, typer.Option(help="No-target expressions per kept target.")] = 0.1,
+    budget_usd: Annotated[float | None, typer.Option(help="Stop cleanly once the LLM has cost this much.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the CRAFT agent over the ingested pairs and draft triplets (resumable, never duplicates)."""
+    from craft_agent.agent.nodes import AgentConfig
+    from craft_agent.agent.run import generate as run_generate
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.llm import UsageMeter, create_llm_backend
+    from craft_agent.masks import create_mask_engine
+
+    try:
+        settings = settings_for(workspace)
+        backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd=budget_usd))
+        engine = create_mask_engine(settings, masks)
+        config = AgentConfig(max_rounds=max_rounds, expressions_per_target=expressions, no_target_ratio=no_target_ratio)
+        with Catalog.from_settings(settings) as catalog, progress_bar("generate", not as_json) as update:
+            summary = run_generate(
+                catalog, ImageStore(settings.workspace), backend, engine, settings.workspace, config, progress=update
+            )
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(summary.to_json())
+    else:
+        out.print(
+            f"[bold green]{summary.triplets}[/] triplet(s) drafted ({summary.uncorrected} uncorrected) from "
+            f"{summary.pairs} pair(s); {summary.skipped} already done, {summary.resumed} resumed, "
+            f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/]; "
+            f"{summary.llm_calls} LLM call(s), ${summary.cost_usd:.4f} ({summary.seconds:.1f} s)"
+        )
+        if summary.stopped_by_budget:
+            out.print("[yellow]stopped: the LLM budget is spent; re-run with a larger --budget-usd to go on.[/]")
+        for failure in summary.failed:
+            out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+
+
 @examples_app.command("make")
 def examples_make(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the example pairs to.")],
@@ -380,6 +432,77 @@ def bench_vision(
         for name, problems in report["problems"].items():
             out.print(f"[yellow]{name}[/]: {len(problems)} problem(s), e.g. {problems[0]}", highlight=False)
         out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK)
+
+
+@bench_app.command("agent")
+def bench_agent(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+    pairs: Annotated[int, typer.Option(help="Generated pairs to score.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the generated pairs.")] = 0,
+    data: Annotated[Path | None, typer.Option(help="Also score triplet masks on these real sources.")] = None,
+    masks: Annotated[str | None, typer.Option(help="Mask engine: classical or sam.")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the whole agent (offline, and openai when configured) against generated ground truth."""
+    from craft_agent.bench.agent import run_agent_bench
+    from craft_agent.bench.vision import write_report
+    from craft_agent.llm import UsageMeter, create_llm_backend
+    from craft_agent.masks import create_mask_engine
+
+    try:
+        settings = settings_for(workspace)
+        backends = {"offline": lambda: create_llm_backend(settings, "offline")}
+        if settings.llm_base_url:
+            backends["openai"] = lambda: create_llm_backend(settings, "openai", usage=UsageMeter())
+        report = run_agent_bench(backends, create_mask_engine(settings, masks), pairs, seed, data=data)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        keys = [
+            "gt_coverage",
+            "mean_mask_iou",
+            "type_accuracy",
+            "category_accuracy",
+            "uniqueness_rate",
+            "llm_calls_per_triplet",
+            "pairs_per_min",
+        ]
+        table = Table(title=f"bench agent ({pairs} generated pairs, seed {seed}, {report['masks']} masks)")
+        table.add_column("backend")
+        for key in keys:
+            table.add_column(key.replace("_", " "), justify="right")
+        for name, metrics in report["backends"].items():
+            table.add_row(name, *[str(metrics[k]) for k in keys])
+        out.print(table)
+        for name, metrics in report["sources"].items():
+            out.print(f"{name}: triplet mask pixel IoU {metrics['triplet_pixel_iou']} ({metrics['triplets']} triplets)")
+        out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK)
+
+
+@llm_app.command("serve-local")
+def llm_serve_local(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """Serve SmolLM2-135M-Instruct on 127.0.0.1 (an OpenAI-compatible endpoint; install with `make local-llm`)."""
+    from craft_agent.llm.local import LOCAL_MODEL_ALIAS, start_local_llm
+
+    try:
+        process, base_url = start_local_llm(port)
+    except CraftError as exc:
+        raise fail(exc, False) from exc
+    out.print(f"serving at {base_url}; use CRAFT_LLM_BASE_URL={base_url} CRAFT_LLM_MODEL={LOCAL_MODEL_ALIAS}")
+    out.print("press Ctrl-C to stop")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=20)
     raise typer.Exit(EXIT_OK)
 
 

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -69,10 +69,19 @@ class ScriptedLLMServer:
     Args:
         script: steps answered in order, one per chat-completion request.
         models: model ids listed by ``GET /v1/models``.
+        fallback: when the script is exhausted, answers computed from the request body by this function
+            (for long conversations such as the agent's); without it, an exhausted script answers 500.
     """
 
-    def __init__(self, script: Iterable[Any] = (), models: Iterable[str] = ("test-model",)) -> None:
+    def __init__(
+        self,
+        script: Iterable[Any] = (),
+        models: Iterable[str] = ("test-model",),
+        fallback: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.models = list(models)
+        self.fallback = fallback
+        self.fallback_answers = 0
         self.requests: list[RecordedRequest] = []
         self.unexpected = 0
         self.max_in_flight = 0
@@ -137,6 +146,9 @@ class ScriptedLLMServer:
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             if self._script:
                 return self._script.popleft()
+            if self.fallback is not None:
+                self.fallback_answers += 1
+                return Reply(self.fallback(request.body))
             self.unexpected += 1
             return Status(500, message=f"scripted LLM server: script exhausted (unexpected request #{self.unexpected})")
 

@@ -38,3 +38,17 @@ def test_ingest_flow_runs_sources_as_tasks_and_reports_failures(prefect_harness:
         assert catalog.count_pairs() == 2 + bad_good
     again = flows_ingest.ingest_flow([str(good)], str(workspace))
     assert (again["ingested"], again["skipped"]) == (0, 2)
+
+
+def test_generate_flow_drafts_triplets(prefect_harness: None, tmp_path: Path) -> None:
+    from craft_agent.synthetic import write_examples
+
+    flows_ingest: Any = importlib.import_module("flows.ingest")
+    flows_generate: Any = importlib.import_module("flows.generate")
+    write_examples(tmp_path / "examples", pairs=1, seed=2, size=256)
+    workspace = tmp_path / "ws"
+    flows_ingest.ingest_flow([str(tmp_path / "examples")], str(workspace))
+    summary = flows_generate.generate_flow(str(workspace), llm="offline", masks="classical")
+    assert summary["pairs"] == 1 and summary["triplets"] > 0 and summary["failed"] == []
+    with Catalog.from_settings(load_settings(workspace=workspace)) as catalog:
+        assert sum(1 for _ in catalog.iter_triplets()) == summary["triplets"]

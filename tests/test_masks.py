@@ -137,3 +137,18 @@ def test_engine_registry_defaults_to_classical_offline(tmp_path: Path) -> None:
         create_mask_engine(Settings(workspace=tmp_path), "sam")
     with pytest.raises(ConfigError, match="unknown mask engine"):
         create_mask_engine(Settings(workspace=tmp_path), "paint")
+
+
+def test_classical_masks_do_not_depend_on_earlier_calls() -> None:
+    import cv2
+
+    scene = generate_scene(21, size=256)
+    change = max(scene.changes, key=lambda c: int(c.mask.sum()))
+    dilated = cv2.dilate(change.mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    request = _scene_request(ChangeType(change.change_type), dilated, scene.pre, scene.post)
+    engine = ClassicalMaskEngine()
+    first = engine.segment(request).mask
+    cv2.setRNGSeed(12345)  # disturb OpenCV's global generator as other work in the process would
+    for _ in range(3):
+        cv2.kmeans(np.random.default_rng(0).random((50, 3), dtype=np.float32), 3, None, (3, 10, 1.0), 1, 2)
+    assert engine.segment(request).mask == first

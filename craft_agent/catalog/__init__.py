@@ -290,6 +290,10 @@ class Catalog:
         self.upsert_triplet(triplet, reason=reason)
         return triplet
 
+    def has_triplet(self, triplet_id: str) -> bool:
+        with self._session() as session:
+            return session.get(TripletRow, triplet_id) is not None
+
     def get_triplet(self, triplet_id: str) -> Triplet:
         with self._session() as session:
             row = session.get(TripletRow, triplet_id)

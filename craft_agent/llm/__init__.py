@@ -2,11 +2,10 @@
 
 - ``openai``: any OpenAI-compatible endpoint (``CRAFT_LLM_BASE_URL``, ``CRAFT_LLM_MODEL``,
   ``CRAFT_LLM_API_KEY``), answers cached in ``workspace/cache/llm.sqlite``.
-- ``offline``: the deterministic default without a model; it lives with the agent, which adds it to
-  :data:`LLM_BACKENDS` (this package registers nothing under that name).
+- ``offline``: the deterministic default without a model (``craft_agent.agent.offline``): it makes the
+  same decisions from the measured facts the prompts are written from.
 
-``create_llm_backend(settings)`` picks ``openai`` when an endpoint is configured, else ``offline`` once the
-agent has registered it.
+``create_llm_backend(settings)`` picks ``openai`` when an endpoint is configured, else ``offline``.
 """
 
 from __future__ import annotations
@@ -62,8 +61,15 @@ def _build_openai(settings: Settings, usage: UsageMeter | None) -> LLMBackend:
     )
 
 
-LLM_BACKENDS: dict[str, LLMBackendBuilder] = {"openai": _build_openai}
-"""Registered LLM backends by name; the agent module adds ``offline`` here."""
+def _build_offline(settings: Settings, usage: UsageMeter | None) -> LLMBackend:
+    # Imported here: the offline backend lives with the agent, which itself imports this package.
+    from craft_agent.agent.offline import OfflineBackend
+
+    return OfflineBackend()
+
+
+LLM_BACKENDS: dict[str, LLMBackendBuilder] = {"openai": _build_openai, "offline": _build_offline}
+"""Registered LLM backends by name."""
 
 
 def create_llm_backend(settings: Settings, name: str | None = None, usage: UsageMeter | None = None) -> LLMBackend:
@@ -75,17 +81,10 @@ def create_llm_backend(settings: Settings, name: str | None = None, usage: Usage
         usage: meter that every answer is charged to (and whose budget stops the run), or None.
 
     Raises:
-        ConfigError: for an unknown name, an ``openai`` backend without endpoint or model, or no endpoint
-            while the offline backend is not registered.
+        ConfigError: for an unknown name, or an ``openai`` backend without endpoint or model.
     """
     chosen = name or ("openai" if settings.llm_base_url else "offline")
     if chosen not in LLM_BACKENDS:
-        if chosen == "offline":
-            raise ConfigError(
-                "no LLM endpoint is configured and the offline LLM backend is not registered.",
-                hint="the offline backend is provided by the agent module (import craft_agent.agent registers "
-                "it); or set CRAFT_LLM_BASE_URL and CRAFT_LLM_MODEL to use an OpenAI-compatible endpoint.",
-            )
         raise ConfigError(f"unknown LLM backend {chosen!r}.", hint=f"choose one of: {', '.join(sorted(LLM_BACKENDS))}.")
     return LLM_BACKENDS[chosen](settings, usage)
 

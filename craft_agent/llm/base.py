@@ -80,6 +80,9 @@ class LLMRequest(Generic[T]):
         prompt_hash: sha256 of the prompt template file, recorded in provenance and part of the cache key.
         temperature: sampling temperature; 0 for the most repeatable answers.
         max_tokens: cap on the answer's length, or None for the server's default.
+        context: the structured facts the prompt was written from (candidates, measured attributes).
+            A remote model reads them in the prompt text; the offline backend decides from them directly.
+            Not part of the cache key: the prompt already carries them.
     """
 
     task: str
@@ -90,6 +93,7 @@ class LLMRequest(Generic[T]):
     images: list[LLMImage] = field(default_factory=list)
     temperature: float = 0.0
     max_tokens: int | None = None
+    context: BaseModel | None = None
 
 
 @dataclass(frozen=True)

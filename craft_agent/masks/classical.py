@@ -105,6 +105,10 @@ class ClassicalMaskEngine:
         labels = np.ascontiguousarray(labels, dtype=np.uint8)
         background = np.zeros((1, 65), np.float64)
         foreground = np.zeros((1, 65), np.float64)
+        # GrabCut seeds its colour models with k-means on OpenCV's global random generator, whose state
+        # depends on every earlier call in the process: reseed so a mask depends only on its inputs
+        # (a resumed run must reproduce the same masks, hence the same triplet ids).
+        cv2.setRNGSeed(0)
         try:
             cv2.grabCut(image, labels, None, background, foreground, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
         except cv2.error:

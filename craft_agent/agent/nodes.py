@@ -1,0 +1,637 @@
+"""The agent's steps as small functions from state to a partial update.
+
+Each node takes the run's :class:`AgentResources` (catalog, images, language model, mask engine, prompts,
+configuration) and the state; the graph (``graph.py``) binds the resources and wires the nodes. The
+language model is only ever reached through :meth:`AgentResources.ask`, which records usage per target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+
+from craft_agent.agent.cues import change_cues
+from craft_agent.agent.prompts import PromptLibrary
+from craft_agent.agent.schemas import (
+    Beautified,
+    BeautifyContext,
+    ChangeCue,
+    CorrectionContext,
+    CorrectionVerdict,
+    DisambiguateContext,
+    GridReview,
+    GridReviewContext,
+)
+from craft_agent.agent.state import AgentState, Target, dump_targets, load_targets
+from craft_agent.agent.wording import is_leaky, mentions_grid
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change import create_detector
+from craft_agent.change.stage import refine
+from craft_agent.grid import all_cell_names, cell_of_point
+from craft_agent.llm.base import LLMBackend, LLMImage, LLMRefusalError, LLMRequest, LLMResponse, LLMResponseError
+from craft_agent.masks import MaskEngine, MaskRequest, segment_candidates
+from craft_agent.models import (
+    BBox,
+    ChangeCandidate,
+    ChangeType,
+    ImagePair,
+    LLMUsage,
+    Provenance,
+    RLEMask,
+    Triplet,
+    triplet_id,
+)
+
+A = TypeVar("A", bound=BaseModel)
+
+
+class AgentConfig(BaseModel):
+    """How the agent works on a pair."""
+
+    grid_rows: int = Field(default=3, ge=1, le=5)
+    grid_cols: int = Field(default=3, ge=1, le=5)
+    max_rounds: int = Field(default=2, ge=1, description="Correction rounds before a target is uncorrected.")
+    expressions_per_target: int = Field(default=3, ge=1, le=8)
+    max_targets_per_pair: int = Field(default=48, ge=1, description="Strongest candidates reviewed per pair.")
+    multi_target: bool = Field(default=True, description="Also write group expressions for same-kind changes.")
+    no_target_ratio: float = Field(default=0.1, ge=0, le=1, description="No-target expressions per target.")
+    detector: str = "classical"
+
+
+@dataclass
+class AgentResources:
+    """What the nodes work with; one per run."""
+
+    catalog: Catalog
+    store: ImageStore
+    llm: LLMBackend
+    engine: MaskEngine
+    prompts: PromptLibrary
+    config: AgentConfig = field(default_factory=AgentConfig)
+    package_versions: dict[str, str] = field(default_factory=dict)
+    fallback: LLMBackend | None = None
+    last_response: LLMResponse[Any] | None = None
+    usage: LLMUsage = field(default_factory=LLMUsage)
+    fallbacks: int = 0
+    _images: dict[str, tuple[ImagePair, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def pair(self, pair_id: str) -> tuple[ImagePair, np.ndarray, np.ndarray]:
+        """The pair record and both images (kept for the pair being worked on)."""
+        if pair_id not in self._images:
+            self._images.clear()
+            record = self.catalog.get_pair(pair_id)
+            self._images[pair_id] = (record, self.store.load(record.pre), self.store.load(record.post))
+        return self._images[pair_id]
+
+    def ask(
+        self,
+        task: str,
+        context: BaseModel,
+        answer: type[A],
+        images: list[np.ndarray],
+        targets: list[Target],
+        **fields: Any,
+    ) -> A:
+        """One language-model call; its usage is shared among ``targets``."""
+        prompt = self.prompts[task]
+        request = LLMRequest(
+            task=task,
+            system=self.prompts["system"].text,
+            prompt=prompt.render(**fields),
+            response_model=answer,
+            prompt_hash=prompt.sha256,
+            images=[LLMImage.from_array(image) for image in images],
+            context=context,
+        )
+        try:
+            response: LLMResponse[A] = self.llm.complete(request)
+        except (LLMResponseError, LLMRefusalError):
+            # A weak model's unusable answer (still malformed after the repair re-ask, or a refusal) must
+            # not sink the pair: this step is decided by the fallback backend and the switch is counted.
+            if self.fallback is None:
+                raise
+            self.fallbacks += 1
+            response = self.fallback.complete(request)
+        self.usage.calls += 0 if response.cached else 1
+        self.usage.prompt_tokens += response.usage.prompt_tokens
+        self.usage.completion_tokens += response.usage.completion_tokens
+        self.usage.cost_usd += response.cost_usd
+        self.charge(response, targets)
+        self.last_response = response
+        return response.parsed
+
+    @staticmethod
+    def charge(response: LLMResponse[Any], targets: list[Target]) -> None:
+        """Share one call's tokens and cost among the targets it served."""
+        share = max(len(targets), 1)
+        for target in targets:
+            target.llm_calls += 1
+            target.prompt_tokens += response.usage.prompt_tokens // share
+            target.completion_tokens += response.usage.completion_tokens // share
+            target.cost_usd += response.cost_usd / share
+
+
+def _cell_box(cell: str, rows: int, cols: int, width: int, height: int) -> BBox:
+    index = all_cell_names(rows, cols).index(cell)
+    row, col = divmod(index, cols)
+    return BBox(
+        x0=col * width // cols, y0=row * height // rows, x1=(col + 1) * width // cols, y1=(row + 1) * height // rows
+    )
+
+
+def _crop(image: np.ndarray, box: BBox, margin: int = 0) -> np.ndarray:
+    height, width = image.shape[:2]
+    return image[
+        max(0, box.y0 - margin) : min(height, box.y1 + margin), max(0, box.x0 - margin) : min(width, box.x1 + margin)
+    ]
+
+
+def prepare(res: AgentResources, state: AgentState) -> AgentState:
+    """Candidates of the pair (detected and segmented now if the candidates stage has not run), their cues,
+    and the grid cells that hold them."""
+    pair, pre, post = res.pair(state["pair_id"])
+    candidates = res.catalog.candidates_for(pair.id)
+    if not candidates:
+        result = create_detector(res.config.detector, pair.domain).detect(pair.id, pre, post)
+        masks = segment_candidates(res.engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
+        candidates = [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
+        res.catalog.add_candidates(candidates)
+    ranked = sorted(candidates, key=lambda c: (-c.scores.get("confidence", 0.0), -c.area, c.id))
+    chosen = ranked[: res.config.max_targets_per_pair]
+    cues = {c.id: cue for c, cue in zip(chosen, change_cues(chosen, pre, post, domain=pair.domain.value), strict=True)}
+    order = all_cell_names(res.config.grid_rows, res.config.grid_cols)
+    cells = sorted({_cell_of(c, res.config, pair) for c in chosen}, key=order.index)
+    return {
+        "cues": {k: v.model_dump(mode="json") for k, v in cues.items()},
+        "cells": cells,
+        "cell_index": 0,
+        "targets": [],
+        "rejected": [],
+        "round": 0,
+        "notes": [f"{len(candidates)} candidates, {len(chosen)} reviewed"],
+    }
+
+
+def _cell_of(candidate: ChangeCandidate, config: AgentConfig, pair: ImagePair) -> str:
+    box = candidate.box
+    row, col = cell_of_point(
+        (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, pair.width, pair.height, config.grid_rows, config.grid_cols
+    )
+    return all_cell_names(config.grid_rows, config.grid_cols)[row * config.grid_cols + col]
+
+
+def review_cell(res: AgentResources, state: AgentState) -> AgentState:
+    """CRAFT stage 1 (grid-position enhancement) for one cell: confirm, reject or add changes."""
+    pair, pre, post = res.pair(state["pair_id"])
+    cell = state["cells"][state["cell_index"]]
+    config = res.config
+    cues = [ChangeCue.model_validate(c) for c in state["cues"].values()]
+    in_cell = [c for c in cues if _cell_name(c, config, pair) == cell]
+    cell_box = _cell_box(cell, config.grid_rows, config.grid_cols, pair.width, pair.height)
+    context = GridReviewContext(
+        pair_id=pair.id, domain=pair.domain.value, cell=cell, cell_box=cell_box, candidates=in_cell
+    )
+    targets = load_targets(state)
+    new_targets: list[Target] = []
+    review = res.ask(
+        "grid_review",
+        context,
+        GridReview,
+        [_crop(pre, cell_box), _crop(post, cell_box)],
+        new_targets,
+        cell=cell,
+        rows=config.grid_rows,
+        cols=config.grid_cols,
+        domain=pair.domain.value,
+        candidates=json.dumps([c.model_dump(mode="json") for c in in_cell], indent=1),
+    )
+    by_id = {c.candidate_id: c for c in in_cell}
+    rejected = list(state.get("rejected", []))
+    for index, change in enumerate(review.changes):
+        if change.verdict == "reject":
+            rejected.append({"candidate_id": change.candidate_id, "nuisance": change.nuisance, "cell": cell})
+            continue
+        cue = by_id.get(change.candidate_id or "")
+        box = change.box if change.verdict == "add" else (cue.box if cue else None)
+        if box is None or (change.verdict == "confirm" and cue is None):
+            continue  # an answer about a candidate that is not in this cell: ignored
+        if cue is None:
+            cue = _added_cue(cell, box, change.change_type)
+        new_targets.append(
+            Target(
+                id=change.candidate_id or f"added-{cell}-{index}",
+                candidate_id=change.candidate_id,
+                change_type=change.change_type or cue.detector_type,
+                category=change.category or cue.category_hint,
+                description=change.description or f"the change in the {cell}",
+                box=box,
+                cue=cue,
+            )
+        )
+    if res.last_response is not None:
+        res.charge(res.last_response, new_targets)  # the review served the targets it produced
+    return {
+        "targets": dump_targets(targets + new_targets),
+        "rejected": rejected,
+        "cell_index": state["cell_index"] + 1,
+    }
+
+
+def _cell_name(cue: ChangeCue, config: AgentConfig, pair: ImagePair) -> str:
+    box = cue.box
+    row, col = cell_of_point(
+        (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, pair.width, pair.height, config.grid_rows, config.grid_cols
+    )
+    return all_cell_names(config.grid_rows, config.grid_cols)[row * config.grid_cols + col]
+
+
+def _added_cue(cell: str, box: BBox, change_type: Any) -> ChangeCue:
+    from craft_agent.models import ChangeType
+
+    return ChangeCue(
+        candidate_id="",
+        grid_cell=cell,
+        box=box,
+        detector_type=change_type or ChangeType.APPEAR,
+        confidence=0.0,
+        area_fraction=0.0,
+        size="small",
+        shape="irregular",
+        colour_before="unknown",
+        colour_after="unknown",
+        surroundings_before="unknown",
+        surroundings_after="unknown",
+        greenness_before=0.0,
+        greenness_after=0.0,
+        texture_before=0.0,
+        texture_after=0.0,
+        contrast_before=0.0,
+        contrast_after=0.0,
+        brightness_change=0.0,
+    )
+
+
+def segment(res: AgentResources, state: AgentState) -> AgentState:
+    """CRAFT stage 2: a mask for every pending target without one, on the right date."""
+    pair, pre, post = res.pair(state["pair_id"])
+    candidates = {c.id: c for c in res.catalog.candidates_for(pair.id)}
+    targets = load_targets(state)
+    for target in targets:
+        if target.status != "pending" or target.mask is not None:
+            continue
+        candidate = candidates.get(target.candidate_id or "")
+        reuse = candidate is not None and candidate.change_type == target.change_type and target.rounds == 0
+        if reuse and candidate is not None and candidate.mask is not None:
+            target.mask = candidate.mask
+            target.scores = {k: v for k, v in candidate.scores.items()}
+            continue
+        seed = None
+        if candidate is not None and candidate.mask is not None and target.rounds == 0:
+            seed = candidate.mask.to_array()
+        request = MaskRequest(
+            pre=pre,
+            post=post,
+            pre_key=pair.pre.sha256,
+            post_key=pair.post.sha256,
+            change_type=target.change_type,
+            box=target.box,
+            seed=seed,
+            positive_points=target.positive_points,
+            negative_points=target.negative_points,
+        )
+        result = res.engine.segment(request)
+        target.mask = result.mask
+        target.scores = dict(result.scores)
+    return {"targets": dump_targets(targets)}
+
+
+def _overlay(pre: np.ndarray, post: np.ndarray, mask: np.ndarray, box: BBox) -> list[np.ndarray]:
+    images = []
+    for image in (pre, post):
+        drawn = image.copy()
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(drawn, contours, -1, (255, 0, 0), 1)
+        images.append(_crop(drawn, box, margin=max(16, box.width // 2, box.height // 2)))
+    return images
+
+
+def correct(res: AgentResources, state: AgentState) -> AgentState:
+    """CRAFT stage 3: one correction round for every pending target."""
+    pair, pre, post = res.pair(state["pair_id"])
+    targets = load_targets(state)
+    round_number = state.get("round", 0) + 1
+    for target in targets:
+        if target.status != "pending":
+            continue
+        mask = target.mask or RLEMask.empty(pair.height, pair.width)
+        context = CorrectionContext(
+            pair_id=pair.id,
+            round=round_number,
+            change_type=target.change_type,
+            category=target.category,
+            description=target.description,
+            cue=target.cue,
+            mask_box=mask.bbox(),
+            mask_area_fraction=mask.area / (pair.width * pair.height),
+            agreement=float(np.clip(target.scores.get("mask_agreement", target.scores.get("agreement", 0.0)), 0, 1)),
+            stability=float(np.clip(target.scores.get("mask_stability", target.scores.get("stability", 0.0)), 0, 1)),
+        )
+        verdict = res.ask(
+            "correction",
+            context,
+            CorrectionVerdict,
+            _overlay(pre, post, mask.to_array(), target.box),
+            [target],
+            description=target.description,
+            change_type=target.change_type.value,
+            category=target.category,
+            round=round_number,
+            mask_box=context.mask_box,
+            mask_area_fraction=context.mask_area_fraction,
+            agreement=context.agreement,
+            stability=context.stability,
+            cue=target.cue.model_dump_json(),
+        )
+        target.rounds += 1
+        if verdict.action == "accept":
+            target.status = "accepted"
+        elif verdict.action == "discard":
+            target.status = "discarded"
+        elif target.rounds >= res.config.max_rounds:
+            # Never silently accepted: recorded as uncorrected for the auditors.
+            target.status = "uncorrected"
+        else:
+            target.box = verdict.box or target.box
+            target.change_type = verdict.change_type or target.change_type
+            target.description = verdict.description or target.description
+            target.positive_points = list(verdict.positive_points)
+            target.negative_points = list(verdict.negative_points)
+            target.mask = None
+    return {"targets": dump_targets(targets), "round": round_number}
+
+
+def beautify(res: AgentResources, state: AgentState) -> AgentState:
+    """CRAFT stage 4: natural referring expressions, no grid words, no leakage."""
+    pair, _, _ = res.pair(state["pair_id"])
+    targets = load_targets(state)
+    wanted = res.config.expressions_per_target
+    for target in targets:
+        if target.status not in ("accepted", "uncorrected"):
+            continue
+        context = BeautifyContext(
+            pair_id=pair.id,
+            domain=pair.domain.value,
+            change_type=target.change_type,
+            category=target.category,
+            description=target.description,
+            cue=target.cue,
+            wanted=wanted,
+        )
+        answer = res.ask(
+            "beautify",
+            context,
+            Beautified,
+            [],
+            [target],
+            wanted=wanted,
+            description=target.description,
+            change_type=target.change_type.value,
+            category=target.category,
+            count=1,
+            cue=target.cue.model_dump_json(),
+        )
+        target.expressions = _clean(answer.expressions)
+        if not target.expressions:
+            target.status = "discarded"
+    return {"targets": dump_targets(targets)}
+
+
+def _clean(expressions: list[str]) -> list[str]:
+    seen: list[str] = []
+    for expression in expressions:
+        text = " ".join(expression.split())
+        if text and not is_leaky(text) and not mentions_grid(text) and text.lower() not in {s.lower() for s in seen}:
+            seen.append(text)
+    return seen
+
+
+def _signature(cue: ChangeCue) -> set[str]:
+    return {cue.colour_before, cue.colour_after, cue.size, cue.shape, *cue.neighbours}
+
+
+def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
+    """Stage 5: every expression must single out its target among the pair's other targets.
+
+    An expression is ambiguous when another kept target has the same change type and category and the
+    expression names none of the attributes in which they differ; it is rewritten with a distinguishing
+    attribute, or dropped when that fails.
+    """
+    pair, _, _ = res.pair(state["pair_id"])
+    targets = load_targets(state)
+    kept = [t for t in targets if t.status in ("accepted", "uncorrected")]
+    for target in kept:
+        rivals = [
+            o
+            for o in kept
+            if o.id != target.id and (o.change_type, o.category) == (target.change_type, target.category)
+        ]
+        if not rivals:
+            continue
+        distinct = set().union(*(_signature(target.cue) - _signature(o.cue) for o in rivals))
+        unique = [e for e in target.expressions if any(word and word in e for word in distinct)]
+        if len(unique) < len(target.expressions):
+            context = DisambiguateContext(
+                pair_id=pair.id,
+                domain=pair.domain.value,
+                expression=target.expressions[0],
+                target=target.cue,
+                others=[o.cue for o in rivals[:5]],
+                change_type=target.change_type,
+                category=target.category,
+            )
+            answer = res.ask(
+                "disambiguate",
+                context,
+                Beautified,
+                [],
+                [target],
+                expression=target.expressions[0],
+                target=target.cue.model_dump_json(),
+                others=json.dumps([o.cue.model_dump(mode="json") for o in rivals[:5]]),
+            )
+            rewritten = [e for e in _clean(answer.expressions) if any(word and word in e for word in distinct)]
+            unique = _clean(unique + rewritten)
+        target.expressions = unique
+        if not unique:
+            target.status = "discarded"
+    return {"targets": dump_targets(targets)}
+
+
+def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
+    """Drafted triplets with provenance into the catalog (ids are content hashes: re-runs add nothing)."""
+    pair, _, _ = res.pair(state["pair_id"])
+    ids = []
+    for target in load_targets(state):
+        if target.status not in ("accepted", "uncorrected") or target.mask is None or not target.expressions:
+            continue
+        change_type = None if target.no_target else target.change_type
+        provenance = Provenance(
+            backends={"llm": res.llm.name, "masks": res.engine.name, "detector": res.config.detector},
+            model_ids={"llm": res.llm.model_id},
+            prompt_hashes=res.prompts.hashes(),
+            package_versions=res.package_versions,
+            llm=LLMUsage(
+                calls=target.llm_calls,
+                prompt_tokens=target.prompt_tokens,
+                completion_tokens=target.completion_tokens,
+                cost_usd=round(target.cost_usd, 6),
+            ),
+            config_hash=hashlib.sha256(res.config.model_dump_json().encode()).hexdigest()[:12],
+        )
+        triplet = Triplet(
+            id=triplet_id(pair.id, target.mask, change_type, target.category)
+            if not target.no_target
+            else triplet_id(pair.id, target.mask, target.change_type, f"absent:{target.category}"),
+            pair_id=pair.id,
+            mask=target.mask,
+            expressions=target.expressions,
+            change_type=change_type,
+            category=target.category,
+            candidate_ids=[target.candidate_id] if target.candidate_id else [],
+            uncorrected=target.status == "uncorrected" or target.uncorrected_members > 0,
+            provenance=provenance,
+        )
+        if triplet.id in ids:
+            continue  # two targets converged on the same mask, type and category: one triplet
+        if not res.catalog.has_triplet(triplet.id):
+            res.catalog.upsert_triplet(triplet, reason="drafted by the agent")
+        ids.append(triplet.id)
+    return {"triplet_ids": ids}
+
+
+_ABSENT_TYPE = {
+    ChangeType.APPEAR: ChangeType.DISAPPEAR,
+    ChangeType.DISAPPEAR: ChangeType.APPEAR,
+    ChangeType.STATE_CHANGE: ChangeType.DISAPPEAR,
+}
+
+
+def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
+    """Multi-target and no-target expressions, as in MTRefSeg-21K.
+
+    Groups: kept targets of one change type and category (two or more) also get a plural expression whose
+    mask is their union. No-target: for a share of the kept targets, a plausible change of the same
+    category that did NOT happen (the opposite type, when no target of that kind exists), with an empty mask.
+    """
+    pair, _, _ = res.pair(state["pair_id"])
+    targets = load_targets(state)
+    kept = [t for t in targets if t.status in ("accepted", "uncorrected") and t.mask is not None]
+    extras: list[Target] = []
+    if res.config.multi_target:
+        groups: dict[tuple[ChangeType, str | None], list[Target]] = {}
+        for target in kept:
+            groups.setdefault((target.change_type, target.category), []).append(target)
+        for (change_type, category), members in sorted(groups.items(), key=lambda g: (g[0][0].value, g[0][1] or "")):
+            if len(members) < 2:
+                continue
+            group = Target(
+                id=f"group-{change_type.value}-{category}",
+                candidate_id=None,
+                change_type=change_type,
+                category=category,
+                description=f"the {category or 'changes'} that {change_type.value.replace('_', ' ')}",
+                box=_union_box([m.box for m in members]),
+                mask=RLEMask.union([m.mask for m in members if m.mask is not None]),
+                cue=members[0].cue,
+                status="accepted",
+                uncorrected_members=sum(m.status == "uncorrected" for m in members),
+            )
+            context = BeautifyContext(
+                pair_id=pair.id,
+                domain=pair.domain.value,
+                change_type=change_type,
+                category=category,
+                description=group.description,
+                cue=None,
+                count=len(members),
+                wanted=res.config.expressions_per_target,
+            )
+            answer = res.ask(
+                "beautify",
+                context,
+                Beautified,
+                [],
+                [group],
+                wanted=context.wanted,
+                description=group.description,
+                change_type=change_type.value,
+                category=category,
+                count=len(members),
+                cue="{}",
+            )
+            group.expressions = _clean(answer.expressions)
+            if group.expressions:
+                extras.append(group)
+    present = {(t.change_type, t.category) for t in kept}
+    wanted_absent = round(res.config.no_target_ratio * len(kept))
+    for target in kept:
+        if wanted_absent <= 0:
+            break
+        absent_type = _ABSENT_TYPE[target.change_type]
+        if (absent_type, target.category) in present:
+            continue
+        present.add((absent_type, target.category))
+        absent = Target(
+            id=f"absent-{absent_type.value}-{target.category}",
+            candidate_id=None,
+            change_type=absent_type,
+            category=target.category,
+            description=f"the {target.category or 'object'} that {absent_type.value.replace('_', ' ')}",
+            box=target.box,
+            mask=RLEMask.empty(pair.height, pair.width),
+            cue=target.cue,
+            status="accepted",
+            no_target=True,
+        )
+        context = BeautifyContext(
+            pair_id=pair.id,
+            domain=pair.domain.value,
+            change_type=absent_type,
+            category=target.category,
+            description=absent.description,
+            cue=None,
+            wanted=1,
+        )
+        answer = res.ask(
+            "beautify",
+            context,
+            Beautified,
+            [],
+            [absent],
+            wanted=1,
+            description=absent.description,
+            change_type=absent_type.value,
+            category=target.category,
+            count=1,
+            cue="{}",
+        )
+        absent.expressions = _clean(answer.expressions)[:1]
+        if absent.expressions:
+            extras.append(absent)
+            wanted_absent -= 1
+    return {"targets": dump_targets(targets + extras)}
+
+
+def _union_box(boxes: list[BBox]) -> BBox:
+    return BBox(
+        x0=min(b.x0 for b in boxes),
+        y0=min(b.y0 for b in boxes),
+        x1=max(b.x1 for b in boxes),
+        y1=max(b.y1 for b in boxes),
+    )

@@ -1,0 +1,157 @@
+"""What the agent tells the language model and what it must answer, one pair of models per task.
+
+Each task sends a *context* (measured facts, also rendered into the prompt text for a remote model) and
+expects an *answer* validated against a pydantic model (its JSON schema goes to the server as structured
+output). The offline backend answers from the context alone, so both backends make the same kind of
+decision from the same facts.
+
+Tasks, in graph order (see ``craft_agent.agent.graph.build_graph``):
+
+- ``grid_review``: one grid cell, earlier and later crops plus the detector's candidates in it ->
+  confirm / reject (with the nuisance that explains it) / add a missed change.
+- ``correction``: one change with its mask drawn on the pair -> accept / fix (new box, other type, other
+  target) / discard.
+- ``beautify``: one target's absolute-position description and attributes -> several natural referring
+  expressions with temporal wording and no grid words.
+- ``disambiguate``: an expression that also fits other targets -> expressions with a distinguishing attribute.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from craft_agent.models import BBox, ChangeType
+
+Nuisance = Literal["illumination", "season", "registration", "shadow", "noise", "other"]
+"""Why a candidate is not a real change."""
+
+
+class Answer(BaseModel):
+    """Base of the models the language model must fill: strict, so extra keys are a validation error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChangeCue(BaseModel):
+    """Measured facts about one change candidate (what a person would see in the two crops)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidate_id: str
+    grid_cell: str
+    box: BBox
+    detector_type: ChangeType
+    confidence: float = Field(ge=0, le=1)
+    area_fraction: float = Field(ge=0, le=1, description="Share of the image the candidate covers.")
+    size: Literal["tiny", "small", "medium", "large", "huge"]
+    shape: Literal["compact", "elongated", "irregular"]
+    colour_before: str = Field(description="Colour name inside the region in the earlier image.")
+    colour_after: str
+    surroundings_before: str = Field(description="Colour name of a ring around the region, earlier image.")
+    surroundings_after: str
+    greenness_before: float = Field(description="Excess-green index inside, earlier image (vegetation > 0.05).")
+    greenness_after: float
+    texture_before: float = Field(ge=0, description="Lightness standard deviation inside, earlier image.")
+    texture_after: float = Field(ge=0)
+    contrast_before: float = Field(ge=0, description="How much the region stands out, earlier image (Lab).")
+    contrast_after: float = Field(ge=0)
+    brightness_change: float = Field(description="Mean lightness after minus before (Lab L).")
+    structure_similarity: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Correlation of the lightness pattern inside between the dates: near 1 when the same surface "
+        "is still there (repainted, relit), near 0 when something else replaced it.",
+    )
+    category_hint: str | None = Field(default=None, description="Heuristic category from colour and texture.")
+    neighbours: list[str] = Field(default_factory=list, description="Phrases like 'next to the road'.")
+
+
+class GridReviewContext(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pair_id: str
+    domain: Literal["rs", "ns"]
+    cell: str
+    cell_box: BBox
+    candidates: list[ChangeCue]
+
+
+class ReviewedChange(Answer):
+    """One decision of the grid review."""
+
+    candidate_id: str | None = Field(description="The candidate decided on; null for a change the detector missed.")
+    verdict: Literal["confirm", "reject", "add"]
+    nuisance: Nuisance | None = Field(default=None, description="For reject: what explains the difference.")
+    change_type: ChangeType | None = Field(default=None, description="appear, disappear or state_change.")
+    category: str | None = Field(default=None, description="building, vegetation, vehicle, water, road, ...")
+    description: str | None = Field(
+        default=None, description="Short expression with the absolute grid position, e.g. 'the red car in mid-right'."
+    )
+    box: BBox | None = Field(default=None, description="For add: the missed change's box in image pixels.")
+
+
+class GridReview(Answer):
+    """Answer of ``grid_review``: one entry per candidate of the cell, plus any missed change."""
+
+    changes: list[ReviewedChange]
+
+
+class CorrectionContext(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pair_id: str
+    round: int = Field(ge=1)
+    change_type: ChangeType
+    category: str | None
+    description: str
+    cue: ChangeCue
+    mask_box: BBox | None = Field(description="Box of the current mask; None when the mask came out empty.")
+    mask_area_fraction: float = Field(ge=0, le=1)
+    agreement: float = Field(ge=0, le=1, description="IoU of the mask with the change map in its box.")
+    stability: float = Field(ge=0, le=1)
+
+
+class CorrectionVerdict(Answer):
+    """Answer of ``correction``."""
+
+    action: Literal["accept", "fix", "discard"]
+    reason: str = Field(default="", description="One sentence: why.")
+    box: BBox | None = Field(default=None, description="For fix: a better box for the target.")
+    positive_points: list[tuple[int, int]] = Field(default_factory=list, description="For fix: (x, y) on the target.")
+    negative_points: list[tuple[int, int]] = Field(default_factory=list, description="For fix: (x, y) off it.")
+    change_type: ChangeType | None = Field(default=None, description="For fix: the right change type.")
+    description: str | None = Field(default=None, description="For fix: a corrected description.")
+
+
+class BeautifyContext(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pair_id: str
+    domain: Literal["rs", "ns"]
+    change_type: ChangeType | None = Field(description="None for a no-target expression.")
+    category: str | None
+    description: str = Field(description="The absolute-position description to rewrite.")
+    cue: ChangeCue | None = None
+    count: int = Field(default=1, ge=1, description="How many objects the expression covers (multi-target).")
+    wanted: int = Field(default=3, ge=1, le=8, description="How many different expressions to write.")
+
+
+class Beautified(Answer):
+    """Answer of ``beautify`` and ``disambiguate``."""
+
+    expressions: list[str] = Field(min_length=1)
+
+
+class DisambiguateContext(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pair_id: str
+    domain: Literal["rs", "ns"]
+    expression: str
+    target: ChangeCue
+    others: list[ChangeCue] = Field(description="Other targets of the pair the expression also fits.")
+    change_type: ChangeType
+    category: str | None

@@ -1,0 +1,481 @@
+"""Deterministic referring expressions: CRAFT's absolute descriptions, their natural rewrites, and checks.
+
+- :func:`absolute_description`: stage 1 style, with the grid position ("the red-roofed building in the
+  top-left that appeared").
+- :func:`referring_expressions`: stage 4 style, several different natural expressions with temporal wording
+  by change type, no grid words and nothing that leaks the annotation (ids, numbers, "mask", "box").
+- :func:`distinguishing_expressions`: expressions that single a target out from others the first wording also
+  fits, by the attribute that differs most (colour, size, position, neighbour, shape).
+- :func:`is_leaky` and :func:`mentions_grid`: the checks every expression must pass.
+
+Variety without randomness: every choice is ranked by a sha256 of a seed string (the candidate id, the pair
+and the description), so the same input always gives the same words and different targets get different ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from craft_agent.agent.cues import PALETTE
+from craft_agent.agent.schemas import BeautifyContext, ChangeCue, DisambiguateContext
+from craft_agent.grid import all_cell_names
+from craft_agent.models import ChangeType
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------------
+
+_GRID_NAMES = sorted(
+    {name for n in range(2, 6) for name in all_cell_names(n, n) if "-" in name or name == "center"},
+    key=len,
+    reverse=True,
+)
+_GRID_PATTERN = re.compile(
+    r"\b(?:"
+    + "|".join(re.escape(name).replace(r"\-", r"[\s-]") for name in _GRID_NAMES)
+    + r"|centre|sector|sectors|cell|cells|grid|row|rows|column|columns|quadrant|quadrants"
+    + r"|(?:top|upper|mid|middle|lower|bottom)[\s-](?:left|right|center|centre)"
+    + r")\b",
+    re.IGNORECASE,
+)
+_LEAK_PATTERN = re.compile(
+    r"\d"  # coordinates, ids, sizes in pixels, scores
+    r"|\b(?:masks?|candidates?|boxe?s?|bbox(?:es)?|pixels?|px|coordinates?|ids?|rle|json|polygons?"
+    r"|confidence|scores?|cues?|exg|contrast|segmentation)\b"
+    r"|\b[0-9a-f]{8,}\b",
+    re.IGNORECASE,
+)
+
+
+def mentions_grid(expression: str) -> bool:
+    """Whether an expression uses absolute grid words ("top-left", "mid-right", "center", "sector", "cell",
+    "row", "column", "grid", "quadrant"), which referring expressions must not."""
+    return _GRID_PATTERN.search(expression) is not None
+
+
+def is_leaky(expression: str) -> bool:
+    """Whether an expression leaks how it was made: digits (coordinates, ids, sizes), hex ids, or annotation
+    words ("mask", "candidate", "box", "pixel", "confidence"...)."""
+    return _LEAK_PATTERN.search(expression) is not None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Vocabulary
+# ---------------------------------------------------------------------------------------------------------
+
+_NOUNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "building": (("building", "buildings"), ("house", "houses")),
+    "roof": (("roof", "roofs"), ("building roof", "building roofs")),
+    "vegetation": (("cluster of trees", "clusters of trees"), ("group of trees", "groups of trees")),
+    "vehicle": (("car", "cars"), ("vehicle", "vehicles")),
+    "water": (("pond", "ponds"), ("pool of water", "pools of water")),
+    "ground": (("field", "fields"), ("plot of land", "plots of land")),
+    "road": (("road section", "road sections"), ("stretch of road", "stretches of road")),
+    "facade": (("facade", "facades"), ("wall", "walls")),
+    "object": (("object", "objects"), ("structure", "structures")),
+}
+_NS_NOUNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "vegetation": (("patch of grass", "patches of grass"), ("strip of grass", "strips of grass")),
+}
+_DEFAULT_NOUNS: tuple[tuple[str, str], ...] = (("structure", "structures"), ("feature", "features"))
+
+# Categories whose colour is worth saying before the noun, and how (building colours are their roofs').
+_COLOURED = {"building", "roof", "vehicle", "facade", "object", "road", None}
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """A temporal phrase placed before the noun (prefix) or after it (suffix)."""
+
+    text: str
+    prefix: bool = False
+
+
+_APPEAR_BY_CATEGORY: dict[str, tuple[str, ...]] = {
+    "building": ("+newly built", "that {was} built", "that {was} put up"),
+    "roof": ("+newly built", "that {was} built"),
+    "vehicle": ("+newly parked", "that arrived"),
+    "vegetation": ("+newly planted", "that grew"),
+    "road": ("+newly paved", "that {was} laid"),
+    "ground": ("+newly paved", "that {was} laid"),
+}
+_APPEAR_OTHER = ("+newly placed", "that {was} placed")
+_DISAPPEAR_BY_CATEGORY: dict[str, tuple[str, ...]] = {
+    "building": ("that {was} demolished", "that {was} torn down", "+demolished"),
+    "roof": ("that {was} demolished", "that {was} torn down", "+demolished"),
+    "vegetation": ("that {was} cleared", "that {was} cut down", "+cleared"),
+    "vehicle": ("that drove away", "that left", "+departed"),
+    "water": ("that dried up", "+vanished"),
+}
+_DISAPPEAR_OTHER = ("that {was} removed", "+removed")
+_STATE_BY_CATEGORY: dict[str, tuple[str, ...]] = {
+    "roof": ("that changed from {before} to {after}", "that {was} repainted {after}", "+repainted"),
+    "building": ("{whose} changed from {before} to {after}", "that {was} repainted {after}", "+repainted"),
+    "road": ("that {was} resurfaced", "+freshly paved", "that {was} repaved"),
+    "facade": ("that {was} repainted {after}", "that changed from {before} to {after}", "+repainted"),
+}
+_PAVED = ("that {was} paved over", "+now paved", "that {was} resurfaced")
+_DUG_UP = ("that {was} dug up", "that {is} now bare soil", "that {was} resurfaced")
+_GREENED = ("that turned green", "+now thriving", "that grew lush")
+_DRIED = ("that dried out", "that lost {its} green")
+_STATE_ANY = (
+    "that turned from {before} to {after}",
+    "that {is} now {after}",
+    "that changed {its} look",
+    "that looks different now",
+    "+altered",
+)
+
+
+def _temporal_phrases(target: _Target) -> list[_Phrase]:
+    """Temporal wording for the target's change type, category and colours, singular or plural.
+
+    Templates starting with "+" go before the noun ("the newly built ..."), the others after it; phrases
+    that name a colour change are dropped when the colours are unknown or the same.
+    """
+    category, change_type = target.category or "", target.change_type
+    before, after = target.colour_before, target.colour_after
+    templates: tuple[str, ...] = ()
+    if change_type is ChangeType.APPEAR:
+        templates = ("that appeared", "that {was} added", "+new", *_APPEAR_BY_CATEGORY.get(category, _APPEAR_OTHER))
+    elif change_type is ChangeType.DISAPPEAR:
+        specific = _DISAPPEAR_BY_CATEGORY.get(category, _DISAPPEAR_OTHER)
+        templates = ("that {is} no longer there", "that disappeared", "that {was} taken away", *specific)
+    elif change_type is ChangeType.STATE_CHANGE:
+        if category == "ground":
+            specific = _PAVED if after in ("grey", "light grey", "dark grey", "white") else _DUG_UP
+        elif category == "vegetation":
+            specific = _GREENED if target.greener else _DRIED
+        else:
+            specific = _STATE_BY_CATEGORY.get(category, ())
+        templates = (*specific, *_STATE_ANY)
+    plural = target.count > 1
+    words = {
+        "was": "were" if plural else "was",
+        "is": "are" if plural else "is",
+        "its": "their" if plural else "its",
+        "whose": "whose roofs" if plural else "whose roof",
+        "before": before or "",
+        "after": after or "",
+    }
+    phrases = []
+    for template in templates:
+        if ("{before}" in template or "{after}" in template) and (not before or not after or before == after):
+            continue
+        text = template.lstrip("+").format(**words)
+        phrases.append(_Phrase(text, prefix=template.startswith("+")))
+    return phrases
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What an expression is about
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Everything the wording needs about one target (from a cue, a context, or both)."""
+
+    change_type: ChangeType | None
+    category: str | None
+    domain: str
+    colour_before: str | None = None
+    colour_after: str | None = None
+    size: str | None = None
+    shape: str | None = None
+    neighbours: tuple[str, ...] = ()
+    count: int = 1
+    greener: bool = False
+    seed: str = ""
+
+    @property
+    def colour(self) -> str | None:
+        """The colour of the object in the date where it exists (the earlier one for a disappearance)."""
+        if self.change_type is ChangeType.DISAPPEAR:
+            return self.colour_before
+        if self.change_type is ChangeType.STATE_CHANGE:
+            return self.colour_before
+        return self.colour_after
+
+
+def _target_from_cue(
+    cue: ChangeCue | None, change_type: ChangeType | None, category: str | None, domain: str, count: int, seed: str
+) -> _Target:
+    if cue is None:
+        return _Target(change_type, category, domain, count=count, seed=seed)
+    return _Target(
+        change_type=change_type,
+        category=category if category is not None else cue.category_hint,
+        domain=domain,
+        colour_before=cue.colour_before,
+        colour_after=cue.colour_after,
+        size=cue.size,
+        shape=cue.shape,
+        neighbours=tuple(n for n in cue.neighbours if not is_leaky(n) and not mentions_grid(n)),
+        count=count,
+        greener=cue.greenness_after > cue.greenness_before,
+        seed=seed,
+    )
+
+
+def _rank(items: Iterable[str], seed: str) -> list[str]:
+    """Items in a deterministic order that depends on the seed (sha256), duplicates removed."""
+    unique = dict.fromkeys(items)
+    return sorted(unique, key=lambda item: hashlib.sha256(f"{seed}\x00{item}".encode()).hexdigest())
+
+
+def _nouns(target: _Target) -> list[str]:
+    table = _NS_NOUNS if target.domain == "ns" and target.category in _NS_NOUNS else _NOUNS
+    forms = table.get(target.category or "", _DEFAULT_NOUNS)
+    index = 1 if target.count > 1 else 0
+    return [form[index] for form in forms]
+
+
+def _adjective(target: _Target, colour: str | None) -> str:
+    """Colour words before the noun: '' when the category does not take a colour."""
+    if not colour or target.category not in _COLOURED:
+        return ""
+    if target.category == "building":
+        return f"{colour.replace(' ', '-')}-roofed"
+    return colour
+
+
+_SIZE_WORDS = {"tiny": "tiny", "small": "small", "medium": "", "large": "large", "huge": "huge"}
+_SHAPE_WORDS = {"elongated": "long", "compact": "", "irregular": "irregularly shaped"}
+
+
+def _join(*parts: str) -> str:
+    return re.sub(r"\s+", " ", " ".join(p for p in parts if p)).strip()
+
+
+def _noun_phrases(target: _Target, with_colour: bool, with_size: bool) -> list[str]:
+    """Noun phrases without article or temporal wording, e.g. 'small red-roofed building'."""
+    colour = target.colour if with_colour else None
+    size = _SIZE_WORDS.get(target.size or "", "") if with_size else ""
+    shape = _SHAPE_WORDS.get(target.shape or "", "") if with_size and not size else ""
+    return [_join(size or shape, _adjective(target, colour), noun) for noun in _nouns(target)]
+
+
+def _expressions(target: _Target, modifiers: Sequence[str] = ()) -> list[str]:
+    """Every expression the templates give for a target, best-looking first within each template.
+
+    ``modifiers`` are distinguishing words placed before the noun phrase ("northernmost", "larger").
+    """
+    phrases = _temporal_phrases(target) or [_Phrase("")]
+    relations = ["", *target.neighbours]
+    out: list[str] = []
+    for modifier in modifiers or [""]:
+        for with_colour in (True, False):
+            for with_size in (False, True):
+                for noun in _noun_phrases(target, with_colour, with_size):
+                    for relation in relations:
+                        for phrase in phrases:
+                            if phrase.prefix:
+                                text = _join("the", modifier, phrase.text, noun, relation)
+                            else:
+                                text = _join("the", modifier, noun, relation, phrase.text)
+                            out.append(text)
+    colour = target.colour
+    return [
+        text
+        for text in out
+        if text != "the"
+        and not is_leaky(text)
+        and not mentions_grid(text)
+        # "the red roof that turned from red to grey" says the colour twice: keep the version without it
+        and not (colour and len(re.findall(rf"\b{re.escape(colour)}\b", text)) > 1)
+    ]
+
+
+def _novelty(text: str, used: Sequence[set[str]]) -> float:
+    """Minus the largest word overlap (Jaccard) with expressions already chosen: higher is more different."""
+    words = set(text.split())
+    return -max((len(words & other) / max(1, len(words | other)) for other in used), default=0.0)
+
+
+def _pick_varied(candidates: Sequence[str], wanted: int, seed: str) -> list[str]:
+    """``wanted`` different expressions, preferring ones whose words differ most from those already chosen."""
+    ranked = _rank(candidates, seed)
+    chosen: list[str] = []
+    while ranked and len(chosen) < wanted:
+        used = [set(text.split()) for text in chosen]
+        best = max(ranked, key=lambda text: (_novelty(text, used), -ranked.index(text)))
+        chosen.append(best)
+        ranked.remove(best)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------------------------
+
+
+def absolute_description(cue: ChangeCue, change_type: ChangeType, category: str | None, domain: str = "rs") -> str:
+    """A CRAFT stage-1 description with the absolute grid position, e.g. "the red-roofed building in the
+    top-left that appeared" or "the cluster of trees in the mid-right that was cleared".
+
+    Deterministic: the wording variant is chosen by a hash of the candidate id.
+    """
+    target = _target_from_cue(cue, change_type, category, domain, 1, cue.candidate_id)
+    suffixes = [p.text for p in _temporal_phrases(target) if not p.prefix] or [""]
+    options = [
+        _join("the", noun, f"in the {cue.grid_cell}", suffix)
+        for with_colour in (True, False)
+        for noun in _noun_phrases(target, with_colour=with_colour, with_size=False)
+        for suffix in suffixes
+    ]
+    colour = target.colour
+    once = [text for text in options if not colour or len(re.findall(rf"\b{re.escape(colour)}\b", text)) <= 1]
+    # prefer the versions that name the colour: they single the target out best
+    coloured = [text for text in once if colour and re.search(rf"\b{re.escape(colour)}\b", text)]
+    return _rank(coloured or once or options, target.seed)[0]
+
+
+def referring_expressions(context: BeautifyContext, wanted: int) -> list[str]:
+    """``wanted`` different natural referring expressions for the context's target.
+
+    They use the category, colours (before and after for a state change), size, shape and neighbour phrases
+    of the cue, temporal wording by change type, plural forms when ``context.count > 1``, and never grid
+    words or leaked annotation details. A no-target context (``change_type`` None) gets expressions of a
+    plausible change of its category, worded like any other. Fewer come back only when the templates run
+    out (never fewer than one).
+    """
+    seed = f"{context.pair_id}\x00{context.description}\x00{context.count}"
+    change_type = context.change_type
+    if change_type is None:
+        # a described change that did not happen: word it like a real one, of a kind chosen by the seed
+        change_type = ChangeType(_rank([t.value for t in ChangeType], seed)[0])
+    category = (
+        context.category if context.category is not None else (context.cue.category_hint if context.cue else None)
+    )
+    target = _target_from_cue(context.cue, change_type, category, context.domain, context.count, seed)
+    if context.cue is None:
+        target = _with_description_colours(target, context.description)
+    return _pick_varied(_expressions(target), max(1, wanted), seed)
+
+
+def _with_description_colours(target: _Target, description: str) -> _Target:
+    """Take colour words from a description when no cue says them (in the order the description says them)."""
+    remaining, spotted = description.lower(), []
+    for name in sorted(PALETTE, key=len, reverse=True):  # "dark grey" before "grey"
+        pattern = rf"\b{re.escape(name)}\b"
+        spotted += [(match.start(), name) for match in re.finditer(pattern, remaining)]
+        remaining = re.sub(pattern, lambda match: "#" * len(match.group()), remaining)
+    found = [name for _, name in sorted(spotted)]
+    if not found:
+        return target
+    before = found[0]
+    after = found[1] if len(found) > 1 else found[0]
+    return replace(target, colour_before=before, colour_after=after)
+
+
+@dataclass(frozen=True)
+class _Distinction:
+    """A way to single the target out, with how strongly it does (higher: more distinctive).
+
+    Either a ``modifier`` put before the noun ("northernmost"), or a ``target`` whose expressions must say one
+    of ``must_say`` (its colour, a neighbour phrase only it has).
+    """
+
+    strength: float
+    modifier: str = ""
+    target: _Target | None = None
+    must_say: tuple[str, ...] = ()
+
+
+def _centre(cue: ChangeCue) -> tuple[float, float]:
+    return ((cue.box.x0 + cue.box.x1) / 2, (cue.box.y0 + cue.box.y1) / 2)
+
+
+def _present_colour(cue: ChangeCue, change_type: ChangeType) -> str:
+    return cue.colour_before if change_type is ChangeType.DISAPPEAR else cue.colour_after
+
+
+def _distinctions(context: DisambiguateContext, base: _Target) -> list[_Distinction]:
+    target, others = context.target, context.others
+    change_type = context.change_type
+    found: list[_Distinction] = []
+    # colour: the target's colour that none of the others has
+    colour = _present_colour(target, change_type)
+    other_colours = {_present_colour(o, change_type) for o in others}
+    if colour not in other_colours:
+        found.append(_Distinction(3.0, target=base, must_say=(colour,)))
+    # size: clearly larger or smaller than every other
+    if others:
+        largest_other = max(o.area_fraction for o in others)
+        smallest_other = min(o.area_fraction for o in others)
+        two = len(others) == 1
+        if target.area_fraction >= 1.5 * largest_other:
+            ratio = target.area_fraction / max(largest_other, 1e-9)
+            found.append(_Distinction(min(3.0, 1.0 + ratio / 3), "larger" if two else "largest"))
+        elif target.area_fraction * 1.5 <= smallest_other:
+            ratio = smallest_other / max(target.area_fraction, 1e-9)
+            found.append(_Distinction(min(3.0, 1.0 + ratio / 3), "smaller" if two else "smallest"))
+    # position: the extreme along one axis, by at least half the target's own extent
+    if others:
+        x, y = _centre(target)
+        margin_x = 0.5 * target.box.width
+        margin_y = 0.5 * target.box.height
+        other_centres = [_centre(o) for o in others]
+        words = (
+            {"west": "leftmost", "east": "rightmost", "north": "upper", "south": "lower"}
+            if context.domain == "ns"
+            else {"west": "westernmost", "east": "easternmost", "north": "northernmost", "south": "southernmost"}
+        )
+        checks = {
+            "west": all(x + margin_x <= ox for ox, _ in other_centres),
+            "east": all(x - margin_x >= ox for ox, _ in other_centres),
+            "north": all(y + margin_y <= oy for _, oy in other_centres),
+            "south": all(y - margin_y >= oy for _, oy in other_centres),
+        }
+        for direction, holds in checks.items():
+            if holds:
+                found.append(_Distinction(2.0, words[direction]))
+    # neighbour: a relation to a landmark the others do not share
+    shared = {n for o in others for n in o.neighbours}
+    unique = tuple(n for n in base.neighbours if n not in shared)
+    if unique:
+        found.append(_Distinction(1.5, target=replace(base, neighbours=unique), must_say=unique))
+    # shape: a shape none of the others has
+    if target.shape not in {o.shape for o in others} and target.shape != "compact":
+        found.append(_Distinction(1.0, _SHAPE_WORDS[target.shape]))
+    return sorted(found, key=lambda d: -d.strength)
+
+
+def _without_details(target: _Target) -> _Target:
+    """The target with no colour, size, shape or neighbours: a distinguishing modifier alone must do it."""
+    return _Target(target.change_type, target.category, target.domain, count=target.count, seed=target.seed)
+
+
+def distinguishing_expressions(context: DisambiguateContext, wanted: int = 3) -> list[str]:
+    """Expressions that fit the target but not the other targets the first expression also fits.
+
+    The attribute that differs most comes first: a colour none of the others has, clearly larger or smaller
+    ("the larger of the two buildings that appeared" becomes "the larger building that appeared"), an extreme
+    position ("northernmost", or "leftmost" at street level), a neighbour only the target has, a shape of its
+    own. Every expression carries at least one such attribute; when nothing distinguishes the target, the
+    fullest description available comes back.
+    """
+    seed = f"{context.pair_id}\x00{context.expression}\x00{context.target.candidate_id}"
+    base = _target_from_cue(context.target, context.change_type, context.category, context.domain, 1, seed)
+    options: list[str] = []
+    for distinction in _distinctions(context, base):
+        if distinction.target is not None:
+            candidates = [
+                text
+                for text in _expressions(distinction.target)
+                if any(re.search(rf"\b{re.escape(word)}\b", text) for word in distinction.must_say)
+            ]
+        else:
+            plain = _expressions(_without_details(base), [distinction.modifier])
+            detailed = _expressions(base, [distinction.modifier])
+            candidates = plain[:4] + detailed
+        options.extend(_pick_varied(candidates, max(1, wanted), f"{seed}\x00{distinction.modifier}"))
+        if len(options) >= 3 * wanted:
+            break
+    if not options:
+        options = _expressions(base)
+    return _pick_varied(options, max(1, wanted), seed)

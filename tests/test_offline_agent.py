@@ -1,0 +1,393 @@
+"""The offline language model: cues measured on generated scenes, its decisions, and its wording."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as coco_mask
+from pydantic import BaseModel
+
+from craft_agent.agent.cues import change_cue, change_cues, mask_window
+from craft_agent.agent.offline import (
+    OfflineBackend,
+    build_offline_backend,
+    correction_verdict,
+    register_offline_backend,
+)
+from craft_agent.agent.schemas import (
+    Beautified,
+    BeautifyContext,
+    ChangeCue,
+    CorrectionContext,
+    CorrectionVerdict,
+    DisambiguateContext,
+    GridReview,
+    GridReviewContext,
+)
+from craft_agent.agent.wording import (
+    absolute_description,
+    distinguishing_expressions,
+    is_leaky,
+    mentions_grid,
+    referring_expressions,
+)
+from craft_agent.change import create_detector
+from craft_agent.grid import all_cell_names
+from craft_agent.llm import LLM_BACKENDS, LLMError, LLMRequest, UsageMeter, create_llm_backend
+from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
+from craft_agent.settings import Settings
+from craft_agent.synthetic import generate_scene
+
+TEMPORAL = {
+    ChangeType.APPEAR: r"appeared|\bnew\b|newly|added|built|put up|placed|parked|arrived|planted|laid|grew",
+    ChangeType.DISAPPEAR: r"demolished|taken away|cleared|no longer there|removed|disappeared|torn down|"
+    r"drove away|\bleft\b|dried up|cut down|departed|vanished",
+    ChangeType.STATE_CHANGE: r"changed|repainted|\bnow\b|turned|resurfaced|repaved|paved over|redone|dug up|"
+    r"thriving|lush|dried out|lost|altered|looks different",
+}
+
+
+def _ask(backend: OfflineBackend, task: str, context: BaseModel, model: type[BaseModel]) -> BaseModel:
+    request = LLMRequest(task=task, system="", prompt="", response_model=model, prompt_hash="0", context=context)
+    return backend.complete(request).parsed
+
+
+def _review(backend: OfflineBackend, cues: list[ChangeCue], domain: str) -> dict[str, tuple[str, str | None, str]]:
+    """Verdict, change type and category of every candidate, asked cell by cell like the graph does."""
+    by_cell: dict[str, list[ChangeCue]] = defaultdict(list)
+    for cue in cues:
+        by_cell[cue.grid_cell].append(cue)
+    decided: dict[str, tuple[str, str | None, str]] = {}
+    for cell, in_cell in by_cell.items():
+        context = GridReviewContext(
+            pair_id="p", domain=domain, cell=cell, cell_box=BBox(x0=0, y0=0, x1=1, y1=1), candidates=in_cell
+        )
+        review = _ask(backend, "grid_review", context, GridReview)
+        assert isinstance(review, GridReview)
+        assert sorted(str(c.candidate_id) for c in review.changes) == sorted(c.candidate_id for c in in_cell)
+        for change in review.changes:
+            assert change.verdict in ("confirm", "reject")  # offline never adds a change it cannot see
+            assert change.candidate_id is not None
+            kind = change.change_type.value if change.change_type else "-"
+            decided[change.candidate_id] = (change.verdict, change.category, kind)
+            if change.verdict == "confirm":
+                assert change.description and cell in change.description
+            else:
+                assert change.nuisance is not None
+    return decided
+
+
+# measured when written (12 scenes per domain, 384 px, seeds 0-11; candidates with IoU >= 0.25 to a change):
+# rs 99 matched, type 0.949, category 0.838; ns 69 matched, type 0.884, category 0.826
+@pytest.mark.parametrize(("domain", "type_floor", "category_floor"), [("rs", 0.9, 0.78), ("ns", 0.84, 0.76)])
+def test_grid_review_types_generated_changes_like_the_ground_truth(
+    domain: str, type_floor: float, category_floor: float
+) -> None:
+    backend = OfflineBackend()
+    matched = right_type = right_category = 0
+    for seed in range(12):
+        scene = generate_scene(seed, size=384, domain=domain)  # type: ignore[arg-type]
+        candidates = create_detector("classical", domain).detect(f"s{seed}", scene.pre, scene.post).candidates
+        if not candidates:
+            continue
+        decided = _review(backend, change_cues(candidates, scene.pre, scene.post, domain=domain), domain)
+        truths = [RLEMask.from_array(change.mask).as_coco() for change in scene.changes]
+        masks = [c.mask.as_coco() for c in candidates if c.mask is not None]
+        ious = np.asarray(coco_mask.iou(masks, truths, [0] * len(truths)))
+        ious = ious.reshape(len(candidates), len(truths))
+        for candidate, row in zip(candidates, ious, strict=True):
+            if row.max() < 0.25:
+                continue
+            truth = scene.changes[int(row.argmax())]
+            verdict, category, kind = decided[candidate.id]
+            matched += 1
+            right_type += verdict == "confirm" and kind == truth.change_type
+            right_category += verdict == "confirm" and category == truth.category
+    assert matched >= 50
+    print(f"{domain}: {matched} matched, type {right_type / matched:.3f}, category {right_category / matched:.3f}")
+    assert right_type / matched >= type_floor, (right_type / matched, matched)
+    assert right_category / matched >= category_floor, (right_category / matched, matched)
+
+
+@pytest.mark.parametrize("domain", ["rs", "ns"])
+def test_an_illumination_change_and_a_one_pixel_shift_are_rejected(domain: str) -> None:
+    backend = OfflineBackend()
+    confirmed = 0
+    for seed in (1, 2, 5):
+        pre = generate_scene(seed, size=384, domain=domain).pre  # type: ignore[arg-type]
+        relit = np.clip(255.0 * (pre.astype(np.float32) / 255.0) ** 0.85 * 1.12 + 6.0, 0, 255).astype(np.uint8)
+        post = np.roll(relit, 1, axis=1)
+        post[:, 0] = post[:, 1]
+        candidates = create_detector("classical", domain).detect("n", pre, post).candidates
+        decided = _review(backend, change_cues(candidates, pre, post, domain=domain), domain)
+        confirmed += sum(verdict == "confirm" for verdict, _, _ in decided.values())
+    assert confirmed == 0
+
+
+def _square_pair(colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, ChangeCandidate]:
+    """Textured grey ground; a coloured square (rows and columns 40-60) appears on it."""
+    rng = np.random.default_rng(0)
+    pre = np.clip(rng.normal(120, 4, (128, 128, 1)).repeat(3, axis=2), 0, 255).astype(np.uint8)
+    post = pre.copy()
+    post[40:60, 40:60] = colour
+    mask = np.zeros((128, 128), bool)
+    mask[40:60, 40:60] = True
+    candidate = ChangeCandidate(
+        id="sq",
+        pair_id="p",
+        change_type=ChangeType.APPEAR,
+        box=BBox(x0=40, y0=40, x1=60, y1=60),
+        grid_cell="center",
+        area=400,
+        mask=RLEMask.from_array(mask),
+        scores={"confidence": 0.9},
+    )
+    return pre, post, candidate
+
+
+def test_cue_measures_colour_presence_size_and_shape() -> None:
+    pre, post, candidate = _square_pair((200, 30, 30))
+    cue = change_cue(candidate, pre, post)
+    assert (cue.colour_before, cue.colour_after) == ("grey", "red")
+    assert (cue.surroundings_before, cue.surroundings_after) == ("grey", "grey")
+    assert cue.contrast_after > 10 * max(cue.contrast_before, 1.0)
+    assert cue.greenness_after < -0.3 and abs(cue.greenness_before) < 0.02
+    assert cue.texture_after < 0.5 < cue.texture_before  # a flat square on grainy ground
+    assert cue.brightness_change < -5  # red is darker than the light grey it covers
+    assert cue.area_fraction == pytest.approx(400 / 128**2, rel=1e-4)
+    assert (cue.size, cue.shape) == ("large", "compact")  # 2.4 % of this small image
+    assert cue.category_hint == "building" and cue.neighbours == ["beside the road"]
+    strip = candidate.model_copy(update={"box": BBox(x0=10, y0=40, x1=90, y1=46), "mask": None})
+    assert change_cue(strip, pre, post).shape == "elongated"
+    green = change_cue(candidate, *_square_pair((60, 140, 50))[:2])
+    assert green.greenness_after > 0.3 and green.colour_after == "green"
+
+
+def test_mask_window_matches_a_full_decode() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        mask = np.zeros((97, 131), bool)
+        for _ in range(3):
+            x, y, w, h = rng.integers(0, 90, 4)
+            mask[y : y + h // 3 + 1, x : x + w // 2 + 1] = True
+        rle = RLEMask.from_array(mask)
+        x0, y0 = (int(v) for v in rng.integers(0, 60, 2))
+        x1, y1 = x0 + int(rng.integers(1, 70)), y0 + int(rng.integers(1, 37))
+        assert np.array_equal(mask_window(rle, x0, y0, x1, y1), mask[y0:y1, x0:x1])
+
+
+def test_cues_relate_neighbours_and_batch_matches_single() -> None:
+    pre, post, first = _square_pair((200, 30, 30))
+    post[40:60, 90:110] = (240, 240, 240)
+    mask = np.zeros((128, 128), bool)
+    mask[40:60, 90:110] = True
+    second = first.model_copy(
+        update={"id": "sq2", "box": BBox(x0=90, y0=40, x1=110, y1=60), "mask": RLEMask.from_array(mask)}
+    )
+    batch = change_cues([first, second], pre, post)
+    single = change_cue(first, pre, post, [first, second])
+    assert batch[0] == single
+    assert single.neighbours[0] == "west of the white-roofed building"
+    assert batch[1].neighbours[0] == "east of the red-roofed building"
+    street = change_cues([first, second], pre, post, domain="ns")
+    assert street[0].neighbours[0].startswith("left of the white")
+
+
+def _cue(**changes: object) -> ChangeCue:
+    fields: dict[str, object] = {
+        "candidate_id": "c1",
+        "grid_cell": "top-left",
+        "box": BBox(x0=10, y0=10, x1=40, y1=30),
+        "detector_type": ChangeType.APPEAR,
+        "confidence": 0.8,
+        "area_fraction": 0.002,
+        "size": "small",
+        "shape": "compact",
+        "colour_before": "tan",
+        "colour_after": "red",
+        "surroundings_before": "green",
+        "surroundings_after": "green",
+        "greenness_before": 0.02,
+        "greenness_after": -0.3,
+        "texture_before": 4.0,
+        "texture_after": 6.0,
+        "contrast_before": 3.0,
+        "contrast_after": 30.0,
+        "brightness_change": -20.0,
+        "structure_similarity": 0.1,
+        "category_hint": "building",
+        "neighbours": ["next to the white-roofed building", "surrounded by grass"],
+    }
+    fields.update(changes)
+    return ChangeCue.model_validate(fields)
+
+
+STATE_CUE = {"colour_before": "red", "colour_after": "grey", "category_hint": "roof", "contrast_before": 25.0}
+DISAPPEAR_CUE = {"colour_before": "dark green", "colour_after": "tan", "category_hint": "vegetation"}
+CASES = [
+    (ChangeType.APPEAR, {}),
+    (ChangeType.DISAPPEAR, DISAPPEAR_CUE),
+    (ChangeType.STATE_CHANGE, STATE_CUE),
+]
+
+
+@pytest.mark.parametrize(("change_type", "changes"), CASES)
+@pytest.mark.parametrize("domain", ["rs", "ns"])
+def test_referring_expressions_are_natural_varied_and_deterministic(
+    change_type: ChangeType, changes: dict[str, object], domain: str
+) -> None:
+    cue = _cue(**changes)
+    description = absolute_description(cue, change_type, cue.category_hint)
+    assert "top-left" in description and mentions_grid(description)
+    context = BeautifyContext(
+        pair_id="p",
+        domain=domain,
+        change_type=change_type,
+        category=cue.category_hint,
+        description=description,
+        cue=cue,
+        wanted=6,
+    )
+    expressions = referring_expressions(context, 6)
+    assert len(expressions) == len(set(expressions)) == 6
+    assert expressions == referring_expressions(context, 6)  # deterministic
+    for expression in expressions:
+        assert not mentions_grid(expression) and not is_leaky(expression), expression
+        assert re.search(TEMPORAL[change_type], expression), expression
+    plural = referring_expressions(context.model_copy(update={"count": 3}), 4)
+    assert all(re.search(r"s\b|trees", e.split(" that ")[0]) for e in plural), plural
+    assert any(re.search(r"\b(were|are|their|roofs|buildings|trees)\b", e) for e in plural), plural
+    other = referring_expressions(context.model_copy(update={"pair_id": "q"}), 6)
+    assert other != expressions  # variety comes from the seed, not from a global random state
+
+
+def test_expressions_use_colours_and_neighbours_and_no_target_reads_like_a_change() -> None:
+    cue = _cue(**STATE_CUE)
+    context = BeautifyContext(
+        pair_id="p", domain="rs", change_type=ChangeType.STATE_CHANGE, category="roof", description="d", cue=cue
+    )
+    expressions = referring_expressions(context, 8)
+    assert any("red" in e and "grey" in e for e in expressions), expressions
+    assert any("next to the white-roofed building" in e or "surrounded by grass" in e for e in expressions)
+    empty = BeautifyContext(
+        pair_id="p", domain="rs", change_type=None, category="vehicle", description="the blue car in the center"
+    )
+    no_target = referring_expressions(empty, 3)
+    assert len(set(no_target)) == 3
+    assert all(("car" in e or "vehicle" in e) and not mentions_grid(e) and not is_leaky(e) for e in no_target)
+    assert all(any(re.search(p, e) for p in TEMPORAL.values()) for e in no_target)
+    assert any("blue" in e for e in no_target)
+
+
+def test_grid_and_leak_checks() -> None:
+    for text in ("the car in the top-left", "the roof in the mid right", "the tree at the center", "sector 3"):
+        assert mentions_grid(text), text
+    for text in ("the car left of the white building", "the row of trees"):
+        assert mentions_grid(text) is ("row" in text)
+    for name in all_cell_names(3, 3):
+        assert mentions_grid(f"the pond in the {name} that dried up"), name
+    for text in ("the mask of the car", "candidate 4", "the building at (120, 45)", "the box", "id 3fa9c2d1e8"):
+        assert is_leaky(text), text
+    assert not is_leaky("the newly built red-roofed building next to the road")
+
+
+def test_disambiguation_adds_the_attribute_that_differs() -> None:
+    target = _cue(candidate_id="t", colour_after="red", box=BBox(x0=10, y0=10, x1=40, y1=30), neighbours=[])
+    twin = _cue(candidate_id="o", colour_after="white", box=BBox(x0=10, y0=200, x1=40, y1=220), neighbours=[])
+    context = DisambiguateContext(
+        pair_id="p",
+        domain="rs",
+        expression="the new building",
+        target=target,
+        others=[twin],
+        change_type=ChangeType.APPEAR,
+        category="building",
+    )
+    by_colour = distinguishing_expressions(context, 3)
+    assert len(set(by_colour)) == 3 and all(not mentions_grid(e) and not is_leaky(e) for e in by_colour)
+    assert "red" in by_colour[0] or "northernmost" in by_colour[0], by_colour
+    assert any("red" in e for e in by_colour) and not any("white" in e for e in by_colour)
+    same_colour = context.model_copy(
+        update={"others": [twin.model_copy(update={"colour_after": "red", "area_fraction": 0.0005})]}
+    )
+    by_size = distinguishing_expressions(same_colour, 3)
+    assert any(re.search(r"larger|northernmost", e) for e in by_size), by_size
+    beside = twin.model_copy(update={"colour_after": "red", "box": BBox(x0=200, y0=10, x1=230, y1=30)})
+    by_position = distinguishing_expressions(context.model_copy(update={"others": [beside]}), 3)
+    assert any("westernmost" in e for e in by_position), by_position
+    backend = OfflineBackend()
+    answer = _ask(backend, "disambiguate", context, Beautified)
+    assert isinstance(answer, Beautified) and answer.expressions == by_colour
+
+
+def _correction(**changes: object) -> CorrectionVerdict:
+    fields: dict[str, object] = {
+        "pair_id": "p",
+        "round": 1,
+        "change_type": ChangeType.APPEAR,
+        "category": "building",
+        "description": "the red-roofed building in the top-left that appeared",
+        "cue": _cue(area_fraction=0.01),
+        "mask_box": BBox(x0=12, y0=11, x1=39, y1=29),
+        "mask_area_fraction": 0.009,
+        "agreement": 0.8,
+        "stability": 0.95,
+    }
+    fields.update(changes)
+    return correction_verdict(CorrectionContext.model_validate(fields))
+
+
+def test_correction_accepts_fixes_and_discards_by_its_rules() -> None:
+    assert _correction().action == "accept"
+    assert _correction(mask_box=None, mask_area_fraction=0.0).action == "discard"
+    assert _correction(mask_area_fraction=0.001).action == "discard"  # a tenth of the candidate
+    spilled = _correction(mask_box=BBox(x0=0, y0=0, x1=120, y1=90), mask_area_fraction=0.05)
+    assert spilled.action == "fix" and spilled.box == BBox(x0=10, y0=10, x1=40, y1=30)
+    assert spilled.positive_points == [(24, 19)]
+    weak = _correction(agreement=0.2)
+    assert weak.action == "fix" and weak.box is not None
+    assert _correction(agreement=0.2, round=2).action == "accept"
+    assert _correction(agreement=0.1, round=2).action == "discard"
+    assert _correction(agreement=0.4, stability=0.5).action == "accept"
+    wrong_type = _correction(agreement=0.4, change_type=ChangeType.DISAPPEAR)
+    assert wrong_type.action == "fix" and wrong_type.change_type is ChangeType.APPEAR
+
+
+def test_backend_answers_like_a_language_model_and_refuses_what_it_cannot(tmp_path: Path) -> None:
+    meter = UsageMeter()
+    backend = OfflineBackend(usage=meter)
+    context = BeautifyContext(
+        pair_id="p", domain="rs", change_type=ChangeType.APPEAR, category="building", description="d", cue=_cue()
+    )
+    request = LLMRequest(
+        task="beautify", system="s", prompt="p", response_model=Beautified, prompt_hash="h", context=context
+    )
+    response = backend.complete(request)
+    assert (backend.name, backend.model_id, response.model) == ("offline", "craft-offline-1", "craft-offline-1")
+    assert json.loads(response.raw_text) == response.parsed.model_dump()
+    assert len(response.parsed.expressions) == 3
+    assert (response.usage.total_tokens, response.cost_usd, response.cached, response.attempts) == (0, 0.0, False, 1)
+    assert meter.calls == 1 and meter.cost_usd == 0.0
+    with pytest.raises(LLMError, match="'summarise'") as unknown:
+        backend.complete(LLMRequest(task="summarise", system="", prompt="", response_model=Beautified, prompt_hash="h"))
+    assert unknown.value.task == "summarise"
+    with pytest.raises(LLMError, match="GridReviewContext"):
+        backend.complete(
+            LLMRequest(
+                task="grid_review", system="", prompt="", response_model=GridReview, prompt_hash="h", context=context
+            )
+        )
+    saved = LLM_BACKENDS.get("offline")
+    try:
+        register_offline_backend()
+        assert LLM_BACKENDS["offline"] is build_offline_backend
+        built = create_llm_backend(Settings(workspace=tmp_path), "offline", meter)
+        assert isinstance(built, OfflineBackend) and built.usage is meter
+    finally:
+        if saved is not None:
+            LLM_BACKENDS["offline"] = saved
