@@ -73,6 +73,12 @@ def fail(error: CraftError, as_json: bool) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
+def print_failures(failures: list[Any]) -> None:
+    """One line per failed input, then its reason (which ends with the fix)."""
+    for failure in failures:
+        out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool) -> Iterator[Any]:
     """A rich progress bar on stderr; yields a callback (done, total, name)."""
@@ -179,8 +185,7 @@ def ingest(
             f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/] "
             f"({summary.layout} layout, {summary.seconds:.1f} s) -> {settings.workspace}"
         )
-        for failure in summary.failed:
-            out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+        print_failures(summary.failed)
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
@@ -214,8 +219,7 @@ def candidates(
             f"in {summary.pairs} pair(s), {summary.skipped} already done, "
             f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/] ({summary.seconds:.1f} s)"
         )
-        for failure in summary.failed:
-            out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+        print_failures(summary.failed)
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
@@ -264,8 +268,7 @@ def generate(
         )
         if summary.stopped_by_budget:
             out.print("[yellow]stopped: the LLM budget is spent; re-run with a larger --budget-usd to go on.[/]")
-        for failure in summary.failed:
-            out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
+        print_failures(summary.failed)
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
