@@ -483,6 +483,9 @@ def bench_agent(
             table.add_row(name, *[str(metrics[k]) for k in keys])
         out.print(table)
         for name, metrics in report["sources"].items():
+            if "error" in metrics:
+                out.print(f"{name}: {metrics['error']}")
+                continue
             out.print(f"{name}: triplet mask pixel IoU {metrics['triplet_pixel_iou']} ({metrics['triplets']} triplets)")
         out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)

@@ -125,12 +125,17 @@ def run_agent_bench(
                     ingest(folder, catalog, store, IngestOptions())
                     generate(catalog, store, backends["offline"](), engine, workspace)
                     pixels = PixelCounts()
+                    scored = 0
                     for pair in catalog.iter_pairs():
                         if pair.gt_mask is None:
                             continue
+                        scored += 1
                         masks = [t.mask for t in catalog.iter_triplets(pair_id=pair.id) if not t.is_no_target]
                         union = RLEMask.union(masks).to_array() if masks else np.zeros((pair.height, pair.width), bool)
                         pixels.add(union, pair.gt_mask.to_array())
+                    if not scored:
+                        report["sources"][folder.name] = {"error": "no pairs with a ground-truth change mask"}
+                        continue
                     report["sources"][folder.name] = {
                         "triplet_pixel_iou": round(pixels.iou, 4),
                         "triplet_pixel_f1": round(pixels.f1, 4),

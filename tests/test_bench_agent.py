@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from craft_agent.agent.offline import OfflineBackend
+from craft_agent.bench.agent import run_agent_bench
+from craft_agent.masks import ClassicalMaskEngine
+from tests.data import make_folder_source, save_png, scene
+
+
+def test_agent_bench_report(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_folder_source(data / "toy", pairs=1, pre="pre", post="post", masks="mask")
+    pre, post, _ = scene(3)
+    save_png(data / "nomask" / "pre" / "a.png", pre)
+    save_png(data / "nomask" / "post" / "a.png", post)
+    report = run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=1, seed=2, size=256, data=data)
+    offline = report["backends"]["offline"]
+    for key in ("gt_coverage", "mean_mask_iou", "type_accuracy", "category_accuracy", "uniqueness_rate"):
+        assert 0.0 <= offline[key] <= 1.0
+    assert offline["gt_changes"] > 0 and offline["triplets"] > 0 and offline["pairs_per_min"] > 0
+    assert offline["gt_coverage"] >= 0.5
+    assert 0.0 <= report["sources"]["toy"]["triplet_pixel_iou"] <= 1.0
+    assert report["sources"]["nomask"] == {"error": "no pairs with a ground-truth change mask"}
