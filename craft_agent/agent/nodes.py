@@ -34,7 +34,15 @@ from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
 from craft_agent.change.stage import refine
 from craft_agent.grid import all_cell_names, cell_of_point
-from craft_agent.llm.base import LLMBackend, LLMImage, LLMRefusalError, LLMRequest, LLMResponse, LLMResponseError
+from craft_agent.llm.base import (
+    LLMBackend,
+    LLMImage,
+    LLMRefusalError,
+    LLMRequest,
+    LLMRequestRejectedError,
+    LLMResponse,
+    LLMResponseError,
+)
 from craft_agent.masks import MaskEngine, MaskRequest, segment_candidates
 from craft_agent.models import (
     BBox,
@@ -111,9 +119,10 @@ class AgentResources:
         )
         try:
             response: LLMResponse[A] = self.llm.complete(request)
-        except (LLMResponseError, LLMRefusalError):
-            # A weak model's unusable answer (still malformed after the repair re-ask, or a refusal) must
-            # not sink the pair: this step is decided by the fallback backend and the switch is counted.
+        except (LLMResponseError, LLMRefusalError, LLMRequestRejectedError):
+            # A weak model's unusable answer (still malformed after the repair re-ask, a refusal, or this
+            # request rejected, e.g. too long for its context) must not sink the pair: this step is decided
+            # by the fallback backend and the switch is counted. An endpoint that is down still fails the pair.
             if self.fallback is None:
                 raise
             self.fallbacks += 1

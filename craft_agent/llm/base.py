@@ -165,6 +165,11 @@ class LLMUnavailableError(LLMError):
     """The endpoint could not be reached or kept failing (connection, timeout, 429, 5xx) until retries ran out."""
 
 
+class LLMRequestRejectedError(LLMError):
+    """The server found this particular request invalid (HTTP 400/413/422: too long for the model's context,
+    images or structured output it does not accept...). Another request may well succeed."""
+
+
 class LLMResponseError(LLMError):
     """The model's answer was not valid JSON for the requested schema, even after a repair re-ask."""
 

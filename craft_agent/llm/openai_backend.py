@@ -6,9 +6,10 @@ a bound on concurrent requests, the response cache and the usage meter.
 
 Structured output: ``client.chat.completions.parse(response_format=<pydantic model>)`` sends the model's
 strict JSON schema (``response_format: {"type": "json_schema", ...}``). Servers that reject json_schema
-with HTTP 400 are asked again in JSON mode (``{"type": "json_object"}``) with the schema in the system
-message; the backend remembers that and uses JSON mode from then on. The answer's text is always validated
-here with ``response_model.model_validate_json``, so a bad answer can be shown back to the model.
+(HTTP 400, or 500 as llama.cpp's server does, naming response_format) are asked again in JSON mode
+(``{"type": "json_object"}``) with the schema in the system message; the backend remembers that and uses
+JSON mode from then on. The answer's text is always validated here with ``response_model.model_validate_json``,
+so a bad answer can be shown back to the model.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
@@ -34,6 +35,7 @@ from craft_agent.llm.base import (
     LLMImage,
     LLMRefusalError,
     LLMRequest,
+    LLMRequestRejectedError,
     LLMResponse,
     LLMResponseError,
     LLMUnavailableError,
@@ -118,6 +120,8 @@ class OpenAIBackend:
         price_per_1k_prompt / price_per_1k_completion: USD per 1,000 tokens, for the meter and ``cost_usd``.
         sleep: how to wait between retries (tests pass a recorder).
         rng: source of the backoff jitter; pass ``random.Random(seed)`` for repeatable waits.
+        send_images: send images as content parts. Servers of text-only models refuse them; such a refusal
+            (an error naming images or content lists) also switches this off for the backend's lifetime.
 
     Raises:
         ValueError: for a non-positive ``max_attempts``, ``max_concurrency`` or ``timeout_s``.
@@ -143,6 +147,7 @@ class OpenAIBackend:
         price_per_1k_completion: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        send_images: bool = True,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -167,6 +172,7 @@ class OpenAIBackend:
         self._rng = rng or random.Random()
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._json_schema_supported = True
+        self._images_supported = send_images
         self._client = openai.OpenAI(
             base_url=base_url, api_key=self._secret or _NO_KEY, max_retries=0, timeout=timeout_s
         )
@@ -277,6 +283,8 @@ class OpenAIBackend:
     # Requests ---------------------------------------------------------------------------------------
 
     def _messages(self, request: LLMRequest[Any]) -> list[ChatCompletionMessageParam]:
+        if not self._images_supported or not request.images:
+            return [{"role": "system", "content": request.system}, {"role": "user", "content": request.prompt}]
         content: list[ChatCompletionContentPartParam] = [{"type": "text", "text": request.prompt}]
         content += [_image_part(image) for image in request.images]
         return [{"role": "system", "content": request.system}, {"role": "user", "content": content}]
@@ -313,7 +321,25 @@ class OpenAIBackend:
         return answer
 
     def _post(self, request: LLMRequest[Any], messages: list[ChatCompletionMessageParam], tally: _Tally) -> _Answer:
-        """One HTTP request (two when the server turns out to reject json_schema)."""
+        """One HTTP request (more when the server turns out to reject images or json_schema)."""
+        if not self._images_supported:
+            messages = _text_only(messages)  # also for retries and repairs of a conversation begun with images
+        try:
+            return self._post_once(request, messages, tally)
+        except (openai.BadRequestError, openai.InternalServerError) as exc:
+            if not (self._images_supported and request.images and _rejects_content_parts(exc)):
+                raise
+            logger.warning(
+                "%s refused image content (%s); sending text only from now on (the model cannot see the images)",
+                self.base_url,
+                self._redact(_error_text(exc))[:200],
+            )
+            self._images_supported = False
+            return self._post_once(request, _text_only(messages), tally)
+
+    def _post_once(
+        self, request: LLMRequest[Any], messages: list[ChatCompletionMessageParam], tally: _Tally
+    ) -> _Answer:
         with self._slots:
             tally.requests += 1
             if self._json_schema_supported:
@@ -322,7 +348,8 @@ class OpenAIBackend:
                         **self._options(request), messages=messages, response_format=request.response_model
                     )
                     return self._answer(raw.http_response, request.task)
-                except openai.BadRequestError as exc:
+                except (openai.BadRequestError, openai.InternalServerError) as exc:
+                    # llama.cpp's server answers an unsupported response_format with HTTP 500, not 400.
                     if not _rejects_json_schema(exc):
                         raise
                     logger.warning(
@@ -424,6 +451,8 @@ class OpenAIBackend:
             )
         else:
             hint = "check the server's log for this request."
+        if status in (400, 413, 422):
+            return LLMRequestRejectedError(message, hint=hint, task=task)
         return LLMError(message, hint=hint, task=task)
 
     def _redact(self, text: str) -> str:
@@ -434,6 +463,24 @@ class OpenAIBackend:
         if self._secret and (self._secret in str(exc) or self._secret in repr(getattr(exc, "body", ""))):
             return None
         return exc
+
+
+def _rejects_content_parts(exc: openai.APIStatusError) -> bool:
+    text = _error_text(exc).lower()
+    return "image" in text or "list" in text or "content" in text
+
+
+def _text_only(messages: list[ChatCompletionMessageParam]) -> list[ChatCompletionMessageParam]:
+    """The messages with every list of content parts reduced to its text."""
+    reduced: list[ChatCompletionMessageParam] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            text = "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+            reduced.append(cast(ChatCompletionMessageParam, {**message, "content": text}))
+        else:
+            reduced.append(message)
+    return reduced
 
 
 def _image_part(image: LLMImage) -> ChatCompletionContentPartParam:
@@ -486,7 +533,7 @@ def _error_text(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-def _rejects_json_schema(exc: openai.BadRequestError) -> bool:
+def _rejects_json_schema(exc: openai.APIStatusError) -> bool:
     text = _error_text(exc).lower()
     return "response_format" in text or "json_schema" in text
 
