@@ -29,7 +29,8 @@ def test_agent_survives_a_real_small_model(tmp_path: Path) -> None:
     process, base_url = start_local_llm(log=tmp_path / "llama.log")
     try:
         with catalog:
-            backend = OpenAIBackend(base_url, LOCAL_MODEL_ALIAS, None, timeout_s=120, usage=UsageMeter())
+            meter = UsageMeter()
+            backend = OpenAIBackend(base_url, LOCAL_MODEL_ALIAS, None, timeout_s=120, usage=meter)
             # a handful of targets keeps the run to minutes: a 135M model on two cores answers in seconds
             config = AgentConfig(
                 max_targets_per_pair=4, expressions_per_target=1, multi_target=False, no_target_ratio=0
@@ -37,7 +38,8 @@ def test_agent_survives_a_real_small_model(tmp_path: Path) -> None:
             summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace, config)
             assert summary.pairs + len(summary.failed) == 1, summary.failed
             assert summary.failed == [], summary.failed
-            assert summary.llm_calls > 0 and summary.prompt_tokens > 0
+            # the model really answered (whatever the quality), and the run still drafted triplets
+            assert meter.snapshot().calls > 0 and summary.triplets > 0
     finally:
         process.terminate()
         try:

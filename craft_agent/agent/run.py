@@ -139,11 +139,14 @@ def generate(
                 if snapshot.values and not snapshot.next:
                     summary.skipped += 1
                     continue
+                # durability="sync": each node's checkpoint is on disk before the next node starts, so a
+                # kill at any moment resumes at the node that was running (the default writes asynchronously
+                # and a kill can lose the latest checkpoints).
                 if snapshot.next:
                     summary.resumed += 1
-                    final = app.invoke(None, settings)
+                    final = app.invoke(None, settings, durability="sync")
                 else:
-                    final = app.invoke({"pair_id": pair_id}, settings)
+                    final = app.invoke({"pair_id": pair_id}, settings, durability="sync")
             except BudgetExceededError as exc:
                 summary.failed.append(Failure(input=pair_id, error=str(exc)))
                 summary.stopped_by_budget = True
