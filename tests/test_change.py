@@ -8,6 +8,7 @@ import pytest
 from craft_agent.change import DetectorConfig, create_detector
 from craft_agent.change.evidence import EvidenceConfig, change_evidence, radiometric_normalise, to_lab
 from craft_agent.errors import ConfigError
+from craft_agent.grid import all_cell_names
 from craft_agent.metrics import ObjectCounts, PixelCounts, best_ious
 from craft_agent.models import ChangeType, RLEMask
 from craft_agent.synthetic import generate_scene
@@ -82,17 +83,7 @@ def test_candidates_are_deterministic_and_complete() -> None:
         assert candidate.area == candidate.mask.area
         assert 0.0 <= candidate.scores["confidence"] <= 1.0
         assert {"contrast_before", "contrast_after", "mean_evidence"} <= set(candidate.evidence)
-        assert candidate.grid_cell in {
-            "top-left",
-            "top-center",
-            "top-right",
-            "mid-left",
-            "center",
-            "mid-right",
-            "bottom-left",
-            "bottom-center",
-            "bottom-right",
-        }
+        assert candidate.grid_cell in all_cell_names()
 
 
 def test_domain_defaults_differ_and_unknown_detector_is_refused() -> None:

@@ -33,7 +33,7 @@ from craft_agent.agent.wording import is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
 from craft_agent.change.stage import refine
-from craft_agent.grid import all_cell_names, cell_of_point
+from craft_agent.grid import all_cell_names, position_of_box
 from craft_agent.llm.base import (
     LLMBackend,
     LLMImage,
@@ -46,7 +46,6 @@ from craft_agent.llm.base import (
 from craft_agent.masks import MaskEngine, MaskRequest, segment_candidates
 from craft_agent.models import (
     BBox,
-    ChangeCandidate,
     ChangeType,
     ImagePair,
     LLMUsage,
@@ -175,7 +174,7 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     chosen = ranked[: res.config.max_targets_per_pair]
     cues = {c.id: cue for c, cue in zip(chosen, change_cues(chosen, pre, post, domain=pair.domain.value), strict=True)}
     order = all_cell_names(res.config.grid_rows, res.config.grid_cols)
-    cells = sorted({_cell_of(c, res.config, pair) for c in chosen}, key=order.index)
+    cells = sorted({_cell_of(c.box, res.config, pair) for c in chosen}, key=order.index)
     return {
         "cues": {k: v.model_dump(mode="json") for k, v in cues.items()},
         "cells": cells,
@@ -187,12 +186,8 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     }
 
 
-def _cell_of(candidate: ChangeCandidate, config: AgentConfig, pair: ImagePair) -> str:
-    box = candidate.box
-    row, col = cell_of_point(
-        (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, pair.width, pair.height, config.grid_rows, config.grid_cols
-    )
-    return all_cell_names(config.grid_rows, config.grid_cols)[row * config.grid_cols + col]
+def _cell_of(box: BBox, config: AgentConfig, pair: ImagePair) -> str:
+    return position_of_box(*box.as_xyxy(), pair.width, pair.height, config.grid_rows, config.grid_cols)
 
 
 def review_cell(res: AgentResources, state: AgentState) -> AgentState:
@@ -201,7 +196,7 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
     cell = state["cells"][state["cell_index"]]
     config = res.config
     cues = [ChangeCue.model_validate(c) for c in state["cues"].values()]
-    in_cell = [c for c in cues if _cell_name(c, config, pair) == cell]
+    in_cell = [c for c in cues if _cell_of(c.box, config, pair) == cell]
     cell_box = _cell_box(cell, config.grid_rows, config.grid_cols, pair.width, pair.height)
     context = GridReviewContext(
         pair_id=pair.id, domain=pair.domain.value, cell=cell, cell_box=cell_box, candidates=in_cell
@@ -252,17 +247,7 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
     }
 
 
-def _cell_name(cue: ChangeCue, config: AgentConfig, pair: ImagePair) -> str:
-    box = cue.box
-    row, col = cell_of_point(
-        (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, pair.width, pair.height, config.grid_rows, config.grid_cols
-    )
-    return all_cell_names(config.grid_rows, config.grid_cols)[row * config.grid_cols + col]
-
-
 def _added_cue(cell: str, box: BBox, change_type: Any) -> ChangeCue:
-    from craft_agent.models import ChangeType
-
     return ChangeCue(
         candidate_id="",
         grid_cell=cell,
