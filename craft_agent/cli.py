@@ -41,6 +41,10 @@ examples_app = typer.Typer(
 catalog_app = typer.Typer(help="Look into the catalog.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print and save figures.", no_args_is_help=True)
 llm_app = typer.Typer(help="Language-model helpers.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Human audit in Label Studio: serve, push, pull, status (see auditing/GUIDE.md).", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
 app.add_typer(llm_app, name="llm")
 app.add_typer(examples_app, name="examples")
 app.add_typer(catalog_app, name="catalog")
@@ -488,6 +492,199 @@ def bench_agent(
                 continue
             out.print(f"{name}: triplet mask pixel IoU {metrics['triplet_pixel_iou']} ({metrics['triplets']} triplets)")
         out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK)
+
+
+@audit_app.command("serve")
+def audit_serve(
+    workspace: WorkspaceOption = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: CRAFT_LABEL_STUDIO_PORT or a free one).")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Leave it running in the background; stop with `audit stop`.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the workspace's own Label Studio on 127.0.0.1 (installed in its own venv on first use)."""
+    import signal
+    import threading
+
+    from craft_agent.audit.server import LocalLabelStudio
+
+    try:
+        settings = settings_for(workspace, label_studio_port=port)
+        server = LocalLabelStudio(settings)
+        already = server.running()
+        url = server.start(report=lambda message: err.print(message))
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    login = {
+        "url": url,
+        "username": server.credentials.username,
+        "password_file": str(server.data_dir / "credentials.json"),
+        "already_running": bool(already),
+        "pid": (already.pid if already else server.process.pid if server.process else None),
+        "log": str(server.log_path),
+    }
+    if as_json:
+        emit_json(login)
+    else:
+        out.print(f"Label Studio is at [bold]{url}[/] (log: {server.log_path})")
+        out.print(
+            f"log in as [bold]{server.credentials.username}[/]; the password is in {login['password_file']} "
+            "(owner-only), e.g. `python -c \"import json,sys; print(json.load(open(sys.argv[1]))['password'])\" "
+            f"{login['password_file']}`"
+        )
+    if detach or already:
+        if not as_json:
+            out.print("running in the background; stop it with `craft-agent audit stop`.")
+        raise typer.Exit(EXIT_OK)
+    if not as_json:
+        out.print("press Ctrl-C to stop")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and server.process is not None and server.process.poll() is None:
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    if not as_json:
+        err.print("Label Studio stopped.")
+    raise typer.Exit(EXIT_OK)
+
+
+@audit_app.command("stop")
+def audit_stop(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """Stop the workspace's Label Studio started by `audit serve --detach`."""
+    from craft_agent.audit.server import LocalLabelStudio
+
+    try:
+        stopped = LocalLabelStudio(settings_for(workspace)).stop()
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"stopped": stopped})
+    else:
+        out.print("Label Studio stopped." if stopped else "no Label Studio server was running for this workspace.")
+    raise typer.Exit(EXIT_OK)
+
+
+@audit_app.command("push")
+def audit_push(
+    workspace: WorkspaceOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tasks per bulk import request.")] = 250,
+    retry_s: Annotated[float, typer.Option(help="How long to wait for a server that drops mid-push.")] = 120,
+    as_json: JsonOption = False,
+) -> None:
+    """Send drafted triplets to Label Studio for audit (bulk, idempotent: never duplicates a task)."""
+    from craft_agent.audit.label_studio import LabelStudioAudit
+    from craft_agent.catalog import Catalog
+
+    try:
+        settings = settings_for(workspace)
+        backend = LabelStudioAudit(settings)
+        with Catalog.from_settings(settings) as catalog, progress_bar("push", not as_json) as update:
+            state = {"done": 0, "total": 0}
+
+            def on_total(total: int) -> None:
+                state["total"] = total
+
+            def advance(n: int) -> None:
+                state["done"] += n
+                update(state["done"], state["total"], "")
+
+            summary = backend.push(catalog, batch_size=batch_size, retry_s=retry_s, progress=advance, on_total=on_total)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    payload = {**summary.__dict__, "images": backend.image_mode}
+    if as_json:
+        emit_json(payload)
+    else:
+        out.print(
+            f"[bold green]{summary.imported}[/] imported, {summary.updated} updated, {summary.unchanged} already "
+            f"there; {summary.queued} triplet(s) moved to the audit queue ({summary.seconds:.1f} s)"
+        )
+        out.print(f"audit at {summary.url}/projects/{summary.project_id}/data")
+        if summary.duplicates:
+            out.print(f"[yellow]{len(summary.duplicates)} triplet(s) have more than one task in the project[/]")
+    raise typer.Exit(EXIT_OK)
+
+
+@audit_app.command("pull")
+def audit_pull(
+    workspace: WorkspaceOption = None,
+    policy: Annotated[
+        str | None, typer.Option(help="Several annotations of a task: first, majority or two_agree.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read auditors' verdicts, edited texts and repainted masks into the catalog (safe to repeat)."""
+    from craft_agent.audit.label_studio import LabelStudioAudit
+    from craft_agent.catalog import Catalog
+
+    try:
+        settings = settings_for(workspace, audit_policy=policy)
+        backend = LabelStudioAudit(settings)
+        with Catalog.from_settings(settings) as catalog:
+            summary = backend.pull(catalog)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({**summary.__dict__, "failures": [{"input": i, "error": e} for i, e in summary.failures]})
+    else:
+        moved = ", ".join(f"{n} {state}" for state, n in sorted(summary.moved.items())) or "none"
+        out.print(
+            f"{summary.annotations} annotation(s) on {summary.tasks} task(s): {summary.new_records} new, "
+            f"{summary.updated_records} updated, {summary.removed_records} removed; moved: {moved}; "
+            f"{summary.undecided} undecided ({summary.seconds:.1f} s)"
+        )
+        if summary.unknown_tasks:
+            out.print(f"[yellow]{summary.unknown_tasks} task(s) name triplets this catalog does not have[/]")
+        for name, error in summary.failures:
+            out.print(f"  [red]x[/] {name}\n    {error}", highlight=False)
+    raise typer.Exit(EXIT_PARTIAL if summary.failures else EXIT_OK)
+
+
+@audit_app.command("status")
+def audit_status_command(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """Audit progress: triplets per state, acceptance and edit rates, per-auditor throughput."""
+    from craft_agent.audit.status import audit_status
+    from craft_agent.catalog import Catalog
+
+    try:
+        settings = settings_for(workspace)
+        with Catalog.from_settings(settings) as catalog:
+            status = audit_status(catalog)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(status)
+        raise typer.Exit(EXIT_OK)
+    states = ", ".join(f"{n} {state}" for state, n in status["states"].items())
+    out.print(f"{status['triplets']} triplet(s): {states}")
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f} %"
+
+    out.print(
+        f"acceptance {percent(status['acceptance_rate'])}, edited {percent(status['edit_rate'])}, "
+        f"median time per task {status['time_per_task']['median_s'] or '-'} s"
+    )
+    if status["auditors"]:
+        table = Table(title="auditors")
+        for column in ("auditor", "audits", "accepted", "fixed", "rejected", "needs fix", "median s", "per hour"):
+            table.add_column(column, justify="left" if column == "auditor" else "right")
+        for name, row in status["auditors"].items():
+            table.add_row(
+                name,
+                *[
+                    str(row[k] if row[k] is not None else "-")
+                    for k in ("audits", "accepted", "fixed", "rejected", "needs_fix", "median_s", "per_hour")
+                ],
+            )
+        out.print(table)
     raise typer.Exit(EXIT_OK)
 
 

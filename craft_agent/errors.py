@@ -51,3 +51,7 @@ class IngestError(CraftError):
 
 class ExamplesError(CraftError):
     """The example-data generator was given arguments it cannot honour."""
+
+
+class AuditError(CraftError):
+    """The audit backend (Label Studio) cannot be installed, started, reached, or refused a request."""

@@ -352,12 +352,18 @@ class TripletState(StrEnum):
 TRANSITIONS: dict[TripletState, frozenset[TripletState]] = {
     TripletState.DRAFTED: frozenset({TripletState.QUEUED_FOR_AUDIT}),
     TripletState.QUEUED_FOR_AUDIT: frozenset({TripletState.ACCEPTED, TripletState.REJECTED, TripletState.FIXED}),
-    TripletState.ACCEPTED: frozenset({TripletState.EXPORTED}),
-    TripletState.FIXED: frozenset({TripletState.EXPORTED}),
-    TripletState.REJECTED: frozenset(),
+    # A later audit (an auditor changes their mind, a second opinion) supersedes an earlier one until export.
+    TripletState.ACCEPTED: frozenset(
+        {TripletState.EXPORTED, TripletState.FIXED, TripletState.REJECTED, TripletState.QUEUED_FOR_AUDIT}
+    ),
+    TripletState.FIXED: frozenset(
+        {TripletState.EXPORTED, TripletState.ACCEPTED, TripletState.REJECTED, TripletState.QUEUED_FOR_AUDIT}
+    ),
+    TripletState.REJECTED: frozenset({TripletState.ACCEPTED, TripletState.FIXED, TripletState.QUEUED_FOR_AUDIT}),
     TripletState.EXPORTED: frozenset(),
 }
-"""Legal state moves: drafted -> queued_for_audit -> accepted | rejected | fixed -> exported."""
+"""Legal state moves: drafted -> queued_for_audit -> accepted | rejected | fixed -> exported; audited states
+may move among themselves and back to the queue while a re-audit changes the verdict."""
 
 
 def check_transition(triplet_id: str, current: TripletState, target: TripletState) -> None:
@@ -388,6 +394,9 @@ class Triplet(Record):
     category: str | None = None
     state: TripletState = TripletState.DRAFTED
     candidate_ids: list[str] = Field(default_factory=list)
+    audit_id: str | None = Field(
+        default=None, description="The audit record that decided the current state; its edits apply on export."
+    )
     uncorrected: bool = Field(default=False, description="Correction loop gave up: never auto-accepted.")
     provenance: Provenance = Field(default_factory=Provenance)
     updated_at: datetime = Field(default_factory=utc_now)
@@ -413,6 +422,25 @@ class Triplet(Record):
         check_transition(self.id, self.state, target)
         return self.model_copy(update={"state": target, "updated_at": utc_now()})
 
+    def with_edits(self, audit: AuditRecord) -> Triplet:
+        """This triplet as the auditor left it: their expressions, mask and change type where they edited.
+
+        Raises:
+            ValueError: when the audit belongs to another triplet or its mask has another size.
+        """
+        if audit.triplet_id != self.id:
+            raise ValueError(f"audit {audit.id} is for triplet {audit.triplet_id}, not {self.id}")
+        update: dict[str, Any] = {}
+        if audit.expressions is not None:
+            update["expressions"] = audit.expressions
+        if audit.mask is not None:
+            if audit.mask.size != self.mask.size:
+                raise ValueError(f"audit {audit.id} mask size {audit.mask.size} differs from {self.mask.size}")
+            update["mask"] = audit.mask
+        if audit.change_type_edited:
+            update["change_type"] = audit.change_type
+        return self.model_copy(update=update)
+
 
 def triplet_id(pair_id: str, mask: RLEMask, change_type: ChangeType | None, category: str | None) -> str:
     """Content id of a triplet: the same target on the same pair gets the same id on every run."""
@@ -424,11 +452,16 @@ def triplet_id(pair_id: str, mask: RLEMask, change_type: ChangeType | None, cate
 
 
 class Verdict(StrEnum):
-    """An auditor's decision on a triplet."""
+    """An auditor's decision on a triplet.
+
+    ``accept``: right as proposed. ``fix``: accepted after the auditor's own edits. ``reject``: not a usable
+    sample. ``needs_fix``: a real change the auditor could not fix on the page; it stays in the audit queue.
+    """
 
     ACCEPT = "accept"
     REJECT = "reject"
     FIX = "fix"
+    NEEDS_FIX = "needs_fix"
 
     @property
     def resulting_state(self) -> TripletState:
@@ -436,6 +469,7 @@ class Verdict(StrEnum):
             Verdict.ACCEPT: TripletState.ACCEPTED,
             Verdict.REJECT: TripletState.REJECTED,
             Verdict.FIX: TripletState.FIXED,
+            Verdict.NEEDS_FIX: TripletState.QUEUED_FOR_AUDIT,
         }[self]
 
 
@@ -448,10 +482,12 @@ class AuditRecord(Record):
     expressions: list[str] | None = Field(default=None, description="Edited expressions, when changed.")
     mask: RLEMask | None = Field(default=None, description="Repainted mask, when changed.")
     change_type: ChangeType | None = None
+    change_type_edited: bool = Field(default=False, description="True when change_type holds the auditor's edit.")
     comment: str | None = None
     auditor: str
     lead_time_s: float | None = Field(default=None, ge=0)
     backend: Literal["label_studio", "api", "import"] = "label_studio"
+    task_id: str | None = Field(default=None, description="The audit backend's task id.")
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
 

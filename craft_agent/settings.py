@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from craft_agent.errors import ConfigError
@@ -51,9 +51,47 @@ class Settings(BaseSettings):
     sam_checkpoint: Path | None = Field(default=None, description="Path of a segment-anything checkpoint.")
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
 
-    # Label Studio
-    label_studio_url: str | None = None
-    label_studio_token: SecretStr | None = None
+    # Label Studio (audit). An existing server: URL and token. Unset: `craft-agent audit serve` runs one locally.
+    label_studio_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("label_studio_url", "CRAFT_LABEL_STUDIO_URL", "LABEL_STUDIO_URL"),
+        description="URL of an existing Label Studio server; unset: the workspace's own local server.",
+    )
+    label_studio_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("label_studio_token", "CRAFT_LABEL_STUDIO_TOKEN", "LABEL_STUDIO_API_KEY"),
+        description="API token for label_studio_url (legacy token); generated for the local server when unset.",
+    )
+    label_studio_username: str | None = Field(
+        default=None, description="Admin e-mail of the local server; generated and stored in the workspace if unset."
+    )
+    label_studio_password: SecretStr | None = Field(
+        default=None, description="Admin password of the local server; generated and stored if unset."
+    )
+    label_studio_home: Path | None = Field(
+        default=None,
+        description="Virtual environment of the local Label Studio server (installed on first use); "
+        "default: ~/.cache/craft-agent/label-studio-<version>.",
+    )
+    label_studio_port: int | None = Field(default=None, ge=1, le=65535, description="Port; default: a free one.")
+    label_studio_database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/db for the local server; default: SQLite in the workspace.",
+    )
+    label_studio_document_root: Path | None = Field(
+        default=None,
+        description="The folder the server serves local files from (its LOCAL_FILES_DOCUMENT_ROOT); it must contain "
+        "the workspace. Default: the workspace.",
+    )
+    label_studio_project: str | None = Field(default=None, description="Project title; default: from the workspace.")
+    label_studio_images: Literal["auto", "local", "inline"] = Field(
+        default="auto",
+        description="How tasks reference images: local files served by a server on this machine, or inline "
+        "data URIs (for a remote server); auto picks local for the workspace's own server.",
+    )
+    audit_policy: Literal["first", "majority", "two_agree"] = Field(
+        default="first", description="How several annotations of one task decide its verdict."
+    )
 
     @field_validator("stretch_percentiles")
     @classmethod

@@ -1024,7 +1024,7 @@ class _AerialPlanner:
         spread = (8.0 + 14.0 * u) * s
         centres = np.asarray(centre) + rng.normal(0.0, spread / 2, (count, 2))
         radii = rng.uniform(5.0, 10.0, count) * s
-        offsets = np.outer(radii * 1.3, self.shadow)
+        offsets = np.asarray(np.outer(radii * 1.3, self.shadow), np.float64)
         reach = np.concatenate([centres, centres + offsets])
         box = _Box.around(np.concatenate([reach - radii.max() * 1.15, reach + radii.max() * 1.15]), 1)
         return _TreeCluster(centres, radii, offsets, box, u, count)
@@ -1270,7 +1270,7 @@ class _StreetPlanner:
         self.used_facades: set[int] = set()
         self.occupied = np.zeros((self.n, self.n), bool)
         self.foreground: list[tuple[float, _Thing]] = []
-        self.backdrop = np.zeros((self.n, self.n, 3), np.float32)
+        self.backdrop: np.ndarray = np.zeros((self.n, self.n, 3), np.float32)
 
     def plan(self) -> _Draft:
         self.draw_sky()
@@ -1317,9 +1317,9 @@ class _StreetPlanner:
         top, horizon = np.array([92.0, 146.0, 212.0]), np.array([196.0, 214.0, 234.0])
         image = np.asarray(top * (1 - t) + horizon * t, np.float32) * np.ones((1, n, 1), np.float32)
         cloud = np.clip(_smooth_noise(self.rng, box.height, n, 60 * s) * 1.4 - 0.5, 0.0, 1.0)[..., None]
-        image = image * (1 - 0.8 * cloud) + 245.0 * 0.8 * cloud
-        image += 1.5 * self.rng.standard_normal((box.height, n, 1), dtype=np.float32)
-        self.draft.add([_whole_layer(box, np.asarray(image, np.float32))])
+        clouded = image * (1 - 0.8 * cloud) + 245.0 * 0.8 * cloud
+        clouded += 1.5 * self.rng.standard_normal((box.height, n, 1), dtype=np.float32)
+        self.draft.add([_whole_layer(box, np.asarray(clouded, np.float32))])
 
     def draw_facades(self) -> None:
         n, rng = self.n, self.rng

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from craft_agent.audit.server import LocalLabelStudio
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.errors import AuditError
+from craft_agent.settings import Settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,3 +42,46 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample imagery not found at {SHARED_DATA} (a fresh clone has none); skipping")
     return SHARED_DATA
+
+
+@dataclass
+class LabelStudioForTests:
+    """The session's real Label Studio server (own venv, temporary data dir, free port on 127.0.0.1)."""
+
+    server: LocalLabelStudio
+    url: str
+    token: str
+    root: Path
+    """The server's local-files document root; test workspaces live under it."""
+
+    def settings(self, workspace: Path, **overrides: Any) -> Settings:
+        return Settings(
+            workspace=workspace,
+            label_studio_url=self.url,
+            label_studio_token=self.token,
+            label_studio_images="local",
+            label_studio_document_root=self.root,
+            **overrides,
+        )
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioForTests]:
+    """Start one real Label Studio for the whole run (installing it on first use) and stop it by PID."""
+    root = tmp_path_factory.mktemp("label-studio-root")
+    server = LocalLabelStudio(Settings(workspace=root))
+    try:
+        url = server.start(timeout_s=300)
+    except AuditError as exc:  # pragma: no cover - reported as the tests' failure, with the server's log
+        pytest.fail(f"could not start Label Studio for the tests: {exc}")
+    try:
+        yield LabelStudioForTests(server=server, url=url, token=server.credentials.token, root=root)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def audit_workspace(label_studio: LabelStudioForTests, tmp_path: Path) -> Path:
+    """A fresh workspace under the server's document root (so its images are served as local files)."""
+    path = Path(tempfile.mkdtemp(prefix="ws-", dir=label_studio.root))
+    return path

@@ -18,6 +18,11 @@ from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
 
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.imagery import IngestOptions, ingest
+from craft_agent.models import RLEMask, Triplet, triplet_id
+from craft_agent.synthetic import write_examples
+
 SIZE = 64
 
 
@@ -308,3 +313,55 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+
+
+def draft_triplets_from_truth(
+    catalog: Catalog, store: ImageStore, root: Path, pairs: int = 3, size: int = 256
+) -> list[Triplet]:
+    """Ingest generated scenes and draft one triplet per known change, plus per pair one multi-target
+    triplet (the union of its first two changes) and one no-target triplet; fast, exact stand-ins for the
+    agent's output when a test is about what happens after drafting (audit, export)."""
+    write_examples(root / "examples", pairs=pairs, seed=11, size=size)
+    ingest(root / "examples", catalog, store, IngestOptions())
+    triplets: list[Triplet] = []
+    for pair in catalog.iter_pairs():
+        for k, change in enumerate(pair.gt_changes):
+            triplets.append(
+                Triplet(
+                    id=triplet_id(pair.id, change.mask, change.change_type, change.category),
+                    pair_id=pair.id,
+                    mask=change.mask,
+                    expressions=change.expressions[:2] or [f"the {change.category or 'object'} number {k}"],
+                    change_type=change.change_type,
+                    category=change.category,
+                    candidate_ids=[f"{pair.id}-c{k}"],
+                )
+            )
+        if len(pair.gt_changes) >= 2:
+            first, second = pair.gt_changes[:2]
+            union = RLEMask.union([first.mask, second.mask])
+            triplets.append(
+                Triplet(
+                    id=triplet_id(pair.id, union, first.change_type, "group"),
+                    pair_id=pair.id,
+                    mask=union,
+                    expressions=["the two changed objects"],
+                    change_type=first.change_type,
+                    category="group",
+                    candidate_ids=[f"{pair.id}-c0", f"{pair.id}-c1"],
+                )
+            )
+        empty = RLEMask.empty(pair.height, pair.width)
+        triplets.append(
+            Triplet(
+                id=triplet_id(pair.id, empty, None, "boat"),
+                pair_id=pair.id,
+                mask=empty,
+                expressions=["the boat that appeared in the harbour"],
+                change_type=None,
+                category="boat",
+            )
+        )
+    for triplet in triplets:
+        catalog.upsert_triplet(triplet)
+    return triplets

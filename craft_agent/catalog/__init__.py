@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -348,6 +348,20 @@ class Catalog:
         statement = select(AuditRow.record).where(AuditRow.triplet_id == triplet_id).order_by(AuditRow.id)
         with self._session() as session:
             return [AuditRecord.model_validate(r) for r in session.scalars(statement)]
+
+    def iter_audits(self) -> Iterator[AuditRecord]:
+        statement = select(AuditRow.record).order_by(AuditRow.id)
+        with self._session() as session:
+            for record in session.scalars(statement.execution_options(yield_per=500)):
+                yield AuditRecord.model_validate(record)
+
+    def delete_audits(self, audit_ids: Sequence[str]) -> int:
+        """Remove audit records (e.g. annotations deleted in the audit tool); returns how many existed."""
+        if not audit_ids:
+            return 0
+        with self._session.begin() as session:
+            result = session.execute(delete(AuditRow).where(AuditRow.id.in_(list(audit_ids))))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     # -- runs and failures --------------------------------------------------------------------------
 

@@ -1,0 +1,483 @@
+"""Push triplets to Label Studio and pull the auditors' verdicts back into the catalog.
+
+:class:`LabelStudioAudit` is the audit backend: ``push`` imports drafted triplets in bulk (one task per
+triplet, carrying the triplet id and a revision hash, with the proposal as a prediction) and ``pull`` turns
+submitted annotations into :class:`AuditRecord` rows and state moves. The server is the source of truth for
+what was pushed, so both are idempotent and survive interruptions: a push first indexes the project's tasks
+by triplet id and imports only what is missing; a pull upserts records by annotation id.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from craft_agent.audit.labeling import audit_record, label_config, revision_of, task_for
+from craft_agent.audit.policy import Decision, decide
+from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo, health
+from craft_agent.catalog import Catalog
+from craft_agent.catalog.store import IMAGES_DIR, ImageStore
+from craft_agent.errors import AuditError, CraftError
+from craft_agent.models import AuditRecord, ImagePair, StoredImage, Triplet, TripletState
+from craft_agent.settings import Settings
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class PushSummary:
+    """What a push did. ``unchanged`` tasks were already on the server with the same revision."""
+
+    project_id: int
+    url: str
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    queued: int = 0
+    retries: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class PullSummary:
+    """What a pull did. ``moved`` counts state moves by target state."""
+
+    project_id: int
+    tasks: int = 0
+    annotations: int = 0
+    new_records: int = 0
+    updated_records: int = 0
+    removed_records: int = 0
+    moved: dict[str, int] = field(default_factory=dict)
+    undecided: int = 0
+    unknown_tasks: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    task_id: int
+    triplet_id: str
+    revision: str
+
+
+def connection(settings: Settings) -> tuple[str, str, bool]:
+    """(URL, token, is the workspace's own server) of the Label Studio to audit in.
+
+    An explicit ``label_studio_url`` wins; otherwise the server ``craft-agent audit serve`` runs for this
+    workspace.
+
+    Raises:
+        AuditError: when no server is configured or running, or a URL is given without a token.
+    """
+    info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
+    if settings.label_studio_url:
+        if not settings.label_studio_token:
+            raise AuditError(
+                f"CRAFT_LABEL_STUDIO_URL is set ({settings.label_studio_url}) but no API token is.",
+                hint="set CRAFT_LABEL_STUDIO_TOKEN to the token from Label Studio's Account & Settings page.",
+            )
+        url = settings.label_studio_url.rstrip("/")
+        own = bool(info and info.url.rstrip("/") == url)
+        return url, settings.label_studio_token.get_secret_value(), own
+    if info and info.alive and health(info.url):
+        credentials = Credentials.load_or_create(settings.workspace / SERVER_DIR / "credentials.json", settings)
+        return info.url, credentials.token, True
+    raise AuditError(
+        f"no Label Studio server for workspace {settings.workspace}.",
+        hint=f"start one with `craft-agent audit serve --workspace {settings.workspace} --detach`, or set "
+        "CRAFT_LABEL_STUDIO_URL and CRAFT_LABEL_STUDIO_TOKEN to use an existing server.",
+    )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, ApiError) and (exc.status_code or 0) >= 500
+
+
+class LabelStudioAudit:
+    """Audit backend on a Label Studio server.
+
+    Args:
+        settings: workspace (catalog, images), project title, image mode and policy.
+        url: server URL; with ``token``, overrides what :func:`connection` finds.
+        token: API token (legacy token); never logged.
+        timeout_s: per-request timeout.
+    """
+
+    def __init__(
+        self, settings: Settings, url: str | None = None, token: str | None = None, timeout_s: float = 120
+    ) -> None:
+        self.settings = settings
+        if url and token:
+            found_url, own = url.rstrip("/"), False
+            info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
+            own = bool(info and info.url.rstrip("/") == found_url)
+        else:
+            found_url, token, own = connection(settings)
+        self.url = found_url
+        self.client = LabelStudio(base_url=found_url, api_key=token, timeout=timeout_s)
+        mode = settings.label_studio_images
+        self.image_mode = ("local" if own else "inline") if mode == "auto" else mode
+        self.project_title = settings.label_studio_project or f"CRAFT-Agent audit: {settings.workspace.resolve().name}"
+        self.store = ImageStore(settings.workspace)
+        info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
+        root = settings.label_studio_document_root or (Path(info.document_root) if own and info else None)
+        self.document_root = (root or settings.workspace).resolve()
+        self.model_version = f"craft-agent {version('craft-agent')}"
+
+    # -- server calls -----------------------------------------------------------------------------
+
+    def _call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one SDK call, turning its failures into an AuditError that names the server and the step."""
+        try:
+            return function(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status_code in (401, 403):
+                raise AuditError(
+                    f"Label Studio at {self.url} refused the API token while trying to {what} "
+                    f"(HTTP {exc.status_code}).",
+                    hint="set CRAFT_LABEL_STUDIO_TOKEN to a valid legacy token (Account & Settings), or for the "
+                    "workspace's own server start it with `craft-agent audit serve`.",
+                ) from exc
+            detail = json.dumps(exc.body)[:300] if exc.body is not None else ""
+            raise AuditError(
+                f"Label Studio at {self.url} answered HTTP {exc.status_code} while trying to {what}: {detail}",
+                hint="read the server's log (workspace/label-studio/server.log for the local one).",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise AuditError(
+                f"Label Studio at {self.url} did not answer while trying to {what} ({type(exc).__name__}).",
+                hint="start it (`craft-agent audit serve`) or check CRAFT_LABEL_STUDIO_URL; "
+                "running the command again is safe: nothing is duplicated.",
+            ) from exc
+
+    def find_project(self) -> int | None:
+        """Id of the workspace's audit project, or None before the first push."""
+        projects: list[Any] = self._call(
+            "list projects", lambda: list(self.client.projects.list(title=self.project_title))
+        )
+        matching = sorted(int(p.id) for p in projects if p.title == self.project_title and p.id is not None)
+        return matching[0] if matching else None
+
+    def ensure_project(self) -> int:
+        """The audit project's id, creating it (with the labeling config) on first use.
+
+        An existing project gets the current labeling config when it differs.
+        """
+        config = label_config()
+        project_id = self.find_project()
+        if project_id is None:
+            project = self._call(
+                "create the audit project",
+                self.client.projects.create,
+                title=self.project_title,
+                description="Audit of CRAFT-Agent triplets; see auditing/GUIDE.md.",
+                label_config=config,
+                show_collab_predictions=True,
+                maximum_annotations=1 if self.settings.audit_policy == "first" else 3,
+            )
+            assert project.id is not None
+            project_id = project.id
+        else:
+            current = self._call("read the audit project", self.client.projects.get, id=project_id)
+            if (current.label_config or "").strip() != config.strip():
+                update = self.client.projects.update
+                self._call("update the labeling config", update, id=project_id, label_config=config)
+        if self.image_mode == "local":
+            self._ensure_local_storage(project_id)
+        return project_id
+
+    def _ensure_local_storage(self, project_id: int) -> None:
+        images = str((self.settings.workspace / IMAGES_DIR).resolve())
+        storages = self._call("list storages", self.client.import_storage.local.list, project=project_id)
+        if any(getattr(s, "path", None) == images for s in storages):
+            return
+        (self.settings.workspace / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        self._call(
+            "create the local-files storage",
+            self.client.import_storage.local.create,
+            project=project_id,
+            path=images,
+            title="CRAFT-Agent workspace images",
+            use_blob_urls=False,
+        )
+
+    def export_tasks(self, project_id: int, all_tasks: bool) -> list[dict[str, Any]]:
+        """The project's tasks as Label Studio's JSON export (one request): every task, or annotated ones."""
+
+        def download() -> list[dict[str, Any]]:
+            chunks = self.client.projects.exports.download_sync(
+                id=project_id, export_type="JSON", download_all_tasks=all_tasks
+            )
+            return list(json.loads(b"".join(chunks)))
+
+        return self._call("export the project's tasks", download)
+
+    def task_index(self, project_id: int) -> dict[str, list[TaskRef]]:
+        """The project's tasks by triplet id (normally one each)."""
+        index: dict[str, list[TaskRef]] = defaultdict(list)
+        for task in self.export_tasks(project_id, all_tasks=True):
+            data = task.get("data") or {}
+            if "triplet_id" in data:
+                ref = TaskRef(int(task["id"]), str(data["triplet_id"]), str(data.get("revision", "")))
+                index[ref.triplet_id].append(ref)
+        return index
+
+    # -- push -------------------------------------------------------------------------------------
+
+    def _image_url(self, image: StoredImage) -> str:
+        if self.image_mode == "local":
+            path = self.store.path_of(image).resolve()
+            if not path.is_relative_to(self.document_root):
+                raise AuditError(
+                    f"image {path} is outside the Label Studio document root {self.document_root}.",
+                    hint="set CRAFT_LABEL_STUDIO_DOCUMENT_ROOT to the server's LOCAL_FILES_DOCUMENT_ROOT (it must "
+                    "contain the workspace), or CRAFT_LABEL_STUDIO_IMAGES=inline.",
+                )
+            return "/data/local-files/?d=" + urllib.parse.quote(path.relative_to(self.document_root).as_posix())
+        data = self.store.path_of(image).read_bytes()
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+    def build_task(self, triplet: Triplet, pair: ImagePair) -> dict[str, Any]:
+        return task_for(triplet, pair, self._image_url(pair.pre), self._image_url(pair.post), self.model_version)
+
+    def push(
+        self,
+        catalog: Catalog,
+        batch_size: int = 250,
+        retry_s: float = 120,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> PushSummary:
+        """Send drafted triplets (and changed queued ones) to the audit project; move them to the queue.
+
+        Args:
+            batch_size: tasks per bulk import request.
+            retry_s: how long to wait for the server to come back when it drops mid-push; after a drop the
+                project is re-indexed so a batch that did land is not imported twice.
+            progress: called with the number of triplets handled after each batch.
+            on_total: called once with the number of triplets that need a request.
+
+        Raises:
+            AuditError: when the server refuses the token or stays away longer than ``retry_s``.
+        """
+        started = time.monotonic()
+        project_id = self.ensure_project()
+        summary = PushSummary(project_id=project_id, url=self.url)
+        index = self.task_index(project_id)
+        summary.duplicates = sorted(t for t, refs in index.items() if len(refs) > 1)
+        pending = [*catalog.iter_triplets(TripletState.DRAFTED), *catalog.iter_triplets(TripletState.QUEUED_FOR_AUDIT)]
+        new = [t for t in pending if t.id not in index]
+        changed = [t for t in pending if t.id in index and index[t.id][0].revision != revision_of(t)]
+        settled = [t for t in pending if t.id in index and index[t.id][0].revision == revision_of(t)]
+        summary.unchanged = len(settled)
+        if on_total:
+            on_total(len(new) + len(changed))
+        pairs: dict[str, ImagePair] = {}
+
+        def pair_of(triplet: Triplet) -> ImagePair:
+            if triplet.pair_id not in pairs:
+                pairs[triplet.pair_id] = catalog.get_pair(triplet.pair_id)
+            return pairs[triplet.pair_id]
+
+        for batch in _chunks(new, batch_size):
+            tasks = {t.id: self.build_task(t, pair_of(t)) for t in batch}
+            summary.retries += self._import(project_id, tasks, retry_s)
+            summary.imported += len(batch)
+            summary.queued += self._queue(catalog, batch)
+            if progress:
+                progress(len(batch))
+        for triplet in changed:
+            self._update(index[triplet.id][0], self.build_task(triplet, pair_of(triplet)))
+            summary.updated += 1
+            if progress:
+                progress(1)
+        summary.queued += self._queue(catalog, changed + settled)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _import(self, project_id: int, tasks: dict[str, dict[str, Any]], retry_s: float) -> int:
+        """Bulk-import tasks (keyed by triplet id); returns how many retries it took."""
+        deadline = time.monotonic() + retry_s
+        retries = 0
+        while True:
+            try:
+                self.client.projects.import_tasks(id=project_id, request=list(tasks.values()))  # type: ignore[arg-type]
+                return retries
+            except (ApiError, httpx.HTTPError) as exc:
+                if not _transient(exc):
+                    self._call("import tasks", _reraise, exc)
+                if time.monotonic() > deadline:
+                    raise AuditError(
+                        f"Label Studio at {self.url} stopped answering during a push and did not come back "
+                        f"within {retry_s:.0f} s ({type(exc).__name__}).",
+                        hint="start the server again and re-run `craft-agent audit push`: triplets already "
+                        "imported are recognised by id and not imported twice.",
+                    ) from exc
+            retries += 1
+            while not health(self.url) and time.monotonic() < deadline:
+                time.sleep(1.0)
+            # The batch may have landed before the connection dropped: import only what is still missing.
+            with contextlib.suppress(AuditError):
+                present = self.task_index(project_id)
+                tasks = {tid: task for tid, task in tasks.items() if tid not in present}
+            if not tasks:
+                return retries
+
+    def _update(self, ref: TaskRef, task: dict[str, Any]) -> None:
+        """Replace a task's data and its prediction with the triplet's current content (annotations stay)."""
+        self._call("update a task", self.client.tasks.update, id=str(ref.task_id), data=task["data"])
+        predictions = self._call("list predictions", self.client.predictions.list, task=ref.task_id)
+        for prediction in predictions:
+            if prediction.id is not None:
+                self._call("delete a stale prediction", self.client.predictions.delete, id=prediction.id)
+        prediction = task["predictions"][0]
+        self._call(
+            "create a prediction",
+            self.client.predictions.create,
+            task=ref.task_id,
+            result=prediction["result"],
+            model_version=prediction["model_version"],
+            score=prediction["score"],
+        )
+
+    @staticmethod
+    def _queue(catalog: Catalog, triplets: Sequence[Triplet]) -> int:
+        moved = 0
+        for triplet in triplets:
+            if catalog.get_triplet(triplet.id).state is TripletState.DRAFTED:
+                catalog.move_triplet(triplet.id, TripletState.QUEUED_FOR_AUDIT, reason="pushed to Label Studio")
+                moved += 1
+        return moved
+
+    # -- pull -------------------------------------------------------------------------------------
+
+    def _auditors(self) -> dict[int, str]:
+        users = self._call("list users", lambda: list(self.client.users.list()))
+        return {int(u.id): str(u.email or u.username or u.id) for u in users if u.id is not None}
+
+    def pull(self, catalog: Catalog, policy: str | None = None, progress: Progress | None = None) -> PullSummary:
+        """Read submitted annotations into audit records and move triplets by ``policy``.
+
+        Safe to repeat or resume: records are keyed by annotation id, annotations deleted on the server
+        remove their records, and a triplet only moves when the decision differs from its state.
+
+        Raises:
+            AuditError: when the server cannot be reached or the project does not exist.
+        """
+        started = time.monotonic()
+        policy = policy or self.settings.audit_policy
+        project_id = self.find_project()
+        if project_id is None:
+            raise AuditError(
+                f"no audit project {self.project_title!r} on {self.url}.",
+                hint="run `craft-agent audit push` first.",
+            )
+        summary = PullSummary(project_id=project_id)
+        tasks = self.export_tasks(project_id, all_tasks=False)
+        auditors = self._auditors()
+        by_triplet: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for task in tasks:
+            triplet_id = str((task.get("data") or {}).get("triplet_id", ""))
+            by_triplet[triplet_id].append(task)
+        summary.tasks = len(tasks)
+        prefix = f"ls-{project_id}-"
+        # Triplets audited earlier whose annotations were all deleted no longer appear among annotated tasks.
+        for record in catalog.iter_audits():
+            if record.id.startswith(prefix) and record.triplet_id not in by_triplet:
+                by_triplet[record.triplet_id] = []
+        for triplet_id, triplet_tasks in by_triplet.items():
+            if not triplet_id or not catalog.has_triplet(triplet_id):
+                summary.unknown_tasks += len(triplet_tasks)
+                continue
+            try:
+                self._pull_triplet(catalog, triplet_id, triplet_tasks, auditors, prefix, policy, summary)
+            except CraftError as exc:
+                summary.failures.append((f"triplet {triplet_id}", str(exc)))
+            if progress:
+                progress(max(1, len(triplet_tasks)))
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _pull_triplet(
+        self,
+        catalog: Catalog,
+        triplet_id: str,
+        tasks: list[dict[str, Any]],
+        auditors: dict[int, str],
+        prefix: str,
+        policy: str,
+        summary: PullSummary,
+    ) -> None:
+        triplet = catalog.get_triplet(triplet_id)
+        records: list[AuditRecord] = []
+        for task in tasks:
+            for annotation in task.get("annotations") or []:
+                if annotation.get("was_cancelled"):
+                    continue
+                summary.annotations += 1
+                completed_by = annotation.get("completed_by")
+                user_id = completed_by.get("id") if isinstance(completed_by, dict) else completed_by
+                auditor = auditors.get(int(user_id), str(user_id)) if user_id is not None else "unknown"
+                record_id = f"{prefix}{annotation['id']}"
+                try:
+                    records.append(audit_record(annotation, triplet, record_id, auditor, str(task.get("id"))))
+                except CraftError as exc:
+                    summary.failures.append((f"task {task.get('id')}", str(exc)))
+        stored = {r.id: r for r in catalog.audits_for(triplet_id) if r.id.startswith(prefix)}
+        for record in records:
+            old = stored.get(record.id)
+            if old is None:
+                catalog.upsert_audit(record)
+                summary.new_records += 1
+            elif old.model_dump(exclude={"created_at"}) != record.model_dump(exclude={"created_at"}):
+                catalog.upsert_audit(record)
+                summary.updated_records += 1
+        gone = [rid for rid in stored if rid not in {r.id for r in records}]
+        summary.removed_records += catalog.delete_audits(gone)
+        decision = decide(catalog.audits_for(triplet_id), policy)
+        if decision is None:
+            if triplet.audit_id is None or triplet.state is TripletState.EXPORTED:
+                return
+            # Every audit of it was deleted on the server: back to the queue.
+            decision = Decision(TripletState.QUEUED_FOR_AUDIT, None, "its audits were deleted")
+        if decision.audit_id is None and decision.state is TripletState.QUEUED_FOR_AUDIT:
+            summary.undecided += 1
+        if triplet.state is TripletState.EXPORTED:
+            return
+        if triplet.state is TripletState.DRAFTED:
+            triplet = catalog.move_triplet(triplet_id, TripletState.QUEUED_FOR_AUDIT, reason="found in Label Studio")
+        if triplet.state is decision.state and triplet.audit_id == decision.audit_id:
+            return
+        updated = triplet.model_copy(update={"audit_id": decision.audit_id})
+        if triplet.state is not decision.state:
+            updated = updated.moved_to(decision.state)
+            summary.moved[decision.state.value] = summary.moved.get(decision.state.value, 0) + 1
+        catalog.upsert_triplet(updated, reason=f"audit ({policy}): {decision.reason}")
+
+
+def _reraise(exc: Exception) -> None:
+    raise exc

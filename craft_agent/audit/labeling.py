@@ -1,0 +1,291 @@
+"""The audit page's contract: triplet -> Label Studio task, and annotation -> :class:`AuditRecord`.
+
+Pure functions over the data model; nothing here talks to a server. The page itself is
+``auditing/labeling_config.xml``; the control names below must match it (a test checks they do).
+
+Masks travel as Label Studio brush RLE (the SDK's ``mask2rle`` / ``decode_rle`` on 0/255 masks, exact both
+ways) on the image where the target is visible: the later image for "appear", the earlier one for
+"disappear", both for a change of state. An auditor's brush strokes on either image are united into the
+triplet's single pair-aligned mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from label_studio_sdk.converter.brush import decode_rle, mask2rle
+
+from craft_agent.errors import AuditError
+from craft_agent.models import AuditRecord, ChangeType, ImagePair, RLEMask, Triplet, Verdict, utc_now
+
+AUDITING_DIR = Path(__file__).resolve().parents[2] / "auditing"
+LABEL_CONFIG_PATH = AUDITING_DIR / "labeling_config.xml"
+
+IMAGE_A, IMAGE_B = "image_a", "image_b"
+MASK_A, MASK_B = "mask_a", "mask_b"
+EXPRESSION, CHANGE_TYPE, VERDICT, COMMENT = "expression", "change_type", "verdict", "comment"
+BRUSH_LABEL = "target"
+NO_TARGET_CHOICE = "none"
+AUDITOR_VERDICTS = ("accept", "needs_fix", "reject")
+"""The verdict choices' aliases on the page."""
+
+
+def label_config(path: Path = LABEL_CONFIG_PATH) -> str:
+    """The labeling config XML.
+
+    Raises:
+        AuditError: when the file is missing.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AuditError(f"cannot read the labeling config {path}: {exc}.", hint="restore auditing/ from git.") from exc
+
+
+def revision_of(triplet: Triplet) -> str:
+    """Hash of what the auditor is shown; a different revision means the task must be updated."""
+    payload = json.dumps(
+        [
+            triplet.expressions,
+            list(triplet.mask.size),
+            triplet.mask.counts,
+            triplet.change_type.value if triplet.change_type else None,
+            triplet.category,
+            triplet.uncorrected,
+        ],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def target_images(change_type: ChangeType | None) -> tuple[str, ...]:
+    """The page's mask controls where a target of this change type is drawn."""
+    if change_type is ChangeType.APPEAR:
+        return (MASK_B,)
+    if change_type is ChangeType.DISAPPEAR:
+        return (MASK_A,)
+    if change_type is ChangeType.STATE_CHANGE:
+        return (MASK_A, MASK_B)
+    return ()
+
+
+def guidance(triplet: Triplet) -> str:
+    """One line above the images telling the auditor what kind of triplet this is."""
+    if triplet.is_no_target:
+        text = (
+            "NO-TARGET expression: it describes a change that did NOT happen here, so there is no mask. "
+            "Accept if nothing in the images matches it; reject if something does."
+        )
+    else:
+        where = {
+            ChangeType.APPEAR: "on the later image (B)",
+            ChangeType.DISAPPEAR: "on the earlier image (A)",
+            ChangeType.STATE_CHANGE: "on both images",
+        }.get(triplet.change_type or ChangeType.APPEAR, "")
+        objects = len(triplet.candidate_ids)
+        kind = f"MULTI-TARGET expression ({objects} objects in one mask)" if objects > 1 else "Single target"
+        text = f"{kind}, drawn {where}. Check the expression names exactly what the mask covers."
+    if triplet.uncorrected:
+        text += " The agent could not confirm this mask: check its outline closely."
+    return text
+
+
+def _brush_result(control: str, mask: np.ndarray) -> dict[str, Any]:
+    height, width = mask.shape
+    return {
+        "id": f"craft-{control}",
+        "from_name": control,
+        "to_name": IMAGE_A if control == MASK_A else IMAGE_B,
+        "type": "brushlabels",
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": mask2rle(mask), "brushlabels": [BRUSH_LABEL]},
+    }
+
+
+def prediction_result(triplet: Triplet) -> list[dict[str, Any]]:
+    """The proposal as a Label Studio prediction result: mask(s), expressions and change type."""
+    result: list[dict[str, Any]] = []
+    if not triplet.is_no_target:
+        pixels = (triplet.mask.to_array() > 0).astype(np.uint8) * 255
+        result += [_brush_result(control, pixels) for control in target_images(triplet.change_type)]
+    result.append(
+        {
+            "id": "craft-expression",
+            "from_name": EXPRESSION,
+            "to_name": IMAGE_B,
+            "type": "textarea",
+            "value": {"text": list(triplet.expressions)},
+        }
+    )
+    change = triplet.change_type.value if triplet.change_type else NO_TARGET_CHOICE
+    result.append(
+        {
+            "id": "craft-change-type",
+            "from_name": CHANGE_TYPE,
+            "to_name": IMAGE_B,
+            "type": "choices",
+            "value": {"choices": [change]},
+        }
+    )
+    return result
+
+
+def task_for(triplet: Triplet, pair: ImagePair, image_a: str, image_b: str, model_version: str) -> dict[str, Any]:
+    """The Label Studio task (data plus one prediction) auditing ``triplet``.
+
+    Args:
+        image_a: URL of the earlier image as the server should fetch it (local-files path or data URI).
+        image_b: URL of the later image.
+        model_version: shown in Label Studio beside the prediction.
+    """
+    return {
+        "data": {
+            IMAGE_A: image_a,
+            IMAGE_B: image_b,
+            "guidance": guidance(triplet),
+            "triplet_id": triplet.id,
+            "revision": revision_of(triplet),
+            "pair_id": pair.id,
+            "pair_name": pair.name,
+            "domain": pair.domain.value,
+            "change_type": triplet.change_type.value if triplet.change_type else NO_TARGET_CHOICE,
+            "category": triplet.category or "",
+            "expression": " | ".join(triplet.expressions),
+        },
+        "predictions": [
+            {
+                "model_version": model_version,
+                "score": 0.0 if triplet.uncorrected else 1.0,
+                "result": prediction_result(triplet),
+            }
+        ],
+    }
+
+
+def _choice(results: Sequence[Mapping[str, Any]], control: str) -> str | None:
+    for item in results:
+        if item.get("from_name") == control and item.get("type") == "choices":
+            choices = item.get("value", {}).get("choices") or []
+            return str(choices[0]) if choices else None
+    return None
+
+
+def _texts(results: Sequence[Mapping[str, Any]], control: str) -> list[str] | None:
+    found: list[str] | None = None
+    for item in results:
+        if item.get("from_name") == control and item.get("type") == "textarea":
+            found = (found or []) + [str(t).strip() for t in item.get("value", {}).get("text") or []]
+    return [t for t in found if t] if found is not None else None
+
+
+def mask_from_results(results: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> RLEMask | None:
+    """Union of every brush region in an annotation, on the pair's grid; None when it has no brush region.
+
+    Raises:
+        ValueError: when a region was drawn on an image of another size than the pair.
+    """
+    height, width = size
+    union: np.ndarray | None = None
+    for item in results:
+        if item.get("type") != "brushlabels":
+            continue
+        value = item.get("value", {})
+        if value.get("format") != "rle" or "rle" not in value:
+            raise ValueError(f"brush region {item.get('id')} is not in RLE format")
+        drawn = (int(item.get("original_height", 0)), int(item.get("original_width", 0)))
+        if drawn != (height, width):
+            raise ValueError(f"brush region drawn on a {drawn[1]}x{drawn[0]} image, the pair is {width}x{height}")
+        rgba = np.asarray(decode_rle(value["rle"]), dtype=np.uint8)
+        if rgba.size != height * width * 4:
+            expected = height * width * 4
+            raise ValueError(f"brush region {item.get('id')} decodes to {rgba.size} values, expected {expected}")
+        layer = rgba.reshape(height, width, 4)[:, :, 3] > 127
+        union = layer if union is None else union | layer
+    return None if union is None else RLEMask.from_array(union)
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return utc_now()
+
+
+def audit_record(
+    annotation: Mapping[str, Any], triplet: Triplet, record_id: str, auditor: str, task_id: str | None = None
+) -> AuditRecord:
+    """The :class:`AuditRecord` for one submitted annotation of ``triplet``'s task.
+
+    Edits are judged against what the page showed (the triplet's expressions, mask and change type); an
+    "accept" with any edit becomes ``fix``, a "needs fix" stays ``needs_fix`` (it is not exported) whatever
+    was edited.
+
+    Raises:
+        AuditError: when the annotation has no verdict or a mask that does not fit the pair.
+    """
+    results = annotation.get("result") or []
+    chosen = _choice(results, VERDICT)
+    if chosen not in AUDITOR_VERDICTS:
+        raise AuditError(
+            f"annotation {annotation.get('id')} of triplet {triplet.id} has no verdict ({chosen!r}).",
+            hint="open the task in Label Studio, choose accept, needs fix or reject, and update it.",
+        )
+    texts = _texts(results, EXPRESSION)
+    expressions = texts if texts and texts != triplet.expressions else None
+    try:
+        drawn = mask_from_results(results, triplet.mask.size)
+    except ValueError as exc:
+        raise AuditError(
+            f"annotation {annotation.get('id')} of triplet {triplet.id}: {exc}.",
+            hint="repaint the mask on the task's own images in Label Studio.",
+        ) from exc
+    if drawn is None:
+        # No brush region left: for a no-target triplet that is what was shown; otherwise the auditor erased it.
+        drawn = RLEMask.empty(*triplet.mask.size) if not triplet.is_no_target else None
+    mask = drawn if drawn is not None and drawn.counts != triplet.mask.counts else None
+    change_choice = _choice(results, CHANGE_TYPE)
+    known = {c.value for c in ChangeType} | {NO_TARGET_CHOICE}
+    if change_choice is not None and change_choice not in known:
+        raise AuditError(
+            f"annotation {annotation.get('id')} of triplet {triplet.id} has an unknown change type {change_choice!r}.",
+            hint=f"the labeling config's change_type aliases must be {sorted(known)}; push again to update it.",
+        )
+    shown_type = triplet.change_type.value if triplet.change_type else NO_TARGET_CHOICE
+    change_type_edited = change_choice is not None and change_choice != shown_type
+    change_type = (
+        None if not change_type_edited or change_choice == NO_TARGET_CHOICE else ChangeType(str(change_choice))
+    )
+    edited = expressions is not None or mask is not None or change_type_edited
+    verdict = {
+        "accept": Verdict.FIX if edited else Verdict.ACCEPT,
+        "needs_fix": Verdict.NEEDS_FIX,
+        "reject": Verdict.REJECT,
+    }[chosen]
+    comments = _texts(results, COMMENT)
+    lead_time = annotation.get("lead_time")
+    return AuditRecord(
+        id=record_id,
+        triplet_id=triplet.id,
+        verdict=verdict,
+        expressions=expressions,
+        mask=mask,
+        change_type=change_type if change_type_edited else None,
+        change_type_edited=change_type_edited,
+        comment="\n".join(comments) if comments else None,
+        auditor=auditor,
+        lead_time_s=float(lead_time) if isinstance(lead_time, int | float) and lead_time >= 0 else None,
+        backend="label_studio",
+        task_id=task_id,
+        created_at=_parse_time(annotation.get("created_at")),
+        updated_at=_parse_time(annotation.get("updated_at")),
+    )
