@@ -688,6 +688,42 @@ def audit_status_command(workspace: WorkspaceOption = None, as_json: JsonOption 
     raise typer.Exit(EXIT_OK)
 
 
+@bench_app.command("audit")
+def bench_audit(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+    triplets: Annotated[int, typer.Option(min=6, help="Triplets to push, audit and pull.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tasks per bulk import request.")] = 250,
+    as_json: JsonOption = False,
+) -> None:
+    """Push and pull rates against a real Label Studio (a temporary local one unless configured)."""
+    from craft_agent.bench.audit import run_audit_bench
+    from craft_agent.bench.vision import write_report
+
+    try:
+        settings = settings_for(None)
+        report = run_audit_bench(settings, triplets=triplets, batch_size=batch_size, report=lambda m: err.print(m))
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        table = Table(
+            title=f"bench audit ({report['triplets']} triplets, {report['server']}, {report['images']} images)"
+        )
+        for column in ("push /s", "pull /s", "bare SDK bulk import /s", "round trip exact"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            str(report["push_per_s"]),
+            str(report["pull_per_s"]),
+            str(report["sdk_bulk_per_s"]),
+            "yes" if report["roundtrip_exact"] else "[red]NO[/]",
+        )
+        out.print(table)
+        out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK if report["roundtrip_exact"] else EXIT_PARTIAL)
+
+
 @llm_app.command("serve-local")
 def llm_serve_local(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,

@@ -521,3 +521,17 @@ def test_cli_serve_push_pull_status_stop(tmp_path: Path) -> None:
     finally:
         stopped = runner.invoke(app, ["audit", "stop", "--workspace", str(workspace), "--json"])
     assert json.loads(stopped.stdout) == {"stopped": True}
+
+
+def test_bench_audit_reports_rates_and_an_exact_round_trip(label_studio: LabelStudioForTests) -> None:
+    from craft_agent.bench.audit import run_audit_bench
+
+    settings = Settings(label_studio_url=label_studio.url, label_studio_token=label_studio.token)
+    report = run_audit_bench(settings, triplets=24, batch_size=10)
+    assert set(report) >= {"push_per_s", "pull_per_s", "sdk_bulk_per_s", "roundtrip_exact"}
+    assert report["roundtrip_exact"] is True
+    assert report["triplets"] == 24 and sum(report["audits"].values()) == 24
+    assert report["images"] == "inline" and report["server"] == "configured server"
+    assert min(report["push_per_s"], report["pull_per_s"], report["sdk_bulk_per_s"]) > 0
+    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    assert not [p for p in client.projects.list() if (p.title or "").startswith("craft-bench-audit-")]

@@ -366,12 +366,12 @@ class LabelStudioAudit:
 
     @staticmethod
     def _queue(catalog: Catalog, triplets: Sequence[Triplet]) -> int:
-        moved = 0
-        for triplet in triplets:
-            if catalog.get_triplet(triplet.id).state is TripletState.DRAFTED:
-                catalog.move_triplet(triplet.id, TripletState.QUEUED_FOR_AUDIT, reason="pushed to Label Studio")
-                moved += 1
-        return moved
+        return catalog.move_triplets(
+            [t.id for t in triplets],
+            TripletState.QUEUED_FOR_AUDIT,
+            reason="pushed to Label Studio",
+            only_from=TripletState.DRAFTED,
+        )
 
     # -- pull -------------------------------------------------------------------------------------
 
@@ -409,31 +409,45 @@ class LabelStudioAudit:
         for record in catalog.iter_audits():
             if record.id.startswith(prefix) and record.triplet_id not in by_triplet:
                 by_triplet[record.triplet_id] = []
-        for triplet_id, triplet_tasks in by_triplet.items():
-            if not triplet_id or not catalog.has_triplet(triplet_id):
-                summary.unknown_tasks += len(triplet_tasks)
-                continue
+        for chunk in _chunks(sorted(by_triplet), 500):
+            triplets = catalog.get_triplets(chunk)
+            stored = catalog.audits_by_triplet(list(triplets))
+            upserts: list[AuditRecord] = []
+            removed: list[str] = []
+            updates: list[tuple[Triplet, str]] = []
+            for triplet_id in chunk:
+                triplet = triplets.get(triplet_id)
+                if triplet is None:
+                    summary.unknown_tasks += len(by_triplet[triplet_id])
+                    continue
+                change = self._reconcile(
+                    triplet, by_triplet[triplet_id], stored[triplet_id], auditors, prefix, policy, summary
+                )
+                upserts += change[0]
+                removed += change[1]
+                updates += change[2]
             try:
-                self._pull_triplet(catalog, triplet_id, triplet_tasks, auditors, prefix, policy, summary)
+                catalog.save_audits(upserts, removed, updates)
             except CraftError as exc:
-                summary.failures.append((f"triplet {triplet_id}", str(exc)))
+                summary.failures.append((f"{len(chunk)} triplets from {chunk[0]}", str(exc)))
             if progress:
-                progress(max(1, len(triplet_tasks)))
+                progress(len(chunk))
         summary.seconds = time.monotonic() - started
         return summary
 
-    def _pull_triplet(
+    def _reconcile(
         self,
-        catalog: Catalog,
-        triplet_id: str,
+        triplet: Triplet,
         tasks: list[dict[str, Any]],
+        stored: list[AuditRecord],
         auditors: dict[int, str],
         prefix: str,
         policy: str,
         summary: PullSummary,
-    ) -> None:
-        triplet = catalog.get_triplet(triplet_id)
+    ) -> tuple[list[AuditRecord], list[str], list[tuple[Triplet, str]]]:
+        """What to write for one triplet: audit records to upsert, record ids to remove, the triplet's updates."""
         records: list[AuditRecord] = []
+        unreadable: set[str] = set()  # annotations that failed to decode keep their previous record
         for task in tasks:
             for annotation in task.get("annotations") or []:
                 if annotation.get("was_cancelled"):
@@ -442,41 +456,50 @@ class LabelStudioAudit:
                 completed_by = annotation.get("completed_by")
                 user_id = completed_by.get("id") if isinstance(completed_by, dict) else completed_by
                 auditor = auditors.get(int(user_id), str(user_id)) if user_id is not None else "unknown"
-                record_id = f"{prefix}{annotation['id']}"
                 try:
-                    records.append(audit_record(annotation, triplet, record_id, auditor, str(task.get("id"))))
+                    records.append(
+                        audit_record(annotation, triplet, f"{prefix}{annotation['id']}", auditor, str(task.get("id")))
+                    )
                 except CraftError as exc:
+                    unreadable.add(f"{prefix}{annotation['id']}")
                     summary.failures.append((f"task {task.get('id')}", str(exc)))
-        stored = {r.id: r for r in catalog.audits_for(triplet_id) if r.id.startswith(prefix)}
+        ours = {r.id: r for r in stored if r.id.startswith(prefix)}
+        upserts: list[AuditRecord] = []
         for record in records:
-            old = stored.get(record.id)
+            old = ours.get(record.id)
             if old is None:
-                catalog.upsert_audit(record)
                 summary.new_records += 1
+                upserts.append(record)
             elif old.model_dump(exclude={"created_at"}) != record.model_dump(exclude={"created_at"}):
-                catalog.upsert_audit(record)
                 summary.updated_records += 1
-        gone = [rid for rid in stored if rid not in {r.id for r in records}]
-        summary.removed_records += catalog.delete_audits(gone)
-        decision = decide(catalog.audits_for(triplet_id), policy)
+                upserts.append(record)
+        kept = {r.id for r in records} | unreadable
+        removed = [rid for rid in ours if rid not in kept]
+        summary.removed_records += len(removed)
+        fresh = {r.id for r in records}
+        current = [r for r in stored if r.id not in removed and r.id not in fresh] + records
+        decision = decide(current, policy)
         if decision is None:
             if triplet.audit_id is None or triplet.state is TripletState.EXPORTED:
-                return
+                return upserts, removed, []
             # Every audit of it was deleted on the server: back to the queue.
             decision = Decision(TripletState.QUEUED_FOR_AUDIT, None, "its audits were deleted")
         if decision.audit_id is None and decision.state is TripletState.QUEUED_FOR_AUDIT:
             summary.undecided += 1
         if triplet.state is TripletState.EXPORTED:
-            return
-        if triplet.state is TripletState.DRAFTED:
-            triplet = catalog.move_triplet(triplet_id, TripletState.QUEUED_FOR_AUDIT, reason="found in Label Studio")
+            return upserts, removed, []
+        updates: list[tuple[Triplet, str]] = []
+        if triplet.state is TripletState.DRAFTED:  # pushed, but the move to the queue was interrupted
+            triplet = triplet.moved_to(TripletState.QUEUED_FOR_AUDIT)
+            updates.append((triplet, "found in Label Studio"))
         if triplet.state is decision.state and triplet.audit_id == decision.audit_id:
-            return
+            return upserts, removed, updates
         updated = triplet.model_copy(update={"audit_id": decision.audit_id})
-        if triplet.state is not decision.state:
+        if updated.state is not decision.state:
             updated = updated.moved_to(decision.state)
             summary.moved[decision.state.value] = summary.moved.get(decision.state.value, 0) + 1
-        catalog.upsert_triplet(updated, reason=f"audit ({policy}): {decision.reason}")
+        updates.append((updated, f"audit ({policy}): {decision.reason}"))
+        return upserts, removed, updates
 
 
 def _reraise(exc: Exception) -> None:

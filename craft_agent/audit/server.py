@@ -291,6 +291,14 @@ class LocalLabelStudio:
         executable = self.install.ensure(report)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port = self.settings.label_studio_port or free_port()
+        deadline = time.monotonic() + 20
+        while not port_free(port) and time.monotonic() < deadline:  # a previous server may still be closing
+            time.sleep(0.2)
+        if not port_free(port):
+            raise AuditError(
+                f"port {port} on 127.0.0.1 is in use, so Label Studio cannot start there.",
+                hint="stop what listens there, or set CRAFT_LABEL_STUDIO_PORT to another port (or unset it).",
+            )
         command = [
             str(executable),
             "start",
@@ -361,14 +369,16 @@ class LocalLabelStudio:
             return False
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
+        # Wait for the whole process group: a worker that outlives the leader still holds the port.
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid, self.process):
+        while time.monotonic() < deadline and _group_alive(pid, self.process):
             time.sleep(0.1)
-        if _alive(pid, self.process):
+        if _group_alive(pid, self.process):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            if self.process:
-                self.process.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _group_alive(pid, self.process):
+                time.sleep(0.1)
         self.process = None
         self.pid_path.unlink(missing_ok=True)
         return True
@@ -397,14 +407,22 @@ class LocalLabelStudio:
         self.stop()
 
 
-def _alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
+def _group_alive(pgid: int, process: subprocess.Popen[bytes] | None) -> bool:
     if process is not None:
-        return process.poll() is None
+        process.poll()  # reap the leader, or it lingers as a zombie member of its group
     try:
-        os.kill(pid, 0)
+        os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
     return True
+
+
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 @contextlib.contextmanager

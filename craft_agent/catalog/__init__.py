@@ -239,45 +239,109 @@ class Catalog:
                 hint="ingest the pair first (`craft-agent ingest`).",
             )
         with self._session.begin() as session:
-            row = session.get(TripletRow, triplet.id, with_for_update=self.dialect == "postgresql")
-            record = triplet.model_dump(mode="json")
-            if row is None:
-                session.add(
-                    TripletRow(
-                        id=triplet.id,
-                        pair_id=triplet.pair_id,
-                        state=triplet.state.value,
-                        record=record,
-                        updated_at=triplet.updated_at,
-                    )
+            return self._write_triplet(session, triplet, reason)
+
+    def _write_triplet(self, session: Session, triplet: Triplet, reason: str | None) -> bool:
+        row = session.get(TripletRow, triplet.id, with_for_update=self.dialect == "postgresql")
+        record = triplet.model_dump(mode="json")
+        if row is None:
+            session.add(
+                TripletRow(
+                    id=triplet.id,
+                    pair_id=triplet.pair_id,
+                    state=triplet.state.value,
+                    record=record,
+                    updated_at=triplet.updated_at,
                 )
-                session.flush()  # the event row refers to the triplet row: write that first
-                session.add(
-                    TripletEventRow(
-                        triplet_id=triplet.id,
-                        from_state=None,
-                        to_state=triplet.state.value,
-                        reason=reason,
-                        at=utc_now(),
-                    )
+            )
+            session.flush()  # the event row refers to the triplet row: write that first
+            session.add(
+                TripletEventRow(
+                    triplet_id=triplet.id, from_state=None, to_state=triplet.state.value, reason=reason, at=utc_now()
                 )
-                return True
-            current = TripletState(row.state)
-            if current != triplet.state:
-                check_transition(triplet.id, current, triplet.state)
-                session.add(
-                    TripletEventRow(
-                        triplet_id=triplet.id,
-                        from_state=current.value,
-                        to_state=triplet.state.value,
-                        reason=reason,
-                        at=utc_now(),
-                    )
+            )
+            return True
+        current = TripletState(row.state)
+        if current != triplet.state:
+            check_transition(triplet.id, current, triplet.state)
+            session.add(
+                TripletEventRow(
+                    triplet_id=triplet.id,
+                    from_state=current.value,
+                    to_state=triplet.state.value,
+                    reason=reason,
+                    at=utc_now(),
                 )
-            row.state = triplet.state.value
-            row.record = record
-            row.updated_at = triplet.updated_at
-            return False
+            )
+        row.state = triplet.state.value
+        row.record = record
+        row.updated_at = triplet.updated_at
+        return False
+
+    def move_triplets(
+        self,
+        triplet_ids: Sequence[str],
+        target: TripletState,
+        reason: str | None = None,
+        only_from: TripletState | None = None,
+    ) -> int:
+        """Move many stored triplets to ``target`` in one transaction; returns how many moved.
+
+        Args:
+            only_from: when given, triplets in any other state are left alone (not an error).
+
+        Raises:
+            IllegalTransitionError: when a move is not allowed (nothing is written then).
+        """
+        moved = 0
+        with self._session.begin() as session:
+            for start in range(0, len(triplet_ids), 500):
+                chunk = list(triplet_ids[start : start + 500])
+                for row in session.scalars(select(TripletRow).where(TripletRow.id.in_(chunk))).all():
+                    current = TripletState(row.state)
+                    if current is target or (only_from is not None and current is not only_from):
+                        continue
+                    self._write_triplet(session, Triplet.model_validate(row.record).moved_to(target), reason)
+                    moved += 1
+        return moved
+
+    def get_triplets(self, triplet_ids: Sequence[str]) -> dict[str, Triplet]:
+        """The stored triplets among ``triplet_ids``, by id (missing ids are absent)."""
+        found: dict[str, Triplet] = {}
+        with self._session() as session:
+            for start in range(0, len(triplet_ids), 500):
+                chunk = list(triplet_ids[start : start + 500])
+                for record in session.scalars(select(TripletRow.record).where(TripletRow.id.in_(chunk))):
+                    triplet = Triplet.model_validate(record)
+                    found[triplet.id] = triplet
+        return found
+
+    def save_audits(
+        self,
+        audits: Sequence[AuditRecord],
+        removed: Sequence[str] = (),
+        triplets: Sequence[tuple[Triplet, str]] = (),
+    ) -> None:
+        """Write audit records, remove stale ones and update triplets (with state events) in one transaction.
+
+        Raises:
+            IllegalTransitionError: when a triplet's new state is not reachable (nothing is written then).
+        """
+        with self._session.begin() as session:
+            for audit in audits:
+                row = session.get(AuditRow, audit.id)
+                record = audit.model_dump(mode="json")
+                if row is None:
+                    session.add(
+                        AuditRow(id=audit.id, triplet_id=audit.triplet_id, record=record, updated_at=audit.updated_at)
+                    )
+                else:
+                    row.record = record
+                    row.updated_at = audit.updated_at
+            if removed:
+                session.execute(delete(AuditRow).where(AuditRow.id.in_(list(removed))))
+            for triplet, reason in triplets:
+                self._write_triplet(session, triplet, reason)
 
     def move_triplet(self, triplet_id: str, target: TripletState, reason: str | None = None) -> Triplet:
         """Move a stored triplet to ``target`` through the state machine and record the event.
@@ -343,6 +407,18 @@ class Catalog:
             row.record = audit.model_dump(mode="json")
             row.updated_at = audit.updated_at
             return False
+
+    def audits_by_triplet(self, triplet_ids: Sequence[str]) -> dict[str, list[AuditRecord]]:
+        """Audit records of many triplets, by triplet id, each list ordered by record id."""
+        found: dict[str, list[AuditRecord]] = {tid: [] for tid in triplet_ids}
+        with self._session() as session:
+            for start in range(0, len(triplet_ids), 500):
+                chunk = list(triplet_ids[start : start + 500])
+                statement = select(AuditRow.record).where(AuditRow.triplet_id.in_(chunk)).order_by(AuditRow.id)
+                for record in session.scalars(statement):
+                    audit = AuditRecord.model_validate(record)
+                    found[audit.triplet_id].append(audit)
+        return found
 
     def audits_for(self, triplet_id: str) -> list[AuditRecord]:
         statement = select(AuditRow.record).where(AuditRow.triplet_id == triplet_id).order_by(AuditRow.id)
