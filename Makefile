@@ -8,7 +8,7 @@ STAMP := $(VENV)/.craft-installed
 WORKSPACE ?= workspace
 PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 
-.PHONY: help venv demo test lint typecheck pytest schema clean local-llm
+.PHONY: help venv demo test lint typecheck pytest schema clean local-llm browser
 
 help:
 	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find changes, draft triplets"
@@ -41,8 +41,19 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy craft_agent flows
 
-pytest: venv
+pytest: venv browser
 	$(BIN)/pytest -ra
+
+# Debian's headless Chromium for the audit page's browser test (Playwright drives it; it never downloads a
+# browser). Outside CI a machine without apt or root only warns: that one test then skips and says why.
+browser:
+	@command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium-headless-shell for the browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null \
+	    || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null; } \
+	    || { [ -z "$$CI" ] && echo "warning: could not install chromium-headless-shell; the browser test will be skipped"; }; }
 
 test: lint typecheck pytest
 

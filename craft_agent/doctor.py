@@ -144,25 +144,52 @@ def check_sam(settings: Settings) -> Check:
 
 
 def check_label_studio(settings: Settings, timeout: float) -> Check:
+    from craft_agent.audit.server import SERVER_DIR, LabelStudioInstall, ServerInfo, health
+
     if not settings.label_studio_url:
+        info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
+        if info and info.alive and health(info.url, timeout):
+            return Check("Label Studio", "ok", f"the workspace's own server runs at {info.url} (pid {info.pid})")
+        install = LabelStudioInstall(settings.label_studio_home)
+        installed = f"installed in {install.home}" if install.installed else f"not installed yet ({install.home})"
         return Check(
             "Label Studio",
             "offline",
-            "no server configured",
-            "set CRAFT_LABEL_STUDIO_URL and CRAFT_LABEL_STUDIO_TOKEN to audit on an existing server.",
+            f"no server running for this workspace; local server {installed}",
+            f"`craft-agent audit serve --workspace {settings.workspace} --detach` starts one (installing it on first "
+            "use), or set CRAFT_LABEL_STUDIO_URL and CRAFT_LABEL_STUDIO_TOKEN for an existing server.",
         )
-    url = settings.label_studio_url.rstrip("/") + "/health"
+    base = settings.label_studio_url.rstrip("/")
     try:
-        status = _http_get(url, None, timeout)
+        _http_get(base + "/health", None, timeout)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         return Check(
             "Label Studio",
             "error",
-            f"{url} is not reachable ({getattr(exc, 'reason', exc)})",
+            f"{base}/health is not reachable ({getattr(exc, 'reason', exc)})",
             "start the server or fix CRAFT_LABEL_STUDIO_URL.",
         )
-    token = "token set" if settings.label_studio_token else "no CRAFT_LABEL_STUDIO_TOKEN set"
-    return Check("Label Studio", "ok", f"{settings.label_studio_url} answered {status}; {token}")
+    if not settings.label_studio_token:
+        return Check("Label Studio", "error", f"{base} answers but no token is set", "set CRAFT_LABEL_STUDIO_TOKEN.")
+    request = urllib.request.Request(
+        base + "/api/current-user/whoami",
+        headers={"Authorization": f"Token {settings.label_studio_token.get_secret_value()}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return Check("Label Studio", "error", f"{base} stopped answering ({exc})", "check the server.")
+    if status != 200:
+        return Check(
+            "Label Studio",
+            "error",
+            f"{base} refused the token (HTTP {status})",
+            "set CRAFT_LABEL_STUDIO_TOKEN to a legacy API token from Label Studio's Account & Settings page.",
+        )
+    return Check("Label Studio", "ok", f"{base} answers and accepts the token")
 
 
 def run_checks(settings: Settings, timeout: float = 3.0) -> list[Check]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from craft_agent.audit.server import LocalLabelStudio
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.errors import AuditError
 from craft_agent.settings import Settings
+from tests import postgres_server
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -34,6 +36,20 @@ def catalog(workspace: Path) -> Iterator[Catalog]:
 @pytest.fixture
 def store(workspace: Path) -> ImageStore:
     return ImageStore(workspace)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database: CRAFT_TEST_POSTGRES_URL, else a throwaway local server, else skip."""
+    configured = os.environ.get("CRAFT_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    reason = postgres_server.available()
+    if reason:
+        pytest.skip(f"no PostgreSQL for this test: {reason}; set CRAFT_TEST_POSTGRES_URL to use a server")
+    with postgres_server.temporary_server() as url:
+        yield url
 
 
 @pytest.fixture

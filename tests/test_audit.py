@@ -535,3 +535,15 @@ def test_bench_audit_reports_rates_and_an_exact_round_trip(label_studio: LabelSt
     assert min(report["push_per_s"], report["pull_per_s"], report["sdk_bulk_per_s"]) > 0
     client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
     assert not [p for p in client.projects.list() if (p.title or "").startswith("craft-bench-audit-")]
+
+
+def test_doctor_checks_the_server_and_its_token(label_studio: LabelStudioForTests, tmp_path: Path) -> None:
+    from craft_agent.doctor import check_label_studio
+
+    good = check_label_studio(Settings(label_studio_url=label_studio.url, label_studio_token=label_studio.token), 10)
+    assert good.status == "ok", good
+    wrong = "0" * 40
+    bad = check_label_studio(Settings(label_studio_url=label_studio.url, label_studio_token=wrong), 10)
+    assert bad.status == "error" and "refused the token" in bad.detail and wrong not in bad.detail + bad.fix
+    local = check_label_studio(Settings(workspace=tmp_path), 10)
+    assert local.status == "offline" and "audit serve" in local.fix

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,6 @@ from craft_agent.models import (
     Verdict,
     triplet_id,
 )
-from tests import postgres_server
 from tests.data import make_folder_source
 
 
@@ -135,19 +132,6 @@ def test_corrupted_stored_image_is_detected(catalog: Catalog, store: ImageStore,
     path.write_bytes(bytes(data))
     with pytest.raises(CatalogError, match="does not match its content hash"):
         store.load(pair.pre)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    configured = os.environ.get("CRAFT_TEST_POSTGRES_URL")
-    if configured:
-        yield configured
-        return
-    reason = postgres_server.available()
-    if reason:
-        pytest.skip(f"no PostgreSQL for the catalog test: {reason}; set CRAFT_TEST_POSTGRES_URL to use a server")
-    with postgres_server.temporary_server() as url:
-        yield url
 
 
 @pytest.mark.postgres
