@@ -511,6 +511,7 @@ def audit_serve(
     import threading
 
     from craft_agent.audit.server import LocalLabelStudio
+    from craft_agent.errors import AuditError
 
     try:
         settings = settings_for(workspace, label_studio_port=port)
@@ -540,16 +541,22 @@ def audit_serve(
         if not as_json:
             out.print("running in the background; stop it with `craft-agent audit stop`.")
         raise typer.Exit(EXIT_OK)
+    stop = threading.Event()
+    for interrupt in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(interrupt, lambda *_: stop.set())
     if not as_json:
         out.print("press Ctrl-C to stop")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.is_set() and server.process is not None and server.process.poll() is None:
-            stop.wait(1.0)
-    except KeyboardInterrupt:
-        pass
+    while not stop.is_set() and server.process is not None and server.process.poll() is None:
+        stop.wait(1.0)
+    crashed = not stop.is_set()
     server.stop()
+    if crashed:
+        raise fail(
+            AuditError(
+                f"Label Studio exited on its own:\n{server.log_tail()}", hint=f"read {server.log_path} and serve again."
+            ),
+            as_json,
+        )
     if not as_json:
         err.print("Label Studio stopped.")
     raise typer.Exit(EXIT_OK)

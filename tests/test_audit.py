@@ -521,6 +521,27 @@ def test_cli_serve_push_pull_status_stop(tmp_path: Path) -> None:
     finally:
         stopped = runner.invoke(app, ["audit", "stop", "--workspace", str(workspace), "--json"])
     assert json.loads(stopped.stdout) == {"stopped": True}
+    assert not (workspace / "label-studio" / "server.json").exists()
+
+    # In the foreground it serves until interrupted, then stops its server (same data: a quick restart).
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "craft_agent.cli", "audit", "serve", "--workspace", str(workspace)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    info = json.loads((workspace / "label-studio" / "server.json").read_text())
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0, "".join(lines)
+    with pytest.raises(ProcessLookupError):
+        os.kill(info["pid"], 0)
+    assert not (workspace / "label-studio" / "server.json").exists()
 
 
 def test_bench_audit_reports_rates_and_an_exact_round_trip(label_studio: LabelStudioForTests) -> None:
@@ -547,3 +568,23 @@ def test_doctor_checks_the_server_and_its_token(label_studio: LabelStudioForTest
     assert bad.status == "error" and "refused the token" in bad.detail and wrong not in bad.detail + bad.fix
     local = check_label_studio(Settings(workspace=tmp_path), 10)
     assert local.status == "offline" and "audit serve" in local.fix
+
+
+@pytest.mark.postgres
+def test_local_server_keeps_its_data_in_postgresql_when_configured(postgres_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    database = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    server = LocalLabelStudio(Settings(workspace=tmp_path / "ws", label_studio_database_url=database))
+    try:
+        server.start(timeout_s=400)
+        client = LabelStudio(base_url=server.url or "", api_key=server.credentials.token)
+        project = client.projects.create(title="stored in postgres")
+        with psycopg.connect(database) as connection:
+            titles = [row[0] for row in connection.execute("SELECT title FROM project")]
+        assert "stored in postgres" in titles and project.id is not None
+        assert not list((tmp_path / "ws" / "label-studio").glob("*.sqlite3"))
+    finally:
+        server.stop()
+    with pytest.raises(AuditError, match="must look like postgresql://"):
+        LocalLabelStudio(Settings(workspace=tmp_path / "w2", label_studio_database_url="mysql://x@h/db")).environment(1)
