@@ -11,7 +11,8 @@ PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 .PHONY: help venv demo test lint typecheck pytest schema clean local-llm browser
 
 help:
-	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find changes, draft triplets"
+	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find changes, draft triplets,"
+	@echo "              export an (unaudited) preview of the dataset and validate it"
 	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
 	@echo "make schema - regenerate docs/schema from the data model"
 
@@ -32,6 +33,9 @@ demo: venv
 	$(BIN)/craft-agent candidates --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent generate --workspace $(WORKSPACE)/demo
 	$(BIN)/craft-agent catalog info --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent export --workspace $(WORKSPACE)/demo --out $(WORKSPACE)/demo-preview --overwrite \
+	  --format mtrefseg,webdataset,parquet,grefcoco --include-unaudited
+	$(BIN)/craft-agent validate $(WORKSPACE)/demo-preview
 	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
 
 lint: venv

@@ -19,8 +19,9 @@ from PIL import Image
 from rasterio.crs import CRS
 
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.export.importer import triplet_from_truth
 from craft_agent.imagery import IngestOptions, ingest
-from craft_agent.models import RLEMask, Triplet, triplet_id
+from craft_agent.models import AuditRecord, RLEMask, Triplet, TripletState, Verdict, triplet_id
 from craft_agent.synthetic import write_examples
 
 SIZE = 64
@@ -326,17 +327,9 @@ def draft_triplets_from_truth(
     triplets: list[Triplet] = []
     for pair in catalog.iter_pairs():
         for k, change in enumerate(pair.gt_changes):
-            triplets.append(
-                Triplet(
-                    id=triplet_id(pair.id, change.mask, change.change_type, change.category),
-                    pair_id=pair.id,
-                    mask=change.mask,
-                    expressions=change.expressions[:2] or [f"the {change.category or 'object'} number {k}"],
-                    change_type=change.change_type,
-                    category=change.category,
-                    candidate_ids=[f"{pair.id}-c{k}"],
-                )
-            )
+            first_two = change.model_copy(update={"expressions": change.expressions[:2]})
+            drafted = triplet_from_truth(pair, first_two, f"the {change.category or 'object'} number {k}")
+            triplets.append(drafted.model_copy(update={"candidate_ids": [f"{pair.id}-c{k}"]}))
         if len(pair.gt_changes) >= 2:
             first, second = pair.gt_changes[:2]
             union = RLEMask.union([first.mask, second.mask])
@@ -365,3 +358,38 @@ def draft_triplets_from_truth(
     for triplet in triplets:
         catalog.upsert_triplet(triplet)
     return triplets
+
+
+def audit_through_the_catalog(catalog: Catalog, triplets: list[Triplet]) -> dict[str, str]:
+    """Audit drafted triplets without a server (a stand-in for push + Label Studio + pull): in turn accept,
+    fix the text, repaint the mask, reject, and leave one in the queue. Returns the verdict by triplet id."""
+    outcome: dict[str, str] = {}
+    for k, triplet in enumerate(triplets):
+        queued = triplet.moved_to(TripletState.QUEUED_FOR_AUDIT)
+        action = ("accept", "fix_text", "fix_mask", "reject", "queue")[k % 5]
+        if action == "queue":
+            catalog.upsert_triplet(queued)
+            outcome[triplet.id] = "queued"
+            continue
+        verdict = {"accept": Verdict.ACCEPT, "reject": Verdict.REJECT}.get(action, Verdict.FIX)
+        mask = None
+        if action == "fix_mask":
+            painted = np.zeros(triplet.mask.size, bool)
+            painted[5 + k % 20 : 40 + k % 20, 10:50] = True
+            mask = RLEMask.from_array(painted)
+        audit = AuditRecord(
+            id=f"api-{triplet.id}",
+            triplet_id=triplet.id,
+            verdict=verdict,
+            expressions=[f"the edited expression {k}"] if action == "fix_text" else None,
+            mask=mask,
+            auditor=f"auditor{k % 2}@example.org",
+            lead_time_s=3.0 + k,
+            backend="api",
+        )
+        catalog.save_audits([audit])
+        decided = queued.model_copy(update={"audit_id": audit.id}).moved_to(verdict.resulting_state)
+        catalog.upsert_triplet(queued)
+        catalog.upsert_triplet(decided)
+        outcome[triplet.id] = action
+    return outcome

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import stat
@@ -16,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from label_studio_sdk import LabelStudio
-from label_studio_sdk.converter.brush import mask2rle
 
 from craft_agent.audit.label_studio import LabelStudioAudit
 from craft_agent.audit.labeling import (
@@ -33,6 +31,7 @@ from craft_agent.audit.labeling import (
     label_config,
     mask_from_results,
     prediction_result,
+    submitted_result,
     target_images,
 )
 from craft_agent.audit.policy import decide
@@ -79,35 +78,7 @@ def _annotation(
     comment: str | None = None,
 ) -> list[dict[str, Any]]:
     """What an auditor submits: the proposal as shown, with their edits, plus the verdict."""
-    result = [copy.deepcopy(item) for item in prediction_result(triplet)]
-    if painted is not None:
-        result = [item for item in result if item["type"] != "brushlabels"]
-        for control, mask in painted.items():
-            height, width = mask.shape
-            result.append(
-                {
-                    "from_name": control,
-                    "to_name": IMAGE_A if control == MASK_A else IMAGE_B,
-                    "type": "brushlabels",
-                    "original_width": width,
-                    "original_height": height,
-                    "image_rotation": 0,
-                    "value": {
-                        "format": "rle",
-                        "rle": mask2rle(mask.astype(np.uint8) * 255),
-                        "brushlabels": ["target"],
-                    },
-                }
-            )
-    for item in result:
-        if item["from_name"] == EXPRESSION and texts is not None:
-            item["value"] = {"text": texts}
-        if item["from_name"] == CHANGE_TYPE and change is not None:
-            item["value"] = {"choices": [change]}
-    result.append({"from_name": VERDICT, "to_name": IMAGE_B, "type": "choices", "value": {"choices": [verdict]}})
-    if comment:
-        result.append({"from_name": COMMENT, "to_name": IMAGE_B, "type": "textarea", "value": {"text": [comment]}})
-    return result
+    return submitted_result(triplet, verdict, texts, painted, change, comment)
 
 
 # -- the page contract, no server -------------------------------------------------------------------

@@ -138,6 +138,39 @@ def prediction_result(triplet: Triplet) -> list[dict[str, Any]]:
     return result
 
 
+def submitted_result(
+    triplet: Triplet,
+    verdict: str,
+    expressions: list[str] | None = None,
+    painted: Mapping[str, np.ndarray] | None = None,
+    change_type: str | None = None,
+    comment: str | None = None,
+) -> list[dict[str, Any]]:
+    """The result an auditor's browser submits for ``triplet``'s task: the proposal as the page shows it,
+    with the given edits, plus the verdict. Benchmarks and tests use it to audit through the API.
+
+    Args:
+        verdict: one of :data:`AUDITOR_VERDICTS`.
+        expressions: the edited expressions; None keeps the proposed ones.
+        painted: brush masks by control (:data:`MASK_A`, :data:`MASK_B`) replacing the proposed ones;
+            an empty mapping erases the mask; None keeps it.
+        change_type: the chosen change type alias; None keeps the proposed one.
+    """
+    result = prediction_result(triplet)
+    if painted is not None:
+        result = [item for item in result if item["type"] != "brushlabels"]
+        result += [_brush_result(control, mask.astype(np.uint8) * 255) for control, mask in painted.items()]
+    for item in result:
+        if item["from_name"] == EXPRESSION and expressions is not None:
+            item["value"] = {"text": list(expressions)}
+        if item["from_name"] == CHANGE_TYPE and change_type is not None:
+            item["value"] = {"choices": [change_type]}
+    result.append({"from_name": VERDICT, "to_name": IMAGE_B, "type": "choices", "value": {"choices": [verdict]}})
+    if comment:
+        result.append({"from_name": COMMENT, "to_name": IMAGE_B, "type": "textarea", "value": {"text": [comment]}})
+    return result
+
+
 def task_for(triplet: Triplet, pair: ImagePair, image_a: str, image_b: str, model_version: str) -> dict[str, Any]:
     """The Label Studio task (data plus one prediction) auditing ``triplet``.
 

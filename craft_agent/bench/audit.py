@@ -29,16 +29,7 @@ from typing import Any
 import numpy as np
 
 from craft_agent.audit.label_studio import LabelStudioAudit
-from craft_agent.audit.labeling import (
-    CHANGE_TYPE,
-    EXPRESSION,
-    IMAGE_A,
-    IMAGE_B,
-    MASK_A,
-    VERDICT,
-    prediction_result,
-    target_images,
-)
+from craft_agent.audit.labeling import submitted_result, target_images
 from craft_agent.audit.server import LABEL_STUDIO_VERSION, temporary_server
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
@@ -112,37 +103,11 @@ def _plan(triplet: Triplet, k: int) -> PlannedAudit:
 
 
 def annotation_result(triplet: Triplet, plan: PlannedAudit) -> list[dict[str, Any]]:
-    """The result an auditor's browser would submit for ``plan`` (the prediction, edited, plus a verdict)."""
-    from label_studio_sdk.converter.brush import mask2rle
-
-    result = prediction_result(triplet)
-    if plan.mask is not None:
-        control = target_images(triplet.change_type)[0]
-        height, width = plan.mask.shape
-        result = [r for r in result if r["type"] != "brushlabels"]
-        result.append(
-            {
-                "from_name": control,
-                "to_name": IMAGE_A if control == MASK_A else IMAGE_B,
-                "type": "brushlabels",
-                "original_width": width,
-                "original_height": height,
-                "image_rotation": 0,
-                "value": {
-                    "format": "rle",
-                    "rle": mask2rle(plan.mask.astype(np.uint8) * 255),
-                    "brushlabels": ["target"],
-                },
-            }
-        )
-    for item in result:
-        if item["from_name"] == EXPRESSION and plan.expressions is not None:
-            item["value"] = {"text": plan.expressions}
-        if item["from_name"] == CHANGE_TYPE and plan.change_type is not None:
-            item["value"] = {"choices": [plan.change_type.value]}
+    """The result an auditor's browser would submit for ``plan``."""
     verdict = {"accept": "accept", "fix": "accept", "reject": "reject", "needs_fix": "needs_fix"}[plan.verdict.value]
-    result.append({"from_name": VERDICT, "to_name": IMAGE_B, "type": "choices", "value": {"choices": [verdict]}})
-    return result
+    painted = {target_images(triplet.change_type)[0]: plan.mask} if plan.mask is not None else None
+    change = plan.change_type.value if plan.change_type is not None else None
+    return submitted_result(triplet, verdict, plan.expressions, painted, change)
 
 
 def _matches(catalog: Catalog, triplet: Triplet, plan: PlannedAudit) -> bool:

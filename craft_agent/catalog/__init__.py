@@ -328,6 +328,9 @@ class Catalog:
             IllegalTransitionError: when a triplet's new state is not reachable (nothing is written then).
         """
         with self._session.begin() as session:
+            for triplet, reason in triplets:  # first: an audit row refers to its triplet's row
+                self._write_triplet(session, triplet, reason)
+            session.flush()
             for audit in audits:
                 row = session.get(AuditRow, audit.id)
                 record = audit.model_dump(mode="json")
@@ -340,8 +343,6 @@ class Catalog:
                     row.updated_at = audit.updated_at
             if removed:
                 session.execute(delete(AuditRow).where(AuditRow.id.in_(list(removed))))
-            for triplet, reason in triplets:
-                self._write_triplet(session, triplet, reason)
 
     def move_triplet(self, triplet_id: str, target: TripletState, reason: str | None = None) -> Triplet:
         """Move a stored triplet to ``target`` through the state machine and record the event.

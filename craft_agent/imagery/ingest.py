@@ -93,6 +93,8 @@ class IngestSummary:
     skipped: int = 0
     failed: list[Failure] = field(default_factory=list)
     pair_ids: list[str] = field(default_factory=list)
+    present_ids: list[str] = field(default_factory=list)
+    """Every pair of the source now in the catalog, newly ingested or already there."""
     tiled_scenes: int = 0
     with_ground_truth: int = 0
     ignored_files: list[str] = field(default_factory=list)
@@ -364,6 +366,7 @@ def ingest(
                 )
                 continue
             seen[pair.id] = pair.name
+            summary.present_ids.append(pair.id)
             if catalog.add_pair(pair):
                 summary.ingested += 1
                 summary.pair_ids.append(pair.id)

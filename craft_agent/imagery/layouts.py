@@ -384,10 +384,23 @@ def discover_mtrefseg(split: Path, prefix: str = "") -> Discovery:
                 )
             )
             continue
+        # Expressions that share one mask file are one target described several ways.
+        grouped: dict[str, list[str]] = {}
         for index, expression in enumerate(expressions or [""]):
             mask_value = masks[index] if index < len(masks) else (masks[0] if masks else None)
             if mask_value is None:
                 continue
+            grouped.setdefault(mask_value, [])
+            if expression:
+                grouped[mask_value].append(expression)
+        # Optional fields written by craft-agent's own exports; other MTRefSeg datasets simply lack them.
+        if sample.get("domain") in ("rs", "ns"):
+            found.domain = str(sample["domain"])
+        if isinstance(sample.get("group_id"), str) and sample["group_id"]:
+            found.group = str(sample["group_id"])
+        change_type = sample.get("change_type") if isinstance(sample.get("change_type"), str) else None
+        category = sample.get("category") if isinstance(sample.get("category"), str) else None
+        for mask_value, texts in grouped.items():
             mask_path = _resolve_under(split, mask_value, [split / "masks"])
             if mask_path is None or not inside(split, mask_path):
                 result.failures.append(
@@ -398,7 +411,16 @@ def discover_mtrefseg(split: Path, prefix: str = "") -> Discovery:
                     )
                 )
                 continue
-            found.changes.append(ChangeSpec(mask=mask_path, expressions=(expression,) if expression else ()))
+            sample_id = sample.get("sample_id")
+            found.changes.append(
+                ChangeSpec(
+                    mask=mask_path,
+                    change_type=change_type,
+                    category=category,
+                    expressions=tuple(texts),
+                    attributes=(("sample_id", str(sample_id)),) if sample_id else (),
+                )
+            )
     return result
 
 

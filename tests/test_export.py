@@ -1,0 +1,297 @@
+"""Export: formats, splits, integrity, dataset card, readers, import round trip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.data import MTRSDataset, MTRSIterableDataset, open_dataset
+from craft_agent.errors import ConfigError
+from craft_agent.export import WRITERS, export_dataset, validate
+from craft_agent.export.base import ExportOptions
+from craft_agent.export.importer import import_mtrefseg
+from craft_agent.export.manifest import MANIFEST, PREVIEW_NOTE
+from craft_agent.export.samples import SplitConfig, split_of
+from craft_agent.imagery import IngestOptions
+from tests.data import audit_through_the_catalog, draft_triplets_from_truth
+
+FORMATS = list(WRITERS)
+
+
+class Audited:
+    def __init__(self, root: Path) -> None:
+        self.workspace = root / "ws"
+        self.catalog = Catalog(f"sqlite:///{self.workspace / 'catalog.sqlite'}")
+        self.store = ImageStore(self.workspace)
+        self.triplets = draft_triplets_from_truth(self.catalog, self.store, root / "src", pairs=6)
+        self.outcome = audit_through_the_catalog(self.catalog, self.triplets)
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
+    made = Audited(tmp_path_factory.mktemp("audited"))
+    yield made
+    made.catalog.close()
+
+
+@pytest.fixture(scope="module")
+def exported(audited: Audited, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "dataset"
+    export_dataset(audited.catalog, audited.store, out, FORMATS, splits=SplitConfig(ratios=(0.5, 0.25, 0.25)))
+    return out
+
+
+def _samples(dataset: Any) -> dict[str, dict[str, Any]]:
+    return {sample["sample_id"]: sample for sample in dataset}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, np.ndarray):
+            if not (value.shape == other.shape and np.array_equal(value, other)):
+                return False
+        elif value != other:
+            return False
+    return set(a) == set(b)
+
+
+def test_only_audited_samples_leave_with_the_auditors_edits(audited: Audited, exported: Path) -> None:
+    manifest = json.loads((exported / MANIFEST).read_text())
+    kept = {tid for tid, action in audited.outcome.items() if action in ("accept", "fix_text", "fix_mask")}
+    assert manifest["counts"]["samples"] == len(kept)
+    assert manifest["skipped"]["rejected"] == sum(a == "reject" for a in audited.outcome.values())
+    assert manifest["unaudited_preview"] is False and not (exported / PREVIEW_NOTE).exists()
+    samples = _samples(MTRSDataset(exported, "mtrefseg"))
+    assert set(samples) == kept
+    for triplet in audited.triplets:
+        action = audited.outcome[triplet.id]
+        if action == "fix_text":
+            assert samples[triplet.id]["expressions"] == [f"the edited expression {audited.triplets.index(triplet)}"]
+        elif action == "fix_mask":
+            (audit,) = audited.catalog.audits_for(triplet.id)
+            assert audit.mask is not None
+            assert np.array_equal(samples[triplet.id]["mask"], audit.mask.to_array() > 0)
+        elif action == "accept":
+            assert samples[triplet.id]["expressions"] == triplet.expressions
+            assert np.array_equal(samples[triplet.id]["mask"], triplet.mask.to_array() > 0)
+
+
+def test_every_format_validates_and_reads_back_identical_samples(exported: Path) -> None:
+    report = validate(exported)
+    assert report.ok, report.errors
+    assert report.formats == FORMATS and report.masks_checked > 0
+    reference = _samples(MTRSDataset(exported, "mtrefseg"))
+    assert any(not s["mask"].any() for s in reference.values()), "a no-target sample should be exported"
+    for fmt in FORMATS[1:]:
+        other = _samples(open_dataset(exported, fmt))
+        assert set(other) == set(reference), fmt
+        for sample_id, sample in reference.items():
+            assert _same(sample, other[sample_id]), (fmt, sample_id)
+    train = _samples(MTRSIterableDataset(exported, split="train"))
+    assert train and all(s["split"] == "train" for s in train.values())
+    first = next(iter(reference.values()))
+    assert first["image_a"].dtype == np.uint8 and first["image_a"].ndim == 3 and first["mask"].dtype == bool
+
+
+def test_mtrefseg_layout_is_what_the_published_loaders_read(exported: Path) -> None:
+    split = next(p for p in sorted((exported / "mtrefseg").iterdir()) if p.is_dir())
+    sample_file = sorted((split / "referring_expression").glob("*.json"))[0]
+    sample = json.loads(sample_file.read_text())
+    assert {"img_A", "img_B", "referring_expressions", "mask", "sample_id"} <= set(sample)
+    assert (split / "A" / sample["img_A"]).is_file() and (split / "B" / sample["img_B"]).is_file()
+    assert len(sample["mask"]) == len(sample["referring_expressions"])
+    import cv2
+
+    mask = cv2.imread(str(split / "masks" / sample["mask"][0]["path"]), cv2.IMREAD_UNCHANGED)
+    assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
+
+
+def test_parquet_loads_with_hugging_face_datasets(exported: Path, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    files = {
+        split: str(exported / "parquet" / f"{split}-*.parquet")
+        for split in ("train", "val", "test")
+        if list((exported / "parquet").glob(f"{split}-*.parquet"))
+    }
+    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
+    total = sum(len(row["samples"]) for split in loaded.values() for row in split)
+    manifest = json.loads((exported / MANIFEST).read_text())
+    assert total == manifest["counts"]["samples"]
+    row = loaded["train"][0]
+    assert isinstance(row["image_a"], bytes) and row["samples"][0]["mask_counts"]
+
+
+def test_grefcoco_marks_no_target_with_minus_one(exported: Path) -> None:
+    refs = json.loads((exported / "grefcoco" / "grefs(unc).json").read_text())
+    empty = [r for r in refs if r["no_target"]]
+    assert empty and all(r["ann_id"] == [-1] for r in empty)
+    assert all(isinstance(r["ann_id"], list) and r["ann_id"] != [-1] for r in refs if not r["no_target"])
+
+
+def test_re_export_is_byte_identical(audited: Audited, exported: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    export_dataset(audited.catalog, audited.store, again, FORMATS, splits=SplitConfig(ratios=(0.5, 0.25, 0.25)))
+    first = {p.relative_to(exported): p.read_bytes() for p in exported.rglob("*") if p.is_file()}
+    second = {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+
+
+def test_a_corrupted_byte_fails_validation_loudly(exported: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    shard = sorted((broken / "webdataset").glob("*.tar"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    report = validate(broken)
+    assert not report.ok and any("checksum mismatch" in e and shard.name in e for e in report.errors)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "craft_agent.cli", "validate", str(broken)], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "INVALID" in done.stdout
+
+    # A consistent manifest does not hide a wrong mask: re-hash after replacing one with a wrong-sized one.
+    import cv2
+
+    from craft_agent.export.manifest import file_table
+
+    mask = sorted((broken / "mtrefseg").rglob("masks/*.png"))[0]
+    cv2.imwrite(str(mask), np.zeros((7, 7), np.uint8))
+    manifest = json.loads((broken / MANIFEST).read_text())
+    manifest["files"] = file_table(broken)
+    (broken / MANIFEST).write_text(json.dumps(manifest))
+    errors = validate(broken).errors
+    assert any("mask is 7x7" in e for e in errors)
+    (broken / "extra.txt").write_text("stray")
+    assert any("extra.txt: not listed" in e for e in validate(broken).errors)
+    (broken / MANIFEST).unlink()
+    assert any("not a complete export" in e for e in validate(broken).errors)
+
+
+def test_unaudited_preview_is_marked(audited: Audited, tmp_path: Path) -> None:
+    out = tmp_path / "preview"
+    summary = export_dataset(audited.catalog, audited.store, out, ["mtrefseg"], include_unaudited=True)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["unaudited_preview"] is True and (out / PREVIEW_NOTE).is_file()
+    assert "UNAUDITED PREVIEW" in (out / "README.md").read_text()
+    queued = sum(a == "queued" for a in audited.outcome.values())
+    kept = sum(a in ("accept", "fix_text", "fix_mask") for a in audited.outcome.values())
+    assert summary.samples == kept + queued and summary.skipped["rejected"] > 0
+    assert validate(out).ok
+
+
+def test_splits_follow_scene_groups_and_stay_put_when_data_is_added() -> None:
+    config = SplitConfig(ratios=(0.7, 0.2, 0.1), seed=3)
+    groups = [f"scene-{k}" for k in range(2000)]
+    before = {g: split_of(g, config) for g in groups}
+    shares = {s: sum(v == s for v in before.values()) / len(groups) for s in ("train", "val", "test")}
+    assert abs(shares["train"] - 0.7) < 0.04 and abs(shares["val"] - 0.2) < 0.04
+    assert {g: split_of(g, config) for g in groups[:500]} == {g: before[g] for g in groups[:500]}
+    assert split_of("scene-1", SplitConfig(ratios=(0.7, 0.2, 0.1), seed=4)) in ("train", "val", "test")
+    with pytest.raises(ValueError, match="sum to 1"):
+        SplitConfig(ratios=(0.5, 0.5, 0.5))
+
+
+def test_pairs_of_one_group_share_a_split(exported: Path) -> None:
+    by_group: dict[str, set[str]] = {}
+    for sample in MTRSDataset(exported, "parquet"):
+        record = json.loads(
+            (
+                exported / "mtrefseg" / sample["split"] / "referring_expression" / f"{sample['sample_id']}.json"
+            ).read_text()
+        )
+        by_group.setdefault(record["group_id"], set()).add(sample["split"])
+    assert by_group and all(len(splits) == 1 for splits in by_group.values())
+
+
+def test_domain_filter_and_sharding(audited: Audited, tmp_path: Path) -> None:
+    domains = {audited.catalog.get_pair(t.pair_id).domain.value for t in audited.triplets}
+    for domain in sorted(domains):
+        out = tmp_path / f"only-{domain}"
+        export_dataset(audited.catalog, audited.store, out, ["parquet"], domain=domain)  # type: ignore[arg-type]
+        assert {s["domain"] for s in MTRSDataset(out, "parquet")} == {domain}
+    out = tmp_path / "sharded"
+    export_dataset(
+        audited.catalog, audited.store, out, ["webdataset", "parquet"], options=ExportOptions(samples_per_shard=2)
+    )
+    assert len(list((out / "webdataset").glob("*.tar"))) > 2
+    assert len(list((out / "parquet").glob("*.parquet"))) > 1
+    assert validate(out).ok
+
+
+def test_an_interrupted_export_leaves_nothing_that_looks_complete(
+    audited: Audited, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setitem(WRITERS, "parquet", explode)
+    out = tmp_path / "interrupted"
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_dataset(audited.catalog, audited.store, out, ["mtrefseg", "parquet"])
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export_dataset(audited.catalog, audited.store, out, ["coco"])
+
+
+def test_import_round_trips_an_export(exported: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "imported"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        summary = import_mtrefseg(exported / "mtrefseg", catalog, store, IngestOptions())
+        assert summary.failed == [] and summary.new_triplets == summary.triplets > 0
+        assert import_mtrefseg(exported / "mtrefseg", catalog, store, IngestOptions()).new_triplets == 0
+        again = tmp_path / "re-exported"
+        export_dataset(catalog, store, again, ["mtrefseg"], splits=SplitConfig(ratios=(0.5, 0.25, 0.25)))
+    original = _samples(MTRSDataset(exported, "mtrefseg"))
+    round_trip = _samples(MTRSDataset(again, "mtrefseg"))
+    assert set(round_trip) == set(original)
+    for sample_id, sample in original.items():
+        assert _same(sample, round_trip[sample_id]), sample_id
+
+
+def test_cli_export_validate_import(audited: Audited, tmp_path: Path) -> None:
+    def craft(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "craft_agent.cli", *args], capture_output=True, text=True)
+
+    out = tmp_path / "cli-export"
+    done = craft(
+        "export", "--workspace", str(audited.workspace), "--out", str(out),
+        "--format", "mtrefseg", "--format", "webdataset,parquet", "--license", "CC-BY-4.0", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["formats"] == ["mtrefseg", "webdataset", "parquet"] and summary["samples"] > 0
+    assert "CC-BY-4.0" in (out / "README.md").read_text()
+    assert json.loads(craft("validate", str(out), "--json").stdout)["ok"] is True
+    refused = craft("export", "--workspace", str(audited.workspace), "--out", str(out), "--format", "mtrefseg")
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    bad = craft("export", "--workspace", str(audited.workspace), "--out", str(tmp_path / "x"), "--format", "coco")
+    assert bad.returncode == 2 and "mtrefseg" in bad.stderr
+    imported = craft("import", str(out / "mtrefseg"), "--workspace", str(tmp_path / "ws2"), "--json")
+    assert imported.returncode == 0 and json.loads(imported.stdout)["new_triplets"] == summary["samples"]
+    nothing = craft(
+        "export", "--workspace", str(tmp_path / "empty"), "--out", str(tmp_path / "y"), "--format", "mtrefseg"
+    )
+    assert nothing.returncode == 2 and "nothing to export" in nothing.stderr
+
+
+def test_bench_export_reports_throughput_against_a_plain_tar(tmp_path: Path) -> None:
+    from craft_agent.bench.export import run_export_bench
+
+    report = run_export_bench(pairs=3, size=128, formats=["mtrefseg", "webdataset"])
+    assert report["samples"] > 0 and report["megabytes"] > 0
+    assert report["export_mb_per_s"] > 0 and report["plain_tar_mb_per_s"] > 0
+    assert report["ratio"] == pytest.approx(report["export_mb_per_s"] / report["plain_tar_mb_per_s"], rel=0.05)
