@@ -116,7 +116,13 @@ def test_mtrefseg_layout_is_what_the_published_loaders_read(exported: Path) -> N
     assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
 
 
-def test_parquet_loads_with_hugging_face_datasets(exported: Path, tmp_path: Path) -> None:
+def test_parquet_loads_with_hugging_face_datasets(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Local files only: never reach for the hub (read when datasets is first imported).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     datasets = pytest.importorskip("datasets")
     files = {
         split: str(exported / "parquet" / f"{split}-*.parquet")

@@ -131,9 +131,9 @@ class LabelStudioAudit:
         self, settings: Settings, url: str | None = None, token: str | None = None, timeout_s: float = 120
     ) -> None:
         self.settings = settings
+        info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
         if url and token:
-            found_url, own = url.rstrip("/"), False
-            info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
+            found_url = url.rstrip("/")
             own = bool(info and info.url.rstrip("/") == found_url)
         else:
             found_url, token, own = connection(settings)
@@ -143,7 +143,6 @@ class LabelStudioAudit:
         self.image_mode = ("local" if own else "inline") if mode == "auto" else mode
         self.project_title = settings.label_studio_project or f"CRAFT-Agent audit: {settings.workspace.resolve().name}"
         self.store = ImageStore(settings.workspace)
-        info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
         root = settings.label_studio_document_root or (Path(info.document_root) if own and info else None)
         self.document_root = (root or settings.workspace).resolve()
         self.model_version = f"craft-agent {version('craft-agent')}"
