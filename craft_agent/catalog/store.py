@@ -78,8 +78,8 @@ class ImageStore:
     def path_of(self, image: StoredImage) -> Path:
         return self.workspace / image.path
 
-    def load(self, image: StoredImage) -> np.ndarray:
-        """The stored image as an RGB uint8 array.
+    def read_png(self, image: StoredImage, verify: bool = True) -> bytes:
+        """The stored PNG bytes, checked against the content hash unless ``verify`` is False.
 
         Raises:
             CatalogError: when the file is missing or its content no longer matches its hash.
@@ -92,11 +92,21 @@ class ImageStore:
                 f"stored image {path} is missing or unreadable ({exc.strerror or exc}).",
                 hint="re-run `craft-agent ingest` on the source to restore it.",
             ) from exc
-        if hashlib.sha256(data).hexdigest() != image.sha256:
+        if verify and hashlib.sha256(data).hexdigest() != image.sha256:
             raise CatalogError(
                 f"stored image {path} does not match its content hash (corrupted on disk).",
                 hint="delete the file and re-run `craft-agent ingest` on the source.",
             )
+        return data
+
+    def load(self, image: StoredImage) -> np.ndarray:
+        """The stored image as an RGB uint8 array.
+
+        Raises:
+            CatalogError: when the file is missing or its content no longer matches its hash.
+        """
+        path = self.path_of(image)
+        data = self.read_png(image)
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if decoded is None:
             raise CatalogError(f"stored image {path} cannot be decoded.", hint="re-run `craft-agent ingest`.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,9 +13,8 @@ import cv2
 import numpy as np
 
 from craft_agent.catalog.store import ImageStore
-from craft_agent.errors import CatalogError
 from craft_agent.export.samples import SPLITS, ExportSample, Selection
-from craft_agent.models import ImagePair
+from craft_agent.models import ImagePair, StoredImage
 
 
 @dataclass(frozen=True)
@@ -52,40 +50,22 @@ class ImageSource:
         """(earlier, later) PNG bytes exactly as stored at ingest: no re-encoding, so exports are byte-stable."""
         if self._last is None or self._last[0] != pair_id:
             pair = self.pairs[pair_id]
-            self._last = (
-                pair_id,
-                (self._read(pair.pre.path, pair.pre.sha256), self._read(pair.post.path, pair.post.sha256)),
-            )
+            self._last = (pair_id, (self._read(pair.pre), self._read(pair.post)))
         return self._last[1]
 
     def copy_image(self, pair_id: str, which: str, target: Path) -> None:
         """Copy the pair's earlier (``"pre"``) or later (``"post"``) image file to ``target``."""
-        image = getattr(self.pairs[pair_id], which)
-        source = self.store.workspace / image.path
-        self._verify(source, image.sha256)
+        image: StoredImage = getattr(self.pairs[pair_id], which)
+        if image.sha256 not in self._verified:
+            self._read(image)
+        source = self.store.path_of(image)
         shutil.copyfile(source, target)
         self.known[target.resolve()] = (image.sha256, source.stat().st_size)
 
-    def _verify(self, path: Path, sha256: str) -> None:
-        if sha256 in self._verified:
-            return
-        self._read_path(path, sha256)
-
-    def _read(self, relative: str, sha256: str) -> bytes:
-        return self._read_path(self.store.workspace / relative, sha256)
-
-    def _read_path(self, path: Path, sha256: str) -> bytes:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CatalogError(
-                f"stored image {path} is missing ({exc.strerror or exc}).",
-                hint="re-run `craft-agent ingest` on the source to restore it.",
-            ) from exc
-        if sha256 not in self._verified:
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise CatalogError(f"stored image {path} does not match its hash.", hint="re-ingest its source.")
-            self._verified.add(sha256)
+    def _read(self, image: StoredImage) -> bytes:
+        """Stored bytes, hash-checked the first time an image is read in this export."""
+        data = self.store.read_png(image, verify=image.sha256 not in self._verified)
+        self._verified.add(image.sha256)
         return data
 
 
