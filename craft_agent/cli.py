@@ -515,6 +515,20 @@ def audit_serve(
 
     try:
         settings = settings_for(workspace, label_studio_port=port)
+        if settings.label_studio_url:
+            # An existing server is configured: nothing to start; say whether it answers and takes the token.
+            from craft_agent.doctor import check_label_studio
+
+            check = check_label_studio(settings, timeout=10)
+            if check.status != "ok":
+                raise AuditError(check.detail, hint=check.fix)
+            if as_json:
+                emit_json({"url": settings.label_studio_url, "existing_server": True})
+            else:
+                out.print(
+                    f"using the existing server at {settings.label_studio_url} (CRAFT_LABEL_STUDIO_URL): {check.detail}"
+                )
+            raise typer.Exit(EXIT_OK)
         server = LocalLabelStudio(settings)
         already = server.running()
         url = server.start(report=lambda message: err.print(message))

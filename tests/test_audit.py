@@ -559,3 +559,21 @@ def test_local_server_keeps_its_data_in_postgresql_when_configured(postgres_url:
         server.stop()
     with pytest.raises(AuditError, match="must look like postgresql://"):
         LocalLabelStudio(Settings(workspace=tmp_path / "w2", label_studio_database_url="mysql://x@h/db")).environment(1)
+
+
+def test_serve_with_an_existing_server_configured_starts_nothing(
+    label_studio: LabelStudioForTests, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from craft_agent.cli import app
+
+    env = {"CRAFT_LABEL_STUDIO_URL": label_studio.url, "CRAFT_LABEL_STUDIO_TOKEN": label_studio.token}
+    runner = CliRunner()
+    done = runner.invoke(app, ["audit", "serve", "--workspace", str(tmp_path / "w"), "--json"], env=env)
+    assert done.exit_code == 0 and json.loads(done.stdout) == {"url": label_studio.url, "existing_server": True}
+    assert not (tmp_path / "w" / "label-studio").exists()
+    env["CRAFT_LABEL_STUDIO_TOKEN"] = "f" * 40
+    refused = runner.invoke(app, ["audit", "serve", "--workspace", str(tmp_path / "w"), "--json"], env=env)
+    assert refused.exit_code == 2 and "refused the token" in json.loads(refused.stdout)["error"]
+    assert "f" * 40 not in refused.stdout
