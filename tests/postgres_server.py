@@ -18,11 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from craft_agent.localhost import free_port
 
 
 def _as_service_user(command: list[str]) -> list[str]:

@@ -39,6 +39,7 @@ from craft_agent.audit.server import LocalLabelStudio
 from craft_agent.audit.status import audit_status
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.errors import AuditError, ConfigError, IllegalTransitionError
+from craft_agent.localhost import free_port
 from craft_agent.models import AuditRecord, ChangeType, RLEMask, Triplet, TripletState, Verdict, triplet_id
 from craft_agent.settings import Settings
 from tests.conftest import LabelStudioForTests
@@ -400,7 +401,7 @@ def test_pull_follows_changed_and_deleted_annotations_and_policies(
 def test_push_survives_a_server_restart_without_loss_or_duplicates(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    server_settings = Settings(workspace=root, label_studio_port=_free_port())
+    server_settings = Settings(workspace=root, label_studio_port=free_port())
     server = LocalLabelStudio(server_settings)
     url = server.start(timeout_s=300)
     try:
@@ -448,12 +449,6 @@ def test_push_survives_a_server_restart_without_loss_or_duplicates(tmp_path: Pat
         catalog.close()
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    from craft_agent.audit.server import free_port
-
-    return free_port()
 
 
 def test_cli_serve_push_pull_status_stop(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import json
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -28,7 +28,7 @@ from label_studio_sdk.core.api_error import ApiError
 from craft_agent.audit.labeling import audit_record, label_config, revision_of, task_for
 from craft_agent.audit.policy import Decision, decide
 from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo, health
-from craft_agent.catalog import Catalog
+from craft_agent.catalog import Catalog, in_batches
 from craft_agent.catalog.store import IMAGES_DIR, ImageStore
 from craft_agent.errors import AuditError, CraftError
 from craft_agent.models import AuditRecord, ImagePair, StoredImage, Triplet, TripletState
@@ -106,11 +106,6 @@ def connection(settings: Settings) -> tuple[str, str, bool]:
     )
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _transient(exc: Exception) -> bool:
     if isinstance(exc, httpx.TransportError):
         return True
@@ -153,25 +148,27 @@ class LabelStudioAudit:
         """Run one SDK call, turning its failures into an AuditError that names the server and the step."""
         try:
             return function(*args, **kwargs)
-        except ApiError as exc:
-            if exc.status_code in (401, 403):
-                raise AuditError(
-                    f"Label Studio at {self.url} refused the API token while trying to {what} "
-                    f"(HTTP {exc.status_code}).",
-                    hint="set CRAFT_LABEL_STUDIO_TOKEN to a valid legacy token (Account & Settings), or for the "
-                    "workspace's own server start it with `craft-agent audit serve`.",
-                ) from exc
-            detail = json.dumps(exc.body)[:300] if exc.body is not None else ""
-            raise AuditError(
-                f"Label Studio at {self.url} answered HTTP {exc.status_code} while trying to {what}: {detail}",
-                hint="read the server's log (workspace/label-studio/server.log for the local one).",
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise AuditError(
+        except (ApiError, httpx.HTTPError) as exc:
+            raise self._audit_error(what, exc) from exc
+
+    def _audit_error(self, what: str, exc: ApiError | httpx.HTTPError) -> AuditError:
+        if isinstance(exc, httpx.HTTPError):
+            return AuditError(
                 f"Label Studio at {self.url} did not answer while trying to {what} ({type(exc).__name__}).",
                 hint="start it (`craft-agent audit serve`) or check CRAFT_LABEL_STUDIO_URL; "
                 "running the command again is safe: nothing is duplicated.",
-            ) from exc
+            )
+        if exc.status_code in (401, 403):
+            return AuditError(
+                f"Label Studio at {self.url} refused the API token while trying to {what} (HTTP {exc.status_code}).",
+                hint="set CRAFT_LABEL_STUDIO_TOKEN to a valid legacy token (Account & Settings), or for the "
+                "workspace's own server start it with `craft-agent audit serve`.",
+            )
+        detail = json.dumps(exc.body)[:300] if exc.body is not None else ""
+        return AuditError(
+            f"Label Studio at {self.url} answered HTTP {exc.status_code} while trying to {what}: {detail}",
+            hint="read the server's log (workspace/label-studio/server.log for the local one).",
+        )
 
     def find_project(self) -> int | None:
         """Id of the workspace's audit project, or None before the first push."""
@@ -290,8 +287,9 @@ class LabelStudioAudit:
         summary.duplicates = sorted(t for t, refs in index.items() if len(refs) > 1)
         pending = [*catalog.iter_triplets(TripletState.DRAFTED), *catalog.iter_triplets(TripletState.QUEUED_FOR_AUDIT)]
         new = [t for t in pending if t.id not in index]
-        changed = [t for t in pending if t.id in index and index[t.id][0].revision != revision_of(t)]
-        settled = [t for t in pending if t.id in index and index[t.id][0].revision == revision_of(t)]
+        known = [(t, index[t.id][0].revision == revision_of(t)) for t in pending if t.id in index]
+        changed = [t for t, same in known if not same]
+        settled = [t for t, same in known if same]
         summary.unchanged = len(settled)
         if on_total:
             on_total(len(new) + len(changed))
@@ -302,7 +300,7 @@ class LabelStudioAudit:
                 pairs[triplet.pair_id] = catalog.get_pair(triplet.pair_id)
             return pairs[triplet.pair_id]
 
-        for batch in _chunks(new, batch_size):
+        for batch in in_batches(new, batch_size):
             tasks = {t.id: self.build_task(t, pair_of(t)) for t in batch}
             summary.retries += self._import(project_id, tasks, retry_s)
             summary.imported += len(batch)
@@ -328,7 +326,7 @@ class LabelStudioAudit:
                 return retries
             except (ApiError, httpx.HTTPError) as exc:
                 if not _transient(exc):
-                    self._call("import tasks", _reraise, exc)
+                    raise self._audit_error("import tasks", exc) from exc
                 if time.monotonic() > deadline:
                     raise AuditError(
                         f"Label Studio at {self.url} stopped answering during a push and did not come back "
@@ -405,10 +403,9 @@ class LabelStudioAudit:
         summary.tasks = len(tasks)
         prefix = f"ls-{project_id}-"
         # Triplets audited earlier whose annotations were all deleted no longer appear among annotated tasks.
-        for record in catalog.iter_audits():
-            if record.id.startswith(prefix) and record.triplet_id not in by_triplet:
-                by_triplet[record.triplet_id] = []
-        for chunk in _chunks(sorted(by_triplet), 500):
+        for triplet_id in catalog.audited_triplet_ids(id_prefix=prefix):
+            by_triplet.setdefault(triplet_id, [])
+        for chunk in in_batches(sorted(by_triplet), 500):
             triplets = catalog.get_triplets(chunk)
             stored = catalog.audits_by_triplet(list(triplets))
             upserts: list[AuditRecord] = []
@@ -499,7 +496,3 @@ class LabelStudioAudit:
             summary.moved[decision.state.value] = summary.moved.get(decision.state.value, 0) + 1
         updates.append((updated, f"audit ({policy}): {decision.reason}"))
         return upserts, removed, updates
-
-
-def _reraise(exc: Exception) -> None:
-    raise exc

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from craft_agent.catalog.store import write_atomic
 from craft_agent.errors import AuditError
+from craft_agent.localhost import free_port, port_free
 from craft_agent.settings import Settings
 
 LABEL_STUDIO_VERSION = "1.23.2"
@@ -45,13 +45,6 @@ def default_home() -> Path:
     """Where the server's virtual environment goes unless ``label_studio_home`` says otherwise."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "craft-agent" / f"label-studio-{LABEL_STUDIO_VERSION}"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LabelStudioInstall:
@@ -417,12 +410,6 @@ def _group_alive(pgid: int, process: subprocess.Popen[bytes] | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def port_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:``port``."""
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -50,6 +50,15 @@ def _redacted(url: str) -> str:
     if "@" not in rest:
         return url
     return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+T = TypeVar("T")
+
+
+def in_batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    """``items`` in consecutive lists of at most ``size`` (SQL ``IN`` lists, bulk requests)."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 class Catalog:
@@ -295,8 +304,7 @@ class Catalog:
         """
         moved = 0
         with self._session.begin() as session:
-            for start in range(0, len(triplet_ids), 500):
-                chunk = list(triplet_ids[start : start + 500])
+            for chunk in in_batches(triplet_ids, 500):
                 for row in session.scalars(select(TripletRow).where(TripletRow.id.in_(chunk))).all():
                     current = TripletState(row.state)
                     if current is target or (only_from is not None and current is not only_from):
@@ -309,8 +317,7 @@ class Catalog:
         """The stored triplets among ``triplet_ids``, by id (missing ids are absent)."""
         found: dict[str, Triplet] = {}
         with self._session() as session:
-            for start in range(0, len(triplet_ids), 500):
-                chunk = list(triplet_ids[start : start + 500])
+            for chunk in in_batches(triplet_ids, 500):
                 for record in session.scalars(select(TripletRow.record).where(TripletRow.id.in_(chunk))):
                     triplet = Triplet.model_validate(record)
                     found[triplet.id] = triplet
@@ -413,8 +420,7 @@ class Catalog:
         """Audit records of many triplets, by triplet id, each list ordered by record id."""
         found: dict[str, list[AuditRecord]] = {tid: [] for tid in triplet_ids}
         with self._session() as session:
-            for start in range(0, len(triplet_ids), 500):
-                chunk = list(triplet_ids[start : start + 500])
+            for chunk in in_batches(triplet_ids, 500):
                 statement = select(AuditRow.record).where(AuditRow.triplet_id.in_(chunk)).order_by(AuditRow.id)
                 for record in session.scalars(statement):
                     audit = AuditRecord.model_validate(record)
@@ -426,21 +432,19 @@ class Catalog:
         with self._session() as session:
             return [AuditRecord.model_validate(r) for r in session.scalars(statement)]
 
+    def audited_triplet_ids(self, id_prefix: str = "") -> list[str]:
+        """Ids of the triplets that have an audit record whose id starts with ``id_prefix``."""
+        statement = select(AuditRow.triplet_id).distinct().order_by(AuditRow.triplet_id)
+        if id_prefix:
+            statement = statement.where(AuditRow.id.startswith(id_prefix, autoescape=True))
+        with self._session() as session:
+            return list(session.scalars(statement))
+
     def iter_audits(self) -> Iterator[AuditRecord]:
         statement = select(AuditRow.record).order_by(AuditRow.id)
         with self._session() as session:
             for record in session.scalars(statement.execution_options(yield_per=500)):
                 yield AuditRecord.model_validate(record)
-
-    def delete_audits(self, audit_ids: Sequence[str]) -> int:
-        """Remove audit records (e.g. annotations deleted in the audit tool); returns how many existed."""
-        if not audit_ids:
-            return 0
-        with self._session.begin() as session:
-            result = session.execute(delete(AuditRow).where(AuditRow.id.in_(list(audit_ids))))
-            return int(getattr(result, "rowcount", 0) or 0)
-
-    # -- runs and failures --------------------------------------------------------------------------
 
     def start_run(self, kind: str, config: dict[str, Any]) -> str:
         """Record the start of a run (ingest, generate, export...) and return its id."""

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +55,6 @@ class ExportSummary:
     seconds: float
     dataset_version: str
     files: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _counts(selection: Selection) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,6 @@ class ExportOptions:
 
     samples_per_shard: int = 1000
     max_shard_bytes: int = 1 << 30
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ImageSource:

