@@ -15,9 +15,7 @@ from pydantic import BaseModel
 from craft_agent.agent.cues import change_cue, change_cues, mask_window
 from craft_agent.agent.offline import (
     OfflineBackend,
-    build_offline_backend,
     correction_verdict,
-    register_offline_backend,
 )
 from craft_agent.agent.schemas import (
     Beautified,
@@ -38,7 +36,7 @@ from craft_agent.agent.wording import (
 )
 from craft_agent.change import create_detector
 from craft_agent.grid import all_cell_names
-from craft_agent.llm import LLM_BACKENDS, LLMError, LLMRequest, UsageMeter, create_llm_backend
+from craft_agent.llm import LLMError, LLMRequest, UsageMeter, create_llm_backend
 from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
 from craft_agent.settings import Settings
 from craft_agent.synthetic import generate_scene
@@ -382,12 +380,6 @@ def test_backend_answers_like_a_language_model_and_refuses_what_it_cannot(tmp_pa
                 task="grid_review", system="", prompt="", response_model=GridReview, prompt_hash="h", context=context
             )
         )
-    saved = LLM_BACKENDS.get("offline")
-    try:
-        register_offline_backend()
-        assert LLM_BACKENDS["offline"] is build_offline_backend
-        built = create_llm_backend(Settings(workspace=tmp_path), "offline", meter)
-        assert isinstance(built, OfflineBackend) and built.usage is meter
-    finally:
-        if saved is not None:
-            LLM_BACKENDS["offline"] = saved
+    # The registry's offline builder hands the run's usage meter to the backend.
+    built = create_llm_backend(Settings(workspace=tmp_path), "offline", meter)
+    assert isinstance(built, OfflineBackend) and built.usage is meter

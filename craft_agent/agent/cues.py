@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from craft_agent.agent.schemas import ChangeCue
+from craft_agent.change.evidence import to_lab
 from craft_agent.models import ChangeCandidate, ChangeType, RLEMask
 
 Size = Literal["tiny", "small", "medium", "large", "huge"]
@@ -390,8 +391,7 @@ def measure(candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, ring_
     square = np.ones((3, 3), np.uint8)
     band = cv2.dilate(region, square).astype(bool) & ~cv2.erode(region, square, borderValue=0).astype(bool)
     rgb_before, rgb_after = pre[y0:y1:step, x0:x1:step], post[y0:y1:step, x0:x1:step]
-    lab_before = cv2.cvtColor(rgb_before.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    lab_after = cv2.cvtColor(rgb_after.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lab_before, lab_after = to_lab(rgb_before), to_lab(rgb_after)
     ys, xs = np.nonzero(inside)
     fraction = min(1.0, area / float(height * width))
     return Measured(

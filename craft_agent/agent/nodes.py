@@ -31,8 +31,7 @@ from craft_agent.agent.schemas import (
 from craft_agent.agent.state import AgentState, Target, dump_targets, load_targets
 from craft_agent.agent.wording import is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.change import create_detector
-from craft_agent.change.stage import refine
+from craft_agent.change.stage import detect_candidates
 from craft_agent.grid import all_cell_names, position_of_box
 from craft_agent.llm.base import (
     LLMBackend,
@@ -43,7 +42,7 @@ from craft_agent.llm.base import (
     LLMResponse,
     LLMResponseError,
 )
-from craft_agent.masks import MaskEngine, MaskRequest, segment_candidates
+from craft_agent.masks import MaskEngine, MaskRequest
 from craft_agent.models import (
     BBox,
     ChangeType,
@@ -166,9 +165,7 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     pair, pre, post = res.pair(state["pair_id"])
     candidates = res.catalog.candidates_for(pair.id)
     if not candidates:
-        result = create_detector(res.config.detector, pair.domain).detect(pair.id, pre, post)
-        masks = segment_candidates(res.engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
-        candidates = [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
+        candidates = detect_candidates(res.config.detector, res.engine, pair, pre, post)
         res.catalog.add_candidates(candidates)
     ranked = sorted(candidates, key=lambda c: (-c.scores.get("confidence", 0.0), -c.area, c.id))
     chosen = ranked[: res.config.max_targets_per_pair]
@@ -378,32 +375,40 @@ def beautify(res: AgentResources, state: AgentState) -> AgentState:
     for target in targets:
         if target.status not in ("accepted", "uncorrected"):
             continue
-        context = BeautifyContext(
-            pair_id=pair.id,
-            domain=pair.domain.value,
-            change_type=target.change_type,
-            category=target.category,
-            description=target.description,
-            cue=target.cue,
-            wanted=wanted,
-        )
-        answer = res.ask(
-            "beautify",
-            context,
-            Beautified,
-            [],
-            [target],
-            wanted=wanted,
-            description=target.description,
-            change_type=target.change_type.value,
-            category=target.category,
-            count=1,
-            cue=target.cue.model_dump_json(),
-        )
-        target.expressions = _clean(answer.expressions)
+        target.expressions = _beautify(res, pair, target, wanted, cue=target.cue)
         if not target.expressions:
             target.status = "discarded"
     return {"targets": dump_targets(targets)}
+
+
+def _beautify(
+    res: AgentResources, pair: ImagePair, target: Target, wanted: int, count: int = 1, cue: ChangeCue | None = None
+) -> list[str]:
+    """Ask for ``wanted`` expressions of ``target`` (``count`` objects; ``cue`` the measured facts, if given)."""
+    context = BeautifyContext(
+        pair_id=pair.id,
+        domain=pair.domain.value,
+        change_type=target.change_type,
+        category=target.category,
+        description=target.description,
+        cue=cue,
+        count=count,
+        wanted=wanted,
+    )
+    answer = res.ask(
+        "beautify",
+        context,
+        Beautified,
+        [],
+        [target],
+        wanted=wanted,
+        description=target.description,
+        change_type=target.change_type.value,
+        category=target.category,
+        count=count,
+        cue=cue.model_dump_json() if cue else "{}",
+    )
+    return _clean(answer.expressions)
 
 
 def _clean(expressions: list[str]) -> list[str]:
@@ -471,6 +476,9 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
     """Drafted triplets with provenance into the catalog (ids are content hashes: re-runs add nothing)."""
     pair, _, _ = res.pair(state["pair_id"])
     ids = []
+    # The same for every triplet of the run: work them out once.
+    prompt_hashes = res.prompts.hashes()
+    config_hash = hashlib.sha256(res.config.model_dump_json().encode()).hexdigest()[:12]
     for target in load_targets(state):
         if target.status not in ("accepted", "uncorrected") or target.mask is None or not target.expressions:
             continue
@@ -478,7 +486,7 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
         provenance = Provenance(
             backends={"llm": res.llm.name, "masks": res.engine.name, "detector": res.config.detector},
             model_ids={"llm": res.llm.model_id},
-            prompt_hashes=res.prompts.hashes(),
+            prompt_hashes=prompt_hashes,
             package_versions=res.package_versions,
             llm=LLMUsage(
                 calls=target.llm_calls,
@@ -486,7 +494,7 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
                 completion_tokens=target.completion_tokens,
                 cost_usd=round(target.cost_usd, 6),
             ),
-            config_hash=hashlib.sha256(res.config.model_dump_json().encode()).hexdigest()[:12],
+            config_hash=config_hash,
         )
         triplet = Triplet(
             id=triplet_id(pair.id, target.mask, change_type, target.category)
@@ -546,30 +554,7 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
                 status="accepted",
                 uncorrected_members=sum(m.status == "uncorrected" for m in members),
             )
-            context = BeautifyContext(
-                pair_id=pair.id,
-                domain=pair.domain.value,
-                change_type=change_type,
-                category=category,
-                description=group.description,
-                cue=None,
-                count=len(members),
-                wanted=res.config.expressions_per_target,
-            )
-            answer = res.ask(
-                "beautify",
-                context,
-                Beautified,
-                [],
-                [group],
-                wanted=context.wanted,
-                description=group.description,
-                change_type=change_type.value,
-                category=category,
-                count=len(members),
-                cue="{}",
-            )
-            group.expressions = _clean(answer.expressions)
+            group.expressions = _beautify(res, pair, group, res.config.expressions_per_target, count=len(members))
             if group.expressions:
                 extras.append(group)
     present = {(t.change_type, t.category) for t in kept}
@@ -593,29 +578,7 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
             status="accepted",
             no_target=True,
         )
-        context = BeautifyContext(
-            pair_id=pair.id,
-            domain=pair.domain.value,
-            change_type=absent_type,
-            category=target.category,
-            description=absent.description,
-            cue=None,
-            wanted=1,
-        )
-        answer = res.ask(
-            "beautify",
-            context,
-            Beautified,
-            [],
-            [absent],
-            wanted=1,
-            description=absent.description,
-            change_type=absent_type.value,
-            category=target.category,
-            count=1,
-            cue="{}",
-        )
-        absent.expressions = _clean(answer.expressions)[:1]
+        absent.expressions = _beautify(res, pair, absent, 1)[:1]
         if absent.expressions:
             extras.append(absent)
             wanted_absent -= 1

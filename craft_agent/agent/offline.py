@@ -41,11 +41,9 @@ from craft_agent.agent.schemas import (
     ReviewedChange,
 )
 from craft_agent.agent.wording import absolute_description, distinguishing_expressions, referring_expressions
-from craft_agent.llm import LLM_BACKENDS
 from craft_agent.llm.base import LLMError, LLMRequest, LLMResponse, LLMResponseError, T, TokenUsage
 from craft_agent.llm.usage import UsageMeter
 from craft_agent.models import BBox
-from craft_agent.settings import Settings
 
 # ---------------------------------------------------------------------------------------------------------
 # Nuisances (grid review)
@@ -303,17 +301,3 @@ class OfflineBackend:
         return LLMResponse(
             parsed=parsed, raw_text=raw_text, usage=usage, cost_usd=0.0, cached=False, attempts=1, model=self.model_id
         )
-
-
-def build_offline_backend(settings: Settings, usage: UsageMeter | None = None) -> OfflineBackend:
-    """Builder for :data:`craft_agent.llm.LLM_BACKENDS`: the offline backend ignores the settings."""
-    return OfflineBackend(usage=usage)
-
-
-def register_offline_backend() -> None:
-    """Put :func:`build_offline_backend` under ``offline`` in :data:`craft_agent.llm.LLM_BACKENDS` (idempotent).
-
-    ``craft_agent.llm`` already resolves ``offline`` lazily; calling this replaces that entry by the builder
-    above, which also charges the usage meter.
-    """
-    LLM_BACKENDS["offline"] = build_offline_backend

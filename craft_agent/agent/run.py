@@ -20,6 +20,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from craft_agent.agent.graph import build_graph
 from craft_agent.agent.nodes import AgentConfig, AgentResources
+from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.errors import CraftError
@@ -81,12 +82,6 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _offline() -> LLMBackend:
-    from craft_agent.agent.offline import OfflineBackend
-
-    return OfflineBackend()
-
-
 def thread_for(pair_id: str, resources: AgentResources) -> str:
     """Checkpoint thread of a pair under this configuration (another config or model starts afresh)."""
     fingerprint = (
@@ -120,7 +115,7 @@ def generate(
         prompts=prompts or PromptLibrary(),
         config=config or AgentConfig(),
         package_versions=_versions(),
-        fallback=None if llm.name == "offline" else _offline(),
+        fallback=None if llm.name == "offline" else OfflineBackend(),
     )
     summary = GenerateSummary()
     summary.run_id = catalog.start_run(

@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 
 from craft_agent.agent.run import generate
-from craft_agent.bench.vision import source_folders
+from craft_agent.bench.vision import source_folders, union_mask
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.llm.base import LLMBackend
 from craft_agent.masks import MaskEngine
 from craft_agent.metrics import PixelCounts, best_ious
-from craft_agent.models import RLEMask
 
 MATCH_IOU = 0.5
 
@@ -131,7 +130,7 @@ def run_agent_bench(
                             continue
                         scored += 1
                         masks = [t.mask for t in catalog.iter_triplets(pair_id=pair.id) if not t.is_no_target]
-                        union = RLEMask.union(masks).to_array() if masks else np.zeros((pair.height, pair.width), bool)
+                        union = union_mask(masks, (pair.height, pair.width))
                         pixels.add(union, pair.gt_mask.to_array())
                     if not scored:
                         report["sources"][folder.name] = {"error": "no pairs with a ground-truth change mask"}

@@ -162,8 +162,8 @@ def score_pairs(pairs: list[BenchPair], engine: MaskEngine, detector_name: str =
         candidates, final = _process(pair, engine, detector_name, index)
         score.seconds += time.perf_counter() - started
         confident = [m for m, c in zip(final, candidates, strict=True) if c.scores.get("confidence", 0.0) > 0]
-        score.pixels.add(_union(confident, pair.gt.shape), pair.gt)
-        score.pixels_all.add(_union(final, pair.gt.shape), pair.gt)
+        score.pixels.add(union_mask(confident, pair.gt.shape), pair.gt)
+        score.pixels_all.add(union_mask(final, pair.gt.shape), pair.gt)
         score.baseline.add(baseline_change(pair.pre, pair.post), pair.gt)
         score.objects.add(pair.gt, final)
         for change_type, gt_mask in pair.typed_changes:
@@ -184,7 +184,8 @@ def _process(
     return result.candidates, [m.mask for m in masks]
 
 
-def _union(masks: list[RLEMask], shape: tuple[int, ...]) -> np.ndarray:
+def union_mask(masks: list[RLEMask], shape: tuple[int, ...]) -> np.ndarray:
+    """The union of ``masks`` as a boolean array (all False of ``shape`` when there are none)."""
     if not masks:
         return np.zeros(shape[:2], dtype=bool)
     return RLEMask.union(masks).to_array()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -67,21 +68,15 @@ class Region:
     source: str
     evidence: float
 
-    @property
+    @cached_property
     def area(self) -> int:
+        # Read again and again by duplicate suppression (the hot loop): count the pixels once.
         return int(self.crop.sum())
 
     @property
     def box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1), end exclusive."""
         return self.x0, self.y0, self.x0 + self.crop.shape[1], self.y0 + self.crop.shape[0]
-
-    def full(self, shape: tuple[int, int]) -> np.ndarray:
-        """The region as a mask of the whole image."""
-        mask = np.zeros(shape, dtype=bool)
-        x0, y0, x1, y1 = self.box
-        mask[y0:y1, x0:x1] = self.crop
-        return mask
 
 
 def _regions_from_labels(labels: np.ndarray, chosen: np.ndarray, evidence: np.ndarray, source: str) -> list[Region]:

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
 from craft_agent.errors import CraftError
 from craft_agent.imagery.layouts import Failure
 from craft_agent.masks import MaskEngine, segment_candidates
-from craft_agent.models import ChangeCandidate
+from craft_agent.models import ChangeCandidate, ImagePair
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -61,6 +63,15 @@ def refine(candidate: ChangeCandidate, result_mask: Any, scores: dict[str, float
     )
 
 
+def detect_candidates(
+    detector_name: str, engine: MaskEngine, pair: ImagePair, pre: np.ndarray, post: np.ndarray
+) -> list[ChangeCandidate]:
+    """Change candidates of one pair, each with its mask from ``engine`` (the candidates stage, for one pair)."""
+    result = create_detector(detector_name, pair.domain).detect(pair.id, pre, post)
+    masks = segment_candidates(engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
+    return [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
+
+
 def propose_candidates(
     catalog: Catalog,
     store: ImageStore,
@@ -91,9 +102,7 @@ def propose_candidates(
             continue
         try:
             pre, post = store.load(pair.pre), store.load(pair.post)
-            result = create_detector(detector_name, pair.domain).detect(pair.id, pre, post)
-            masks = segment_candidates(engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
-            refined = [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
+            refined = detect_candidates(detector_name, engine, pair, pre, post)
         except CraftError as exc:
             summary.failed.append(Failure(input=pair.name, error=str(exc)))
             continue

@@ -66,7 +66,7 @@ def _build_offline(settings: Settings, usage: UsageMeter | None) -> LLMBackend:
     # Imported here: the offline backend lives with the agent, which itself imports this package.
     from craft_agent.agent.offline import OfflineBackend
 
-    return OfflineBackend()
+    return OfflineBackend(usage=usage)
 
 
 LLM_BACKENDS: dict[str, LLMBackendBuilder] = {"openai": _build_openai, "offline": _build_offline}

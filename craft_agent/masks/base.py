@@ -143,14 +143,19 @@ def clean_mask(mask: np.ndarray, min_area: int, max_hole: int) -> np.ndarray:
     return result
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks of one shape; 0 when both are empty."""
+    union = int(np.logical_or(a, b).sum())
+    return float(np.logical_and(a, b).sum()) / union if union else 0.0
+
+
 def agreement(mask: np.ndarray, seed: np.ndarray | None, box: BBox) -> float:
     """IoU between the mask and the seed (the change map's region) inside the prompt box (all three in
     the same coordinates, e.g. a window's)."""
     if seed is None:
         return 0.0
     window = (slice(box.y0, box.y1), slice(box.x0, box.x1))
-    union = int(np.logical_or(mask[window], seed[window]).sum())
-    return float(np.logical_and(mask[window], seed[window]).sum()) / union if union else 0.0
+    return mask_iou(mask[window], seed[window])
 
 
 def combine_dates(masks: list[np.ndarray]) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates
+from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates, mask_iou
 from craft_agent.models import BBox
 
 
@@ -119,8 +119,7 @@ class ClassicalMaskEngine:
             result = cv2.resize(cut, (seed.shape[1], seed.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
         else:
             result = cut.astype(bool)
-        union = int(np.logical_or(result, seed).sum())
-        stability = float(np.logical_and(result, seed).sum()) / union if union else 0.0
+        stability = mask_iou(result, seed)
         if stability < self.min_agreement:
             return seed.copy(), stability
         return result, stability

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from craft_agent.errors import ConfigError
-from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates
+from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates, mask_iou
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -224,13 +224,8 @@ class SamMaskEngine:
         if request.seed is not None:
             seed = request.seed[window.y0 : window.y1, window.x0 : window.x1]
         if seed is not None and seed.any():
-            agreements = [_iou(p, seed) for p in proposals]
+            agreements = [mask_iou(p, seed) for p in proposals]
             best = int(np.argmax(agreements))
         else:
             best = int(np.argmax(scores))
         return np.asarray(proposals[best], dtype=bool), float(scores[best])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = int(np.logical_or(a, b).sum())
-    return float(np.logical_and(a, b).sum()) / union if union else 0.0
