@@ -60,6 +60,36 @@ WorkspaceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON summary on stdout.")]
 
 
+ProposalsOption = Annotated[
+    str,
+    typer.Option(
+        help="Where changes come from: labels (the pair's change labels), detector, or auto (labels where a pair "
+        "has them, the detector elsewhere)."
+    ),
+]
+DetectorOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Change detector in detector mode: classical or learned (default: learned if the workspace "
+        "sets CRAFT_CHANGE_CHECKPOINT, else classical)."
+    ),
+]
+CheckpointOption = Annotated[
+    Path | None, typer.Option(help="The learned detector's checkpoint (RUN/change.pt from `train --stage change`).")
+]
+
+
+def detector_choice(settings: Settings, detector: str | None, checkpoint: Path | None) -> tuple[str, Path | None]:
+    """The detector and checkpoint to use: the options, else the workspace's default."""
+    from craft_agent.change import default_detector
+
+    if detector is None and checkpoint is not None:
+        return "learned", checkpoint
+    default_name, default_checkpoint = default_detector(settings)
+    name = detector or default_name
+    return name, checkpoint or (default_checkpoint if name == "learned" else None)
+
+
 def emit_json(payload: dict[str, Any]) -> None:
     """Write the command's JSON summary as one line on stdout."""
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
@@ -159,23 +189,47 @@ def ingest(
     bands: Annotated[str | None, typer.Option(help="1-based bands to use as RGB, e.g. 4,3,2.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Cut pairs larger than this into tiles (px).")] = None,
     tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles (px).")] = None,
+    gsd: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Ground sample distance in metres per pixel, for pairs without a georeference in metres "
+            "(sizes and minimum object areas are then in metres).",
+        ),
+    ] = None,
+    class_table: Annotated[
+        Path | None,
+        typer.Option(help="JSON class table of semantic label maps (label1/ label2/); default: SECOND's palette."),
+    ] = None,
+    label_category: Annotated[
+        str | None,
+        typer.Option(
+            help="What the binary change masks mark, e.g. building for LEVIR-CD or WHU-CD (one of: "
+            "building, roof, vegetation, vehicle, water, ground, road, facade, object)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest image pairs into the workspace catalog (idempotent: known pairs are skipped)."""
     from craft_agent.catalog import Catalog, ImageStore
     from craft_agent.imagery import IngestOptions
     from craft_agent.imagery import ingest as run_ingest
-    from craft_agent.models import Domain
+    from craft_agent.models import CATEGORIES, Domain
 
     try:
         if domain not in (None, "rs", "ns"):
             raise typer.BadParameter(f"--domain must be rs or ns, got {domain!r}")
+        if label_category is not None and label_category not in CATEGORIES:
+            raise typer.BadParameter(f"--label-category must be one of {', '.join(CATEGORIES)}; got {label_category!r}")
         settings = settings_for(workspace, default_domain=domain, tile_size=tile_size, tile_overlap=tile_overlap)
         options = IngestOptions.from_settings(
             settings,
             group_pattern=group_pattern,
             bands=_parse_bands(bands),
             domain=Domain(settings.default_domain),
+            gsd=gsd,
+            class_table=class_table,
+            label_category=label_category,
         )
         with Catalog.from_settings(settings) as catalog, progress_bar("ingest", not as_json) as update:
             summary = run_ingest(src, catalog, ImageStore(settings.workspace), options, progress=update)
@@ -200,6 +254,9 @@ def candidates(
         str | None, typer.Option(help="Mask engine: classical or sam (default: sam if configured).")
     ] = None,
     redo: Annotated[bool, typer.Option(help="Also process pairs that already have candidates.")] = False,
+    proposals: ProposalsOption = "auto",
+    detector: DetectorOption = None,
+    checkpoint: CheckpointOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Find change candidates in every ingested pair and segment them (resumable: done pairs are skipped)."""
@@ -210,8 +267,18 @@ def candidates(
     try:
         settings = settings_for(workspace)
         engine = create_mask_engine(settings, masks)
+        detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
         with Catalog.from_settings(settings) as catalog, progress_bar("candidates", not as_json) as update:
-            summary = propose_candidates(catalog, ImageStore(settings.workspace), engine, redo=redo, progress=update)
+            summary = propose_candidates(
+                catalog,
+                ImageStore(settings.workspace),
+                engine,
+                detector_name=detector_name,
+                redo=redo,
+                progress=update,
+                proposals=proposals,
+                checkpoint=detector_checkpoint,
+            )
     except CraftError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
@@ -241,6 +308,16 @@ def generate(
     expressions: Annotated[int, typer.Option(help="Referring expressions per target.")] = 3,
     no_target_ratio: Annotated[float, typer.Option(help="No-target expressions per kept target.")] = 0.1,
     budget_usd: Annotated[float | None, typer.Option(help="Stop cleanly once the LLM has cost this much.")] = None,
+    proposals: ProposalsOption = "auto",
+    detector: DetectorOption = None,
+    checkpoint: CheckpointOption = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            help="Most single-target triplets per pair in detector mode (default: 8 on a 1024 px tile, scaled "
+            "with the image side; labels mode keeps every labelled object)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the CRAFT agent over the ingested pairs and draft triplets (resumable, never duplicates)."""
@@ -254,7 +331,16 @@ def generate(
         settings = settings_for(workspace)
         backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd=budget_usd))
         engine = create_mask_engine(settings, masks)
-        config = AgentConfig(max_rounds=max_rounds, expressions_per_target=expressions, no_target_ratio=no_target_ratio)
+        detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
+        config = AgentConfig(
+            max_rounds=max_rounds,
+            expressions_per_target=expressions,
+            no_target_ratio=no_target_ratio,
+            proposals=proposals,
+            detector=detector_name,
+            checkpoint=str(detector_checkpoint) if detector_checkpoint else None,
+            budget=budget,
+        )
         with Catalog.from_settings(settings) as catalog, progress_bar("generate", not as_json) as update:
             summary = run_generate(
                 catalog, ImageStore(settings.workspace), backend, engine, settings.workspace, config, progress=update
@@ -396,20 +482,38 @@ def bench_vision(
     ] = None,
     synthetic_pairs: Annotated[int, typer.Option(help="Generated scenes to score as well (0: none).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the generated scenes.")] = 0,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Change detector: classical or learned (default: learned if CRAFT_CHANGE_CHECKPOINT is set)."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="change.pt of the learned detector. Env: CRAFT_CHANGE_CHECKPOINT.")
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure change candidates and masks against ground truth, next to a plain baseline."""
     from craft_agent.bench.vision import run_vision_bench, write_report
+    from craft_agent.change import default_detector
     from craft_agent.masks import create_mask_engine
 
     try:
         if data is not None and not data.is_dir():
             raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
-        engine = create_mask_engine(settings_for(workspace), masks)
+        settings = settings_for(workspace, change_checkpoint=checkpoint)
+        detector = detector or default_detector(settings)[0]
+        engine = create_mask_engine(settings, masks)
         with progress_bar("bench vision", not as_json) as update:
             report = run_vision_bench(
-                data, engine, synthetic_pairs, seed, progress=lambda name, done, total: update(done, total, name)
+                data,
+                engine,
+                synthetic_pairs,
+                seed,
+                progress=lambda name, done, total: update(done, total, name),
+                detector=detector,
+                checkpoint=settings.change_checkpoint if detector == "learned" else None,
             )
     except CraftError as exc:
         raise fail(exc, as_json) from exc
@@ -445,37 +549,56 @@ def bench_vision(
 @bench_app.command("agent")
 def bench_agent(
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
-    pairs: Annotated[int, typer.Option(help="Generated pairs to score.")] = 8,
+    pairs: Annotated[int, typer.Option(help="Generated pairs to score (0: none).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the generated pairs.")] = 0,
-    data: Annotated[Path | None, typer.Option(help="Also score triplet masks on these real sources.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Also score every labelled source folder here, in labels and detector mode.")
+    ] = None,
     masks: Annotated[str | None, typer.Option(help="Mask engine: classical or sam.")] = None,
+    detector: DetectorOption = None,
+    checkpoint: CheckpointOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score the whole agent (offline, and openai when configured) against generated ground truth."""
+    """Score the whole agent (offline, and openai when configured) against generated and real ground truth."""
     from craft_agent.bench.agent import run_agent_bench
     from craft_agent.bench.vision import write_report
     from craft_agent.llm import UsageMeter, create_llm_backend
     from craft_agent.masks import create_mask_engine
 
     try:
+        if data is not None and not data.is_dir():
+            raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
         settings = settings_for(workspace)
+        detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
         backends = {"offline": lambda: create_llm_backend(settings, "offline")}
         if settings.llm_base_url:
             backends["openai"] = lambda: create_llm_backend(settings, "openai", usage=UsageMeter())
-        report = run_agent_bench(backends, create_mask_engine(settings, masks), pairs, seed, data=data)
+        with progress_bar("bench agent", not as_json) as update:
+            report = run_agent_bench(
+                backends,
+                create_mask_engine(settings, masks),
+                pairs,
+                seed,
+                data=data,
+                detector=detector_name,
+                checkpoint=detector_checkpoint,
+                progress=lambda step: update(0, 0, step),
+            )
     except CraftError as exc:
         raise fail(exc, as_json) from exc
     write_report(report, out_file)
     if as_json:
         emit_json(report)
-    else:
+        raise typer.Exit(EXIT_OK)
+    if report["backends"]:
         keys = [
             "gt_coverage",
             "mean_mask_iou",
             "type_accuracy",
-            "category_accuracy",
-            "uniqueness_rate",
+            "triplet_precision",
+            "triplets_per_change",
+            "duplicate_expressions",
             "llm_calls_per_triplet",
             "pairs_per_min",
         ]
@@ -486,12 +609,30 @@ def bench_agent(
         for name, metrics in report["backends"].items():
             table.add_row(name, *[str(metrics[k]) for k in keys])
         out.print(table)
-        for name, metrics in report["sources"].items():
-            if "error" in metrics:
-                out.print(f"{name}: {metrics['error']}")
+    if report["sources"]:
+        keys = [
+            "pairs",
+            "gt_objects",
+            "triplets_per_pair",
+            "precision",
+            "instance_recall",
+            "union_iou",
+            "empty_pairs_ok",
+            "type_accuracy",
+        ]
+        table = Table(title=f"bench agent on labelled sources (detector mode: {report['detector']})")
+        table.add_column("source")
+        table.add_column("mode")
+        for key in keys:
+            table.add_column(key.replace("_", " "), justify="right")
+        for name, modes in report["sources"].items():
+            if "error" in modes:
+                table.add_row(name, "-", modes["error"])
                 continue
-            out.print(f"{name}: triplet mask pixel IoU {metrics['triplet_pixel_iou']} ({metrics['triplets']} triplets)")
-        out.print(f"report written to {out_file}")
+            for mode, metrics in modes.items():
+                table.add_row(name, mode, *["-" if metrics[k] is None else str(metrics[k]) for k in keys])
+        out.print(table)
+    out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)
 
 
@@ -924,6 +1065,118 @@ def llm_serve_local(
     except KeyboardInterrupt:
         process.terminate()
         process.wait(timeout=20)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[
+        list[Path], typer.Option("--data", help="Source folder with change masks, or a workspace; repeat for several.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: change.pt, metrics.jsonl, predictions.png.")],
+    stage: Annotated[str, typer.Option(help="What to train: change (the learned change proposer).")] = "change",
+    minutes: Annotated[
+        float | None, typer.Option(min=0.01, help="Wall-clock budget (default 12 when --steps is not given).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps of this run.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the split, the crops and the initial weights.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on training OUT/change.pt.")] = False,
+    crop: Annotated[int, typer.Option(min=32, help="Side of the training crops (px).")] = 256,
+    batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 8,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out and scored.")] = 0.1,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a network: the learned change proposer from pairs with change masks (offline, from scratch)."""
+    try:
+        if stage != "change":
+            raise CraftError(
+                f"--stage {stage!r} cannot be trained yet.",
+                hint="use --stage change; the referring segmenter (refer) comes in a later release.",
+            )
+        from craft_agent.train.change import train_change_model
+
+        with progress_bar("train change", not as_json) as update:
+            summary = train_change_model(
+                data,
+                out_dir,
+                minutes=minutes if minutes or steps else 12.0,
+                steps=steps,
+                device=device,
+                seed=seed,
+                resume=resume,
+                crop=crop,
+                batch=batch,
+                val_fraction=val_fraction,
+                progress=update,
+            )
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(summary.model_dump(mode="json"))
+    else:
+        val = f"val pixel F1 {summary.val_pixel_f1}" if summary.val_pixel_f1 is not None else "no pair held out"
+        out.print(
+            f"[bold green]{summary.steps_this_run}[/] step(s) (step {summary.step} in all) on {summary.train_pairs} "
+            f"pair(s) from {', '.join(summary.sources)} on {summary.device} in {summary.seconds:.0f} s; {val}; "
+            f"{summary.skipped_without_mask} pair(s) without a change mask skipped"
+        )
+        out.print(
+            f"checkpoint {summary.checkpoint}; predictions ({summary.predictions_from}) {summary.predictions_png}"
+        )
+    raise typer.Exit(EXIT_OK)
+
+
+@bench_app.command("change")
+def bench_change(
+    data: Annotated[Path, typer.Option(help="Folder of sources (sub-folders with pre/ post/ mask/).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+    minutes: Annotated[float | None, typer.Option(min=0.01, help="Training budget per fold (default 6).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps per fold.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Training seed of every fold.")] = 0,
+    runs: Annotated[Path | None, typer.Option(help="Keep each fold's run folder here (default: discarded).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Leave one source family out: train the learned proposer on the others, score it next to the classical one."""
+    from craft_agent.bench.change import run_change_bench
+    from craft_agent.bench.vision import write_report
+
+    try:
+        if not data.is_dir():
+            raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
+        with progress_bar("bench change", not as_json) as update:
+            report = run_change_bench(
+                data,
+                minutes=minutes if minutes or steps else 6.0,
+                steps=steps,
+                device=device,
+                seed=seed,
+                runs=runs,
+                progress=lambda name, done, total: update(done, total, name),
+            )
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        table = Table(title="bench change (leave one family out; pixel scores of the changed map)")
+        for column in ("left out", "source", "pairs", "steps", "learned F1", "learned IoU", "classical F1"):
+            table.add_column(column, justify="left" if column in ("left out", "source") else "right")
+        for family, fold in report["folds"].items():
+            for name, metrics in fold["sources"].items():
+                table.add_row(
+                    family,
+                    name,
+                    str(metrics["pairs"]),
+                    str(fold["steps"]),
+                    str(metrics["pixel_f1"]),
+                    str(metrics["pixel_iou"]),
+                    str(metrics["classical_pixel_f1"]),
+                )
+        out.print(table)
+        out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)
 
 

@@ -72,6 +72,22 @@ class ChangeType(StrEnum):
 _CHANGE_CODES = {ChangeType.APPEAR: 0, ChangeType.DISAPPEAR: 1, ChangeType.STATE_CHANGE: 2}
 
 
+CATEGORIES: tuple[str, ...] = (
+    "building",
+    "roof",
+    "vegetation",
+    "vehicle",
+    "water",
+    "ground",
+    "road",
+    "facade",
+    "object",
+)
+"""The closed set of change categories. building: a whole building; roof: a roof repainted; vegetation: trees
+or grass; vehicle: a car; water: a pond or flooded area; ground: bare or paved land, a field; road: a road
+section; facade: a wall or door (street scenes); object: a statue, sign, bench or tarp (street scenes)."""
+
+
 class BBox(Record):
     """An axis-aligned box in pixels: x0, y0 inclusive, x1, y1 exclusive."""
 
@@ -280,6 +296,9 @@ class ImagePair(Record):
     date_pre: date | None = None
     date_post: date | None = None
     tile: TileWindow | None = None
+    gsd_m: float | None = Field(
+        default=None, gt=0, description="Ground sample distance, metres per pixel (georeference, --gsd or source)."
+    )
     gt_mask: RLEMask | None = Field(default=None, description="Ground-truth change mask (union), if known.")
     gt_changes: list[GroundTruthChange] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="What ingestion did: stretch, reprojection...")

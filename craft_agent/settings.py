@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
 
+    # Change detection
+    change_checkpoint: Path | None = Field(
+        default=None,
+        description="A change.pt from `craft-agent train --stage change`; a checkpoint set here makes `learned` "
+        "the default change detector in that workspace.",
+    )
+
     # Segment Anything
     sam_checkpoint: Path | None = Field(default=None, description="Path of a segment-anything checkpoint.")
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"

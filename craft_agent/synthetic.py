@@ -50,6 +50,7 @@ from PIL import Image
 
 from craft_agent.errors import ExamplesError
 from craft_agent.grid import position_of_box
+from craft_agent.models import CATEGORIES
 
 __all__ = [
     "CATEGORIES",
@@ -66,22 +67,6 @@ ChangeTypeName = Literal["appear", "disappear", "state_change"]
 DomainName = Literal["rs", "ns"]
 CHANGE_TYPES: tuple[ChangeTypeName, ...] = ("appear", "disappear", "state_change")
 
-#: Closed set of change categories the generator emits.
-#: building: a whole building (appears on a lot or is demolished); roof: a roof repainted;
-#: vegetation: trees cleared (rs) or a planter's grass thriving (ns); vehicle: a car that comes or goes;
-#: water: a pond that dried up; ground: a lawn paved or dug up; road: a road section resurfaced;
-#: facade: a wall or door repainted (ns); object: a statue, sign, bench or tarp placed or removed (ns).
-CATEGORIES: tuple[str, ...] = (
-    "building",
-    "roof",
-    "vegetation",
-    "vehicle",
-    "water",
-    "ground",
-    "road",
-    "facade",
-    "object",
-)
 
 MIN_SIZE = 128
 MAX_SIZE = 4096

@@ -105,7 +105,7 @@ def test_candidates_stage_fills_the_catalog_and_resumes(tmp_path: Path) -> None:
     with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
         store = ImageStore(workspace)
         ingest(tmp_path / "examples", catalog, store, IngestOptions())
-        first = propose_candidates(catalog, store, ClassicalMaskEngine())
+        first = propose_candidates(catalog, store, ClassicalMaskEngine(), proposals="detector")
         assert first.pairs == 2 and first.failed == [] and first.candidates > 0
         assert catalog.count_candidates() == first.candidates
         stored = [c for p in catalog.iter_pairs() for c in catalog.candidates_for(p.id)]
@@ -116,7 +116,7 @@ def test_candidates_stage_fills_the_catalog_and_resumes(tmp_path: Path) -> None:
             masks = [c.mask for c in catalog.candidates_for(pair.id) if c.mask is not None]
             for change in pair.gt_changes:
                 assert max(best_ious(masks, [change.mask])) >= 0.25
-        again = propose_candidates(catalog, store, ClassicalMaskEngine())
+        again = propose_candidates(catalog, store, ClassicalMaskEngine(), proposals="detector")
         assert (again.pairs, again.skipped, again.candidates) == (0, 2, 0)
-        redo = propose_candidates(catalog, store, ClassicalMaskEngine(), redo=True)
+        redo = propose_candidates(catalog, store, ClassicalMaskEngine(), redo=True, proposals="detector")
         assert redo.pairs == 2 and redo.candidates == 0  # deterministic ids: nothing duplicated

@@ -244,6 +244,8 @@ class Measured:
     shape: Shape
     centre: tuple[float, float]
     similarity: float
+    extent_px: int = 0
+    area_px: int = 0
 
 
 def _rle_counts(counts: str) -> list[int]:
@@ -403,6 +405,8 @@ def measure(candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, ring_
         shape=shape_word(small),
         centre=(float(xs.mean()) + x0, float(ys.mean()) + y0),
         similarity=structure_similarity(lab_before[..., 0], lab_after[..., 0], small),
+        extent_px=int(max(xs.max() - xs.min(), ys.max() - ys.min())) + 1,
+        area_px=area,
     )
 
 
@@ -432,9 +436,9 @@ def looks_like_vehicle(cue: ChangeCue, domain: str = "rs") -> bool:
     """Whether a candidate is car-sized on grey (road or car park) surroundings in both dates, and green in
     neither (vegetation in shade also sits on dark surroundings).
 
-    Aerial: at most :data:`VEHICLE_MAX_FRACTION` of the image (a resolution-dependent size: about 30 x 40 px
-    at 1024 px, which is also a house at 0.5 m/px). Street level: a compact or elongated region on dark grey
-    (the road band).
+    Aerial: :data:`VEHICLE_LENGTH_M` long when the ground sample distance is known, else at most
+    :data:`VEHICLE_MAX_FRACTION` of the image (a resolution-dependent size: about 30 x 40 px at 1024 px, which
+    is also a house at 0.5 m/px). Street level: a compact or elongated region on dark grey (the road band).
     """
     for colour, greenness in ((cue.colour_before, cue.greenness_before), (cue.colour_after, cue.greenness_after)):
         if greenness >= VEGETATION_EXG and colour in _LEAFY_COLOURS:  # cars are not green; trees in shade are
@@ -443,7 +447,13 @@ def looks_like_vehicle(cue: ChangeCue, domain: str = "rs") -> bool:
     if domain == "ns":
         road = {"dark grey", "grey", "black"}
         return cue.surroundings_before in road and cue.surroundings_after in road and cue.shape != "irregular"
+    if cue.length_m is not None:
+        return on_grey and VEHICLE_LENGTH_M[0] <= cue.length_m <= VEHICLE_LENGTH_M[1]
     return on_grey and cue.area_fraction < VEHICLE_MAX_FRACTION
+
+
+VEHICLE_LENGTH_M = (2.5, 7.0)
+"""Length of a car or van seen from above, in metres (cars are about 3-6 m long)."""
 
 
 def presence_ratio(cue: ChangeCue) -> float:
@@ -699,7 +709,7 @@ def _boxes_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _cue_without_neighbours(measured: Measured, domain: str) -> ChangeCue:
+def _cue_without_neighbours(measured: Measured, domain: str, gsd: float | None = None) -> ChangeCue:
     candidate = measured.candidate
     before, after = measured.before, measured.after
     cue = ChangeCue(
@@ -723,9 +733,14 @@ def _cue_without_neighbours(measured: Measured, domain: str) -> ChangeCue:
         contrast_after=round(after.contrast, 3),
         brightness_change=round(after.lightness - before.lightness, 3),
         structure_similarity=round(measured.similarity, 4),
+        length_m=round(measured.extent_px * gsd, 2) if gsd else None,
+        area_m2=round(measured.area_px * gsd * gsd, 2) if gsd else None,
+        labelled=bool(candidate.evidence.get("labelled")),
+        label_type=candidate.change_type if candidate.evidence.get("label_typed") else None,
+        label_category=candidate.category if candidate.evidence.get("labelled") else None,
     )
-    change_type = infer_change_type(cue, domain)
-    return cue.model_copy(update={"category_hint": infer_category(cue, change_type, domain)})
+    change_type = cue.label_type or infer_change_type(cue, domain)
+    return cue.model_copy(update={"category_hint": cue.label_category or infer_category(cue, change_type, domain)})
 
 
 def _landmark_of(cue: ChangeCue, measured: Measured, domain: str) -> _Landmark:
@@ -739,6 +754,7 @@ def change_cue(
     others: list[ChangeCandidate] | None = None,
     ring_px: int = 4,
     domain: str = "rs",
+    gsd: float | None = None,
 ) -> ChangeCue:
     """Every measured fact about one candidate, as the agent shows it to the language model.
 
@@ -750,6 +766,7 @@ def change_cue(
         ring_px: width of the ring of surroundings in pixels; the thresholds of :func:`judge_change_type` were
             set with the default 4 in both domains.
         domain: "rs" (aerial) or "ns" (street level): which categories and direction words apply.
+        gsd: ground sample distance (m/px), when known: sizes are then also given in metres.
 
     Returns:
         The cue: colour names inside and around in both dates, greenness, texture, contrast, brightness
@@ -760,7 +777,7 @@ def change_cue(
         ValueError: when the images differ in shape or are not RGB.
     """
     measured = measure(candidate, pre, post, ring_px)
-    cue = _cue_without_neighbours(measured, domain)
+    cue = _cue_without_neighbours(measured, domain, gsd)
     target = _landmark_of(cue, measured, domain)
     box = candidate.box.as_xyxy()
     # only candidates that can serve as landmarks are measured: confident ones apart from this one
@@ -775,17 +792,23 @@ def change_cue(
     landmarks = []
     for other in nearest:
         other_measured = measure(other, pre, post, ring_px)
-        landmarks.append(_landmark_of(_cue_without_neighbours(other_measured, domain), other_measured, domain))
+        other_cue = _cue_without_neighbours(other_measured, domain, gsd)
+        landmarks.append(_landmark_of(other_cue, other_measured, domain))
     return cue.model_copy(update={"neighbours": neighbour_phrases(target, cue, landmarks, domain)})
 
 
 def change_cues(
-    candidates: Sequence[ChangeCandidate], pre: np.ndarray, post: np.ndarray, ring_px: int = 4, domain: str = "rs"
+    candidates: Sequence[ChangeCandidate],
+    pre: np.ndarray,
+    post: np.ndarray,
+    ring_px: int = 4,
+    domain: str = "rs",
+    gsd: float | None = None,
 ) -> list[ChangeCue]:
     """The cues of all candidates of one pair, in order; each candidate is measured once and the others serve
     as its neighbours (see :func:`change_cue` for the arguments)."""
     measured = [measure(candidate, pre, post, ring_px) for candidate in candidates]
-    cues = [_cue_without_neighbours(m, domain) for m in measured]
+    cues = [_cue_without_neighbours(m, domain, gsd) for m in measured]
     landmarks = [_landmark_of(cue, m, domain) for cue, m in zip(cues, measured, strict=True)]
     if not landmarks:
         return []

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
@@ -17,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from craft_agent.agent.cues import change_cues
+from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.schemas import (
     Beautified,
@@ -29,9 +32,9 @@ from craft_agent.agent.schemas import (
     GridReviewContext,
 )
 from craft_agent.agent.state import AgentState, Target, dump_targets, load_targets
-from craft_agent.agent.wording import is_leaky, mentions_grid
+from craft_agent.agent.wording import is_leaky, mentions_grid, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.change.stage import detect_candidates
+from craft_agent.change.stage import detect_candidates, is_from_mode, proposal_mode
 from craft_agent.grid import all_cell_names, position_of_box
 from craft_agent.llm.base import (
     LLMBackend,
@@ -68,6 +71,31 @@ class AgentConfig(BaseModel):
     multi_target: bool = Field(default=True, description="Also write group expressions for same-kind changes.")
     no_target_ratio: float = Field(default=0.1, ge=0, le=1, description="No-target expressions per target.")
     detector: str = "classical"
+    checkpoint: str | None = Field(default=None, description="The learned detector's checkpoint file.")
+    proposals: str = Field(default="auto", description="auto, labels or detector (see change.stage.proposal_mode).")
+    budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="Most single-target triplets per pair in detector mode; None: scaled to the image area "
+        "(see single_target_budget). Labels mode keeps every labelled object.",
+    )
+
+
+BUDGET_PER_MEGAPIXEL_SIDE = 8
+"""Single-target triplets kept on a 1024 x 1024 tile in detector mode (MTRefSeg-21K averages 2.2 expressions
+per pair, and every kept triplet costs an auditor's look)."""
+
+
+MIN_BUDGET = 6
+"""Budget floor: a small crop can still show a handful of real changes."""
+
+
+def single_target_budget(config: AgentConfig, width: int, height: int) -> int:
+    """Most single-target triplets per pair in detector mode: ``config.budget``, or 8 on a 1024 x 1024 tile
+    scaled with the image's side (16 at 2048 px), and never under :data:`MIN_BUDGET` on small images."""
+    if config.budget is not None:
+        return config.budget
+    return max(MIN_BUDGET, round(BUDGET_PER_MEGAPIXEL_SIDE * ((width * height) ** 0.5) / 1024))
 
 
 @dataclass
@@ -163,13 +191,22 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     """Candidates of the pair (detected and segmented now if the candidates stage has not run), their cues,
     and the grid cells that hold them."""
     pair, pre, post = res.pair(state["pair_id"])
-    candidates = res.catalog.candidates_for(pair.id)
+    config = res.config
+    mode = proposal_mode(config.proposals, pair)
+    candidates = [c for c in res.catalog.candidates_for(pair.id) if is_from_mode(c, mode, config.detector)]
     if not candidates:
-        candidates = detect_candidates(res.config.detector, res.engine, pair, pre, post)
+        checkpoint = Path(config.checkpoint) if config.checkpoint else None
+        candidates = detect_candidates(config.detector, res.engine, pair, pre, post, mode, checkpoint)
         res.catalog.add_candidates(candidates)
     ranked = sorted(candidates, key=lambda c: (-c.scores.get("confidence", 0.0), -c.area, c.id))
-    chosen = ranked[: res.config.max_targets_per_pair]
-    cues = {c.id: cue for c, cue in zip(chosen, change_cues(chosen, pre, post, domain=pair.domain.value), strict=True)}
+    budget = None if mode == "labels" else single_target_budget(config, pair.width, pair.height)
+    # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first, a few
+    # more than the budget so that those the review rejects can be replaced.
+    chosen = ranked if budget is None else ranked[: min(config.max_targets_per_pair, 3 * budget)]
+    cues = {
+        c.id: cue
+        for c, cue in zip(chosen, change_cues(chosen, pre, post, domain=pair.domain.value, gsd=pair.gsd_m), strict=True)
+    }
     order = all_cell_names(res.config.grid_rows, res.config.grid_cols)
     cells = sorted({_cell_of(c.box, res.config, pair) for c in chosen}, key=order.index)
     return {
@@ -179,7 +216,9 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
         "targets": [],
         "rejected": [],
         "round": 0,
-        "notes": [f"{len(candidates)} candidates, {len(chosen)} reviewed"],
+        "proposals": mode,
+        "budget": budget,
+        "notes": [f"{len(candidates)} candidates ({mode}), {len(chosen)} reviewed"],
     }
 
 
@@ -235,6 +274,7 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
                 cue=cue,
             )
         )
+    _keep_labelled(in_cell, new_targets, rejected, pair.domain.value)
     if res.last_response is not None:
         res.charge(res.last_response, new_targets)  # the review served the targets it produced
     return {
@@ -242,6 +282,32 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
         "rejected": rejected,
         "cell_index": state["cell_index"] + 1,
     }
+
+
+def _keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[dict[str, Any]], domain: str) -> None:
+    """Labelled changes are real whatever the review said: one the model rejected or skipped is confirmed by
+    the rules, and the type and category the labels give overrule the model's."""
+    by_candidate = {t.candidate_id: t for t in targets if t.candidate_id}
+    for cue in cues:
+        if not cue.labelled:
+            continue
+        rejected[:] = [r for r in rejected if r.get("candidate_id") != cue.candidate_id]
+        target = by_candidate.get(cue.candidate_id)
+        if target is None:
+            change = confirmed_change(cue, domain)
+            target = Target(
+                id=cue.candidate_id,
+                candidate_id=cue.candidate_id,
+                change_type=change.change_type or cue.detector_type,
+                category=change.category,
+                description=change.description or "the change",
+                box=cue.box,
+                cue=cue,
+            )
+            targets.append(target)
+        target.box = cue.box
+        target.change_type = cue.label_type or target.change_type
+        target.category = cue.label_category or target.category
 
 
 def _added_cue(cell: str, box: BBox, change_type: Any) -> ChangeCue:
@@ -277,7 +343,12 @@ def segment(res: AgentResources, state: AgentState) -> AgentState:
         if target.status != "pending" or target.mask is not None:
             continue
         candidate = candidates.get(target.candidate_id or "")
-        reuse = candidate is not None and candidate.change_type == target.change_type and target.rounds == 0
+        # a label's mask is exact whatever the type; a detection's mask was made for its detected type
+        reuse = (
+            candidate is not None
+            and (target.cue.labelled or candidate.change_type == target.change_type)
+            and target.rounds == 0
+        )
         if reuse and candidate is not None and candidate.mask is not None:
             target.mask = candidate.mask
             target.scores = {k: v for k, v in candidate.scores.items()}
@@ -319,6 +390,9 @@ def correct(res: AgentResources, state: AgentState) -> AgentState:
     round_number = state.get("round", 0) + 1
     for target in targets:
         if target.status != "pending":
+            continue
+        if target.cue.labelled and target.mask is not None and not target.mask.is_empty:
+            target.status = "accepted"  # the label's own mask: nothing to correct
             continue
         mask = target.mask or RLEMask.empty(pair.height, pair.width)
         context = CorrectionContext(
@@ -370,7 +444,7 @@ def correct(res: AgentResources, state: AgentState) -> AgentState:
 def beautify(res: AgentResources, state: AgentState) -> AgentState:
     """CRAFT stage 4: natural referring expressions, no grid words, no leakage."""
     pair, _, _ = res.pair(state["pair_id"])
-    targets = load_targets(state)
+    targets = keep_within_budget(load_targets(state), state.get("budget"))
     wanted = res.config.expressions_per_target
     for target in targets:
         if target.status not in ("accepted", "uncorrected"):
@@ -379,6 +453,21 @@ def beautify(res: AgentResources, state: AgentState) -> AgentState:
         if not target.expressions:
             target.status = "discarded"
     return {"targets": dump_targets(targets)}
+
+
+def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target]:
+    """Discard kept targets beyond ``budget`` (None: no limit), the weakest evidence first: accepted before
+    uncorrected, then by detector confidence and area."""
+    kept = [t for t in targets if t.status in ("accepted", "uncorrected")]
+    if budget is None or len(kept) <= budget:
+        return targets
+    ranked = sorted(
+        kept,
+        key=lambda t: (t.status != "accepted", -t.cue.confidence, -(t.mask.area if t.mask else 0), t.id),
+    )
+    for target in ranked[budget:]:
+        target.status = "discarded"
+    return targets
 
 
 def _beautify(
@@ -428,8 +517,10 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
     """Stage 5: every expression must single out its target among the pair's other targets.
 
     An expression is ambiguous when another kept target has the same change type and category and the
-    expression names none of the attributes in which they differ; it is rewritten with a distinguishing
-    attribute, or dropped when that fails.
+    expression names none of the attributes in which they differ (colour, size, shape, neighbours, or a side
+    of the image the target is the furthest towards); it is rewritten with a distinguishing attribute. A target
+    left without a unique expression is named by its rank from one side ("the second building from the west
+    that appeared"), and dropped when even that is too far to say.
     """
     pair, _, _ = res.pair(state["pair_id"])
     targets = load_targets(state)
@@ -443,6 +534,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
         if not rivals:
             continue
         distinct = set().union(*(_signature(target.cue) - _signature(o.cue) for o in rivals))
+        distinct |= _extreme_words(target, rivals)
         unique = [e for e in target.expressions if any(word and word in e for word in distinct)]
         if len(unique) < len(target.expressions):
             context = DisambiguateContext(
@@ -466,10 +558,66 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
             )
             rewritten = [e for e in _clean(answer.expressions) if any(word and word in e for word in distinct)]
             unique = _clean(unique + rewritten)
+        if not unique and target.expressions:
+            unique = _clean([e for e in [_by_rank(target, rivals)] if e])
         target.expressions = unique
         if not unique:
             target.status = "discarded"
+    _drop_shared_expressions([t for t in kept if t.status != "discarded"])
     return {"targets": dump_targets(targets)}
+
+
+def _drop_shared_expressions(kept: list[Target]) -> None:
+    """The same words on two targets refer to neither: each target that shares an expression gets it with its
+    rank from one side among the targets sharing it ("the westernmost ..."), or loses it when that is too far
+    to say; a target left with no expression is discarded."""
+    users: dict[str, list[Target]] = {}
+    for target in kept:
+        for expression in dict.fromkeys(e.lower() for e in target.expressions):
+            users.setdefault(expression, []).append(target)
+    taken = set(users)
+    for text, sharing in users.items():
+        if len(sharing) < 2:
+            continue
+        for target in sharing:
+            original = next(e for e in target.expressions if e.lower() == text)
+            ranks = _ranks(target, [o for o in sharing if o.id != target.id])
+            side = min(ranks, key=lambda k: (ranks[k], k))
+            ranked = ordinal_expression(original, ranks[side], side)
+            replacement = [ranked] if ranked is not None and ranked.lower() not in taken else []
+            taken.update(r.lower() for r in replacement)
+            target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
+    for target in kept:
+        if not target.expressions:
+            target.status = "discarded"
+
+
+def _centre(box: BBox) -> tuple[float, float]:
+    return ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+
+
+def _ranks(target: Target, rivals: list[Target]) -> dict[str, int]:
+    """The target's 0-based rank from each side among itself and its rivals (by box centre)."""
+    x, y = _centre(target.box)
+    centres = [_centre(o.box) for o in rivals]
+    return {
+        "west": sum(cx < x for cx, _ in centres),
+        "east": sum(cx > x for cx, _ in centres),
+        "north": sum(cy < y for _, cy in centres),
+        "south": sum(cy > y for _, cy in centres),
+    }
+
+
+def _extreme_words(target: Target, rivals: list[Target]) -> set[str]:
+    """Compass words that truly single the target out: it lies furthest towards that side."""
+    return {f"{side}ernmost" for side, rank in _ranks(target, rivals).items() if rank == 0}
+
+
+def _by_rank(target: Target, rivals: list[Target]) -> str | None:
+    """The target's first expression with its rank from the nearest side, or None when too far to say."""
+    ranks = _ranks(target, rivals)
+    side = min(ranks, key=lambda k: (ranks[k], k))
+    return ordinal_expression(target.expressions[0], ranks[side], side)
 
 
 def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
@@ -478,13 +626,20 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
     ids = []
     # The same for every triplet of the run: work them out once.
     prompt_hashes = res.prompts.hashes()
+    mode = state.get("proposals", "detector")
     config_hash = hashlib.sha256(res.config.model_dump_json().encode()).hexdigest()[:12]
     for target in load_targets(state):
         if target.status not in ("accepted", "uncorrected") or target.mask is None or not target.expressions:
             continue
         change_type = None if target.no_target else target.change_type
         provenance = Provenance(
-            backends={"llm": res.llm.name, "masks": res.engine.name, "detector": res.config.detector},
+            backends={
+                "llm": res.llm.name,
+                "proposals": mode,
+                # a label's mask is the label itself; a detection's mask comes from the mask engine
+                "masks": "labels" if target.cue.labelled else res.engine.name,
+                **({"detector": res.config.detector} if mode == "detector" else {}),
+            },
             model_ids={"llm": res.llm.model_id},
             prompt_hashes=prompt_hashes,
             package_versions=res.package_versions,
@@ -558,7 +713,8 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
             if group.expressions:
                 extras.append(group)
     present = {(t.change_type, t.category) for t in kept}
-    wanted_absent = round(res.config.no_target_ratio * len(kept))
+    # at least one per pair with a kept change when the ratio is not 0 (MTRefSeg-21K: about 15 % of samples)
+    wanted_absent = math.ceil(res.config.no_target_ratio * len(kept) - 1e-9)
     for target in kept:
         if wanted_absent <= 0:
             break

@@ -10,6 +10,7 @@ Tasks and their rules:
 - ``grid_review`` (:class:`GridReviewContext` -> :class:`GridReview`): one decision per candidate; a nuisance
   (:func:`nuisance_of`) is rejected, anything else confirmed with the type of
   :func:`~craft_agent.agent.cues.judge_change_type`, the cue's category hint and an absolute description.
+  A candidate from the user's change labels is never rejected, and keeps the type and category they give.
 - ``correction`` (:class:`CorrectionContext` -> :class:`CorrectionVerdict`): :func:`correction_verdict`.
 - ``beautify`` (:class:`BeautifyContext` -> :class:`Beautified`): referring expressions.
 - ``disambiguate`` (:class:`DisambiguateContext` -> :class:`Beautified`): distinguishing expressions.
@@ -123,22 +124,26 @@ def review_grid_cell(context: GridReviewContext) -> GridReview:
     category and absolute description (never an added change: the rules see only the detector's candidates)."""
     changes = []
     for cue in context.candidates:
-        nuisance = nuisance_of(cue)
+        nuisance = None if cue.labelled else nuisance_of(cue)
         if nuisance is not None:
             changes.append(ReviewedChange(candidate_id=cue.candidate_id, verdict="reject", nuisance=nuisance))
             continue
-        change_type = judge_change_type(cue, context.domain).change_type
-        category = cue.category_hint or infer_category(cue, change_type, context.domain)
-        changes.append(
-            ReviewedChange(
-                candidate_id=cue.candidate_id,
-                verdict="confirm",
-                change_type=change_type,
-                category=category,
-                description=absolute_description(cue, change_type, category, context.domain),
-            )
-        )
+        changes.append(confirmed_change(cue, context.domain))
     return GridReview(changes=changes)
+
+
+def confirmed_change(cue: ChangeCue, domain: str) -> ReviewedChange:
+    """A candidate confirmed with its type (the labels' when they give it, else judged from the cue), category
+    and absolute description."""
+    change_type = cue.label_type or judge_change_type(cue, domain).change_type
+    category = cue.label_category or cue.category_hint or infer_category(cue, change_type, domain)
+    return ReviewedChange(
+        candidate_id=cue.candidate_id,
+        verdict="confirm",
+        change_type=change_type,
+        category=category,
+        description=absolute_description(cue, change_type, category, domain),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

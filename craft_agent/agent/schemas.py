@@ -65,7 +65,14 @@ class ChangeCue(BaseModel):
         description="Correlation of the lightness pattern inside between the dates: near 1 when the same surface "
         "is still there (repainted, relit), near 0 when something else replaced it.",
     )
+    length_m: float | None = Field(default=None, ge=0, description="Longest side in metres (when the GSD is known).")
+    area_m2: float | None = Field(default=None, ge=0, description="Area in square metres (when the GSD is known).")
     category_hint: str | None = Field(default=None, description="Heuristic category from colour and texture.")
+    labelled: bool = Field(
+        default=False, description="The change comes from the user's change labels: it is real, never reject it."
+    )
+    label_type: ChangeType | None = Field(default=None, description="The change type the labels give, if any.")
+    label_category: str | None = Field(default=None, description="The category the labels give, if any.")
     neighbours: list[str] = Field(default_factory=list, description="Phrases like 'next to the road'.")
 
 

@@ -51,6 +51,8 @@ class AgentState(TypedDict, total=False):
     rejected: list[dict[str, Any]]
     targets: list[dict[str, Any]]
     round: int
+    proposals: str
+    budget: int | None
     triplet_ids: list[str]
     notes: list[str]
 

@@ -479,3 +479,33 @@ def distinguishing_expressions(context: DisambiguateContext, wanted: int = 3) ->
     if not options:
         options = _expressions(base)
     return _pick_varied(options, max(1, wanted), seed)
+
+
+_ORDINALS = ("", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+_EXTREMES = {"west": "westernmost", "east": "easternmost", "north": "northernmost", "south": "southernmost"}
+MAX_ORDINAL = len(_ORDINALS)
+"""Ranks beyond this are not said: no one counts to the fifteenth house from the west."""
+
+
+def ordinal_expression(expression: str, rank: int, direction: str) -> str | None:
+    """``expression`` made unique by the target's rank from one side among the objects it also fits.
+
+    Args:
+        expression: a referring expression starting with "the" ("the grey building that appeared").
+        rank: 0-based rank of the target counted from ``direction`` (0: the westernmost...).
+        direction: west, east, north or south (compass words suit aerial images).
+
+    Returns:
+        "the westernmost grey building that appeared" for rank 0, "the second grey building from the west
+        that appeared" for rank 1, or None when the rank is too far to say or the expression does not start
+        with "the".
+    """
+    words = expression.split(" ", 1)
+    if rank >= MAX_ORDINAL or len(words) < 2 or words[0].lower() != "the":
+        return None
+    rest = words[1]
+    if rank == 0:
+        return f"{words[0]} {_EXTREMES[direction]} {rest}"
+    head, that, tail = rest.partition(" that ")
+    where = f"{head} from the {direction}"
+    return f"{words[0]} {_ORDINALS[rank]} {where}{that}{tail}" if that else f"{words[0]} {_ORDINALS[rank]} {where}"

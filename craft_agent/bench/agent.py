@@ -1,19 +1,21 @@
 """``craft-agent bench agent``: the whole CRAFT graph scored against exact ground truth.
 
 Generated scenes (made by the bench, seeded) are ingested into a temporary workspace and run through the
-graph with each backend. Per backend:
+graph with each backend in detector mode (their labels are only used to score). Per backend:
 
 - ``gt_coverage``: share of ground-truth changes matched by a drafted triplet's mask with IoU >= 0.5;
 - ``mean_mask_iou``: mean IoU of those matches;
 - ``type_accuracy`` / ``category_accuracy``: of the matched changes, share whose triplet has the GT type /
   category;
 - ``uniqueness_rate``: share of expressions that no other triplet of the same pair also uses word for word;
+  ``duplicate_expressions``: how many expressions break that rule (the referring rule wants 0);
+- ``triplets_per_change``: all triplets (single, multi- and no-target) per ground-truth change;
 - ``triplet_precision``: share of single-object triplets whose mask matches a GT change with IoU >= 0.25
   (the rest are false alarms the auditors will reject);
 - ``llm_calls_per_triplet``, ``tokens_per_triplet``, ``pairs_per_min``.
 
-With ``--data`` the real sources are run too (offline backend) and the union of their triplet masks is
-scored against the GT change mask (pixel IoU), which says how much of the labelled change ends up in triplets.
+With ``--data`` every labelled real source is drafted (offline backend) in labels mode and in detector mode
+and scored against its change labels (:func:`score_real_catalog`).
 """
 
 from __future__ import annotations
@@ -21,18 +23,21 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.run import generate
 from craft_agent.bench.vision import source_folders, union_mask
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.llm.base import LLMBackend
 from craft_agent.masks import MaskEngine
-from craft_agent.metrics import PixelCounts, best_ious
+from craft_agent.metrics import PixelCounts, best_ious, gt_objects, inside_fractions
+from craft_agent.models import RLEMask, Triplet
 
 MATCH_IOU = 0.5
 
@@ -50,7 +55,7 @@ def score_catalog(catalog: Catalog) -> dict[str, Any]:
         masks = [t.mask for t in targets]
         gt_masks = [c.mask for c in pair.gt_changes]
         for target in targets:
-            if target.candidate_ids:  # one object, not a group
+            if is_single_target(target):
                 single += 1
                 single_hits += bool(gt_masks) and max(best_ious([target.mask], gt_masks)) >= 0.25
         for change in pair.gt_changes:
@@ -77,8 +82,139 @@ def score_catalog(catalog: Catalog) -> dict[str, Any]:
         "type_accuracy": round(typed_right / matched, 4) if matched else 0.0,
         "category_accuracy": round(category_right / matched, 4) if matched else 0.0,
         "uniqueness_rate": round(expressions_unique / expressions_total, 4) if expressions_total else 1.0,
+        "duplicate_expressions": expressions_total - expressions_unique,
+        "triplets_per_change": round(triplet_count / total, 3) if total else 0.0,
         "triplet_precision": round(single_hits / single, 4) if single else 1.0,
     }
+
+
+MIN_GT_OBJECT_PX = 50
+"""Ground-truth change objects are 8-connected components of the change mask with at least this many pixels."""
+
+
+def is_single_target(triplet: Triplet) -> bool:
+    """A triplet about one object (not a group, not a no-target expression)."""
+    return not triplet.is_no_target and len(triplet.candidate_ids) == 1
+
+
+@dataclass
+class RealScore:
+    """Accumulated labelled-source metrics of one mode (see :func:`score_real_catalog`)."""
+
+    pairs: int = 0
+    gt_objects: int = 0
+    covered: int = 0
+    single: int = 0
+    inside: int = 0
+    triplets: int = 0
+    empty_pairs: int = 0
+    empty_pairs_ok: int = 0
+    typed: int = 0
+    typed_right: int = 0
+    pixels: PixelCounts = field(default_factory=PixelCounts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pairs": self.pairs,
+            "gt_objects": self.gt_objects,
+            "triplets_per_pair": round(self.single / self.pairs, 3) if self.pairs else 0.0,
+            "all_triplets_per_pair": round(self.triplets / self.pairs, 3) if self.pairs else 0.0,
+            "precision": round(self.inside / self.single, 4) if self.single else None,
+            "instance_recall": round(self.covered / self.gt_objects, 4) if self.gt_objects else None,
+            "union_iou": round(self.pixels.iou, 4),
+            "empty_pairs": self.empty_pairs,
+            "empty_pairs_ok": round(self.empty_pairs_ok / self.empty_pairs, 4) if self.empty_pairs else None,
+            "type_accuracy": round(self.typed_right / self.typed, 4) if self.typed else None,
+        }
+
+
+def score_real_catalog(catalog: Catalog) -> RealScore:
+    """Single-target triplets of every labelled pair against its ground-truth change mask.
+
+    - gt_objects: 8-connected components of the mask with at least :data:`MIN_GT_OBJECT_PX` pixels;
+    - precision: share of single-target triplets with at least half their pixels inside the change mask;
+    - instance_recall: share of gt_objects covered, i.e. the union of the triplets lying mostly (>= 50 %) inside
+      the object reaches IoU >= 0.5 with it;
+    - union_iou: IoU of the union of a pair's single-target masks with its change mask, summed over pairs;
+    - empty_pairs_ok: among pairs without change, the share that got no single-target triplet;
+    - type_accuracy: where the labels give types (known changes), the share of single-target triplets whose
+      type is that of the labelled change they overlap most.
+    """
+    score = RealScore()
+    for pair in catalog.iter_pairs():
+        if pair.gt_mask is None:
+            continue
+        score.pairs += 1
+        triplets = list(catalog.iter_triplets(pair_id=pair.id))
+        score.triplets += len(triplets)
+        single = [t for t in triplets if is_single_target(t)]
+        score.single += len(single)
+        gt = pair.gt_mask
+        truth = gt.to_array()
+        masks = [t.mask for t in single]
+        score.pixels.add(union_mask(masks, truth.shape), truth)
+        if gt.is_empty:
+            score.empty_pairs += 1
+            score.empty_pairs_ok += not single
+            continue
+        score.inside += sum(f >= 0.5 for f in inside_fractions(masks, gt))
+        for obj in gt_objects(truth):
+            if obj.area < MIN_GT_OBJECT_PX:
+                continue
+            score.gt_objects += 1
+            mostly_inside = [m for m, f in zip(masks, inside_fractions(masks, obj), strict=True) if f >= 0.5]
+            score.covered += bool(mostly_inside) and RLEMask.union(mostly_inside).iou(obj) >= MATCH_IOU
+        typed_changes = [c for c in pair.gt_changes if c.change_type is not None]
+        if typed_changes:
+            for triplet in single:
+                overlaps = inside_fractions([triplet.mask], RLEMask.union([c.mask for c in typed_changes]))
+                if not overlaps or overlaps[0] == 0:
+                    continue  # a false alarm has no labelled type to be right or wrong about
+                best = max(typed_changes, key=lambda c: _overlap(triplet.mask, c.mask))
+                score.typed += 1
+                score.typed_right += triplet.change_type == best.change_type
+    return score
+
+
+def _overlap(a: RLEMask, b: RLEMask) -> int:
+    return int(np.logical_and(a.to_array(), b.to_array()).sum())
+
+
+def score_real_sources(
+    data: Path,
+    backend: Callable[[], LLMBackend],
+    engine: MaskEngine,
+    scratch: Path,
+    detector: str = "classical",
+    checkpoint: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Every source folder of ``data`` drafted in labels mode and in detector mode, each scored against its
+    labels: ``{"<folder>": {"labels": M, "detector": M}}`` (see :class:`RealScore`)."""
+    sources: dict[str, Any] = {}
+    for folder in source_folders(data):
+        result: dict[str, Any] = {}
+        for mode in ("labels", "detector"):
+            if progress:
+                progress(f"{folder.name} ({mode})")
+            workspace = scratch / f"ws-real-{folder.name}-{mode}"
+            with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+                store = ImageStore(workspace)
+                ingest(folder, catalog, store, IngestOptions())
+                if not any(p.gt_mask is not None for p in catalog.iter_pairs()):
+                    result = {"error": "no pairs with a ground-truth change mask"}
+                    break
+                config = AgentConfig(
+                    proposals=mode, detector=detector, checkpoint=str(checkpoint) if checkpoint else None
+                )
+                summary = generate(catalog, store, backend(), engine, workspace, config)
+                metrics = score_real_catalog(catalog).to_json()
+                metrics["failed"] = len(summary.failed)
+                if mode == "detector":
+                    metrics["detector"] = detector
+                result[mode] = metrics
+        sources[folder.name] = result
+    return sources
 
 
 def run_agent_bench(
@@ -88,21 +224,40 @@ def run_agent_bench(
     seed: int = 0,
     size: int = 512,
     data: Path | None = None,
+    detector: str = "classical",
+    checkpoint: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns ``{"backends": {name: metrics}, "sources": {...}}``."""
+    """Run the benchmark; returns ``{"backends": {name: metrics}, "sources": {folder: {"labels": M,
+    "detector": M}}}``. ``pairs=0`` skips the generated scenes; ``data`` adds the real labelled sources, drafted
+    with the offline backend (see :func:`score_real_sources`)."""
     from craft_agent.synthetic import write_examples
 
-    report: dict[str, Any] = {"backends": {}, "sources": {}, "pairs": pairs, "seed": seed, "masks": engine.name}
+    report: dict[str, Any] = {
+        "backends": {},
+        "sources": {},
+        "pairs": pairs,
+        "seed": seed,
+        "masks": engine.name,
+        "detector": detector,
+    }
     with tempfile.TemporaryDirectory(prefix="craft-bench-agent-") as scratch:
         root = Path(scratch)
-        write_examples(root / "examples", pairs=pairs, seed=seed, size=size)
-        for name, build in backends.items():
+        if pairs:
+            write_examples(root / "examples", pairs=pairs, seed=seed, size=size)
+        for name, build in backends.items() if pairs else ():
+            if progress:
+                progress(f"generated scenes ({name})")
             workspace = root / f"ws-{name}"
             with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
                 store = ImageStore(workspace)
                 ingest(root / "examples", catalog, store, IngestOptions())
                 started = time.perf_counter()
-                summary = generate(catalog, store, build(), engine, workspace)
+                # the scenes carry their changes as labels; the agent's own detection is what is measured here
+                config = AgentConfig(
+                    proposals="detector", detector=detector, checkpoint=str(checkpoint) if checkpoint else None
+                )
+                summary = generate(catalog, store, build(), engine, workspace, config)
                 minutes = (time.perf_counter() - started) / 60
                 metrics = score_catalog(catalog)
                 triplets = max(metrics["triplets"], 1)
@@ -117,27 +272,7 @@ def run_agent_bench(
                 )
                 report["backends"][name] = metrics
         if data is not None and "offline" in backends:
-            for folder in source_folders(data):
-                workspace = root / f"ws-real-{folder.name}"
-                with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
-                    store = ImageStore(workspace)
-                    ingest(folder, catalog, store, IngestOptions())
-                    generate(catalog, store, backends["offline"](), engine, workspace)
-                    pixels = PixelCounts()
-                    scored = 0
-                    for pair in catalog.iter_pairs():
-                        if pair.gt_mask is None:
-                            continue
-                        scored += 1
-                        masks = [t.mask for t in catalog.iter_triplets(pair_id=pair.id) if not t.is_no_target]
-                        union = union_mask(masks, (pair.height, pair.width))
-                        pixels.add(union, pair.gt_mask.to_array())
-                    if not scored:
-                        report["sources"][folder.name] = {"error": "no pairs with a ground-truth change mask"}
-                        continue
-                    report["sources"][folder.name] = {
-                        "triplet_pixel_iou": round(pixels.iou, 4),
-                        "triplet_pixel_f1": round(pixels.f1, 4),
-                        "triplets": sum(1 for _ in catalog.iter_triplets()),
-                    }
+            report["sources"] = score_real_sources(
+                data, backends["offline"], engine, root, detector, checkpoint, progress
+            )
     return report

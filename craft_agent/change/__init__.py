@@ -3,13 +3,17 @@
 Detectors are chosen by name from a registry, like segment-anything's model registry::
 
     detector = create_detector("classical", domain="rs")
+    detector = create_detector("learned", domain="rs", checkpoint=Path("runs/change/change.pt"))
     result = detector.detect(pair_id, pre, post)
+
+``learned`` (:mod:`craft_agent.change.learned`) imports torch, so it is imported only when asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -17,6 +21,9 @@ from craft_agent.change.detector import ChangeResult, ClassicalChangeDetector, D
 from craft_agent.change.evidence import EvidenceConfig, change_evidence
 from craft_agent.errors import ConfigError
 from craft_agent.models import Domain
+
+if TYPE_CHECKING:
+    from craft_agent.settings import Settings
 
 
 class ChangeDetector(Protocol):
@@ -27,21 +34,50 @@ class ChangeDetector(Protocol):
     def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray) -> ChangeResult: ...
 
 
-DETECTORS: dict[str, Callable[[Domain], ChangeDetector]] = {
-    "classical": lambda domain: ClassicalChangeDetector(DetectorConfig.for_domain(domain)),
+def _learned(domain: Domain, checkpoint: Path | None) -> ChangeDetector:
+    if checkpoint is None:
+        raise ConfigError(
+            "the learned change detector needs a checkpoint.",
+            hint="pass --checkpoint RUN/change.pt (made by `craft-agent train --stage change --data DIR --out RUN`) "
+            "or set CRAFT_CHANGE_CHECKPOINT.",
+        )
+    from craft_agent.change.learned import LearnedChangeDetector
+
+    return LearnedChangeDetector(checkpoint, domain)
+
+
+DETECTORS: dict[str, Callable[[Domain, Path | None], ChangeDetector]] = {
+    "classical": lambda domain, _checkpoint: ClassicalChangeDetector(DetectorConfig.for_domain(domain)),
+    "learned": _learned,
 }
-"""Registered detectors by name; each builder takes the domain and returns a detector with its defaults."""
+"""Registered detectors by name; each builder takes the domain and a checkpoint (None for those without
+weights) and returns a detector with its defaults."""
 
 
-def create_detector(name: str = "classical", domain: Domain | str = Domain.RS) -> ChangeDetector:
+def create_detector(
+    name: str = "classical", domain: Domain | str = Domain.RS, checkpoint: Path | None = None
+) -> ChangeDetector:
     """The detector registered as ``name`` with the defaults for ``domain``.
 
+    Args:
+        name: ``classical`` (no weights) or ``learned`` (a trained checkpoint).
+        domain: ``rs`` or ``ns``.
+        checkpoint: the ``change.pt`` of a learned detector; ignored by ``classical``.
+
     Raises:
-        ConfigError: for an unknown name.
+        ConfigError: for an unknown name, or ``learned`` without a usable checkpoint.
     """
     if name not in DETECTORS:
         raise ConfigError(f"unknown change detector {name!r}.", hint=f"choose one of: {', '.join(sorted(DETECTORS))}.")
-    return DETECTORS[name](Domain(domain))
+    return DETECTORS[name](Domain(domain), checkpoint)
+
+
+def default_detector(settings: Settings) -> tuple[str, Path | None]:
+    """The workspace's detector: ``learned`` with ``settings.change_checkpoint`` when one is set, else
+    ``classical``. Returns (name, checkpoint)."""
+    if settings.change_checkpoint is not None:
+        return "learned", settings.change_checkpoint
+    return "classical", None
 
 
 __all__ = [
@@ -53,4 +89,5 @@ __all__ = [
     "EvidenceConfig",
     "change_evidence",
     "create_detector",
+    "default_detector",
 ]

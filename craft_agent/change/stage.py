@@ -9,13 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
-from craft_agent.errors import CraftError
+from craft_agent.change.labels import has_change_labels, label_candidates
+from craft_agent.errors import ConfigError, CraftError
 from craft_agent.imagery.layouts import Failure
 from craft_agent.masks import MaskEngine, segment_candidates
 from craft_agent.models import ChangeCandidate, ImagePair
@@ -33,6 +35,7 @@ class CandidateSummary:
     confident: int = 0
     failed: list[Failure] = field(default_factory=list)
     by_type: dict[str, int] = field(default_factory=dict)
+    by_mode: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     run_id: str = ""
 
@@ -43,6 +46,7 @@ class CandidateSummary:
             "candidates": self.candidates,
             "confident": self.confident,
             "by_type": dict(sorted(self.by_type.items())),
+            "pairs_by_proposals": dict(sorted(self.by_mode.items())),
             "failed": [f.as_dict() for f in self.failed],
             "seconds": round(self.seconds, 3),
             "run_id": self.run_id,
@@ -63,11 +67,57 @@ def refine(candidate: ChangeCandidate, result_mask: Any, scores: dict[str, float
     )
 
 
+PROPOSAL_MODES = ("auto", "labels", "detector")
+"""Where candidates come from: the pair's change labels, a change detector, or labels when the pair has them."""
+
+
+def proposal_mode(requested: str, pair: ImagePair) -> str:
+    """``labels`` or ``detector`` for this pair under the ``requested`` mode (auto: labels when it has them).
+
+    Raises:
+        ConfigError: for an unknown mode, or ``labels`` on a pair that has no change labels.
+    """
+    if requested not in PROPOSAL_MODES:
+        raise ConfigError(f"unknown proposal mode {requested!r}.", hint=f"choose one of: {', '.join(PROPOSAL_MODES)}.")
+    if requested == "auto":
+        return "labels" if has_change_labels(pair) else "detector"
+    if requested == "labels" and not has_change_labels(pair):
+        raise ConfigError(
+            f"pair {pair.name} has no change labels (no change mask, label maps or known changes).",
+            hint="use --proposals auto (labels where a pair has them, the detector elsewhere) or --proposals detector.",
+        )
+    return requested
+
+
+def is_from_mode(candidate: ChangeCandidate, mode: str, detector_name: str) -> bool:
+    """Whether a stored candidate was proposed in ``mode`` (labels, or detector by ``detector_name``)."""
+    return candidate.source.startswith("labels:" if mode == "labels" else f"{detector_name}:")
+
+
 def detect_candidates(
-    detector_name: str, engine: MaskEngine, pair: ImagePair, pre: np.ndarray, post: np.ndarray
+    detector_name: str,
+    engine: MaskEngine,
+    pair: ImagePair,
+    pre: np.ndarray,
+    post: np.ndarray,
+    proposals: str = "detector",
+    checkpoint: Path | None = None,
 ) -> list[ChangeCandidate]:
-    """Change candidates of one pair, each with its mask from ``engine`` (the candidates stage, for one pair)."""
-    result = create_detector(detector_name, pair.domain).detect(pair.id, pre, post)
+    """Change candidates of one pair (the candidates stage, for one pair).
+
+    Args:
+        detector_name: registered change detector, used in detector mode.
+        engine: refines detected candidates' masks (label masks are exact and kept as they are).
+        pair, pre, post: the pair and its images.
+        proposals: auto, labels or detector (see :func:`proposal_mode`).
+        checkpoint: the learned detector's checkpoint, when that detector is chosen.
+
+    Raises:
+        ConfigError: as :func:`proposal_mode`, or for an unknown detector.
+    """
+    if proposal_mode(proposals, pair) == "labels":
+        return label_candidates(pair, pre, post)
+    result = create_detector(detector_name, pair.domain, checkpoint=checkpoint).detect(pair.id, pre, post)
     masks = segment_candidates(engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
     return [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
 
@@ -79,6 +129,8 @@ def propose_candidates(
     detector_name: str = "classical",
     redo: bool = False,
     progress: ProgressCallback | None = None,
+    proposals: str = "auto",
+    checkpoint: Path | None = None,
 ) -> CandidateSummary:
     """Detect and segment changes for every pair of the catalog.
 
@@ -89,20 +141,25 @@ def propose_candidates(
         detector_name: registered change detector.
         redo: also process pairs that already have candidates (new ids are added, old ones kept).
         progress: optional callback (done, total, pair name).
+        proposals: auto, labels or detector (see :func:`proposal_mode`); recorded on each candidate's source.
+        checkpoint: the learned detector's checkpoint.
     """
     started = time.perf_counter()
     summary = CandidateSummary()
-    summary.run_id = catalog.start_run("candidates", {"detector": detector_name, "masks": engine.name})
+    summary.run_id = catalog.start_run(
+        "candidates", {"detector": detector_name, "masks": engine.name, "proposals": proposals}
+    )
     pairs = list(catalog.iter_pairs())
     for done, pair in enumerate(pairs):
         if progress:
             progress(done, len(pairs), pair.name)
-        if not redo and catalog.count_candidates(pair.id):
-            summary.skipped += 1
-            continue
         try:
+            mode = proposal_mode(proposals, pair)
+            if not redo and any(is_from_mode(c, mode, detector_name) for c in catalog.candidates_for(pair.id)):
+                summary.skipped += 1
+                continue
             pre, post = store.load(pair.pre), store.load(pair.post)
-            refined = detect_candidates(detector_name, engine, pair, pre, post)
+            refined = detect_candidates(detector_name, engine, pair, pre, post, mode, checkpoint)
         except CraftError as exc:
             summary.failed.append(Failure(input=pair.name, error=str(exc)))
             continue
@@ -113,6 +170,7 @@ def propose_candidates(
             continue
         summary.candidates += catalog.add_candidates(refined)
         summary.pairs += 1
+        summary.by_mode[mode] = summary.by_mode.get(mode, 0) + 1
         for candidate in refined:
             summary.by_type[candidate.change_type.value] = summary.by_type.get(candidate.change_type.value, 0) + 1
             summary.confident += candidate.scores.get("confidence", 0.0) > 0

@@ -21,7 +21,7 @@ import numpy as np
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import IngestError
-from craft_agent.imagery.layouts import Discovery, Failure, PairSpec, discover
+from craft_agent.imagery.layouts import ChangeSpec, Discovery, Failure, PairSpec, discover
 from craft_agent.imagery.normalize import (
     Window,
     align_to,
@@ -31,6 +31,7 @@ from craft_agent.imagery.normalize import (
     window_transform,
 )
 from craft_agent.imagery.raster import Raster, crs_to_text, read_band_set, read_mask, read_raster
+from craft_agent.imagery.semantic import ClassTable, semantic_changes
 from craft_agent.models import (
     ChangeType,
     Domain,
@@ -60,6 +61,11 @@ class IngestOptions:
         tile_size / tile_overlap: pairs larger than tile_size are cut into overlapping tiles.
         stretch_percentiles: percentile stretch for data deeper than 8 bits.
         max_nodata_fraction: tiles with more nodata than this are refused.
+        gsd: ground sample distance in metres per pixel for pairs without a georeference in metres (see
+            :func:`ground_sample_distance`).
+        class_table: JSON class table of semantic label maps; None: SECOND's palette.
+        label_category: what every change of a binary change mask is (``building`` for LEVIR-CD or WHU-CD);
+            None: the known dataset named by the source folder (:data:`KNOWN_SOURCES`), else unknown.
     """
 
     domain: Domain = Domain.RS
@@ -69,6 +75,9 @@ class IngestOptions:
     tile_overlap: int = 128
     stretch_percentiles: tuple[float, float] = (2.0, 98.0)
     max_nodata_fraction: float = 0.95
+    gsd: float | None = None
+    class_table: Path | None = None
+    label_category: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -173,6 +182,8 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
     post_rgb = np.where(valid[..., None], post_rgb, 0).astype(np.uint8)
     gt_mask = read_mask(spec.mask, (height, width)) if spec.mask else None
     changes = [(c, read_mask(c.mask, (height, width))) for c in spec.changes]
+    if spec.semantic is not None:
+        changes += _semantic_changes(spec.semantic, ClassTable.load(options.class_table), (height, width))
     date_pre = spec.date_pre or pre.captured
     date_post = spec.date_post or post.captured
     if date_pre and date_post and date_post < date_pre:
@@ -183,6 +194,10 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
         )
     if gt_mask is None and changes:
         gt_mask = np.logical_or.reduce([m for _, m in changes])
+    label_category = options.label_category or _known_source(spec.root)[1]
+    if spec.mask is not None and gt_mask is not None and not changes and label_category:
+        # a binary mask of one kind of change (building change datasets): its changes have that category
+        changes = [(ChangeSpec(mask=spec.mask, category=label_category, attributes=(("label", "mask"),)), gt_mask)]
     notes = list(dict.fromkeys([*pre.notes, *post.notes]))  # both dates often say the same
     if stretch_note:
         notes.append(stretch_note)
@@ -195,6 +210,7 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
         mask=_relative(spec.root, spec.mask) if spec.mask else None,
         name=spec.name,
     )
+    gsd = ground_sample_distance(pre, options.gsd, spec.root)
     windows = tile_windows(width, height, options.tile_size, options.tile_overlap)
     scene_id = pair_id_of(pre_rgb, post_rgb, pre.georef())
     group = _group_of(spec, options, fallback=scene_id)
@@ -212,6 +228,7 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
                     "group_id": group,
                     "date_pre": date_pre,
                     "date_post": date_post,
+                    "gsd_m": gsd,
                     "notes": notes + pair.notes,
                 }
             )
@@ -223,6 +240,69 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
             hint="check the nodata value and the overlap of the two dates.",
         )
     return pairs
+
+
+KNOWN_SOURCES: dict[str, tuple[float | None, str | None]] = {
+    "levir": (0.5, "building"),
+    "whu": (0.3, "building"),
+    "s2looking": (None, "building"),
+    "sysu": (0.5, None),
+}
+"""(ground sample distance in m/px, what the binary change labels mark) of well-known change-detection
+datasets, matched in the source folder's name: LEVIR-CD (Google Earth, 0.5 m, buildings), WHU-CD (aerial,
+0.3 m as distributed, buildings), S2Looking (buildings), SYSU-CD (0.5 m, several kinds of change)."""
+
+
+def _known_source(root: Path) -> tuple[float | None, str | None]:
+    name = root.name.lower()
+    for key, value in KNOWN_SOURCES.items():
+        if key in name:
+            return value
+    return None, None
+
+
+def ground_sample_distance(raster: Raster, given: float | None, root: Path) -> float | None:
+    """Metres per pixel of a pair: from a georeference in metres or degrees, else ``given`` (``ingest --gsd``),
+    else the known dataset named by the source folder (:data:`KNOWN_SOURCES`), else None."""
+    if raster.crs is not None and raster.transform is not None:
+        size_x, size_y = abs(raster.transform.a), abs(raster.transform.e)
+        if raster.crs.is_geographic:
+            # degrees: metres at the scene's centre latitude
+            latitude = raster.transform.f + raster.transform.e * raster.height / 2
+            size_x *= 111_320.0 * float(np.cos(np.radians(latitude)))
+            size_y *= 110_574.0
+            return round((size_x + size_y) / 2, 4)
+        units = (raster.crs.linear_units or "").lower()
+        if units in ("metre", "meter", "m", "metres", "meters"):
+            return round((size_x + size_y) / 2, 4)
+    if given is not None:
+        return given
+    return _known_source(root)[0]
+
+
+def _semantic_changes(
+    maps: tuple[Path, Path], table: ClassTable, expected_hw: tuple[int, int]
+) -> list[tuple[ChangeSpec, np.ndarray]]:
+    """The known changes of a pair of semantic label maps, one per (class before, class after)."""
+    before, after = (read_raster(path).pixels for path in maps)
+    for path, pixels in zip(maps, (before, after), strict=True):
+        if pixels.shape[:2] != expected_hw or pixels.ndim != 3 or pixels.shape[2] < 3:
+            raise IngestError(
+                str(path),
+                f"label map {path} must be an RGB image of the pair's size {expected_hw[1]}x{expected_hw[0]}, "
+                f"got shape {pixels.shape}.",
+                hint="use the colour label maps made for these images (SECOND style), one per date.",
+            )
+    changes = []
+    for change_type, category, old, new, mask in semantic_changes(table, before, after, str(maps[0])):
+        spec = ChangeSpec(
+            mask=maps[1],
+            change_type=change_type.value,
+            category=category,
+            attributes=(("class_after", new), ("class_before", old), ("label", "semantic")),
+        )
+        changes.append((spec, mask))
+    return changes
 
 
 def _pair_for_window(

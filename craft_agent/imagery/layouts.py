@@ -7,7 +7,8 @@ Recognised layouts (first match wins):
   ``date_post``, ``changes`` (JSONL: a list of known changes with ``mask``, ``change_type``, ``category``...).
 - ``mtrefseg``: ``A/ B/ masks/ referring_expression/`` (also one level down per split: ``train/``, ``val/``...).
 - ``folders``: two date folders (``A/ B/``, ``pre/ post/``, ``im1/ im2/``, ``t1/ t2/``, ``before/ after/``,
-  ``time1/ time2/``) with an optional mask folder (``label/``, ``mask/``, ``masks/``, ``gt/``, ``cm/``).
+  ``time1/ time2/``) with an optional mask folder (``label/``, ``mask/``, ``masks/``, ``gt/``, ``cm/``) or
+  semantic label maps per date (``label1/ label2/``, ``label_pre/ label_post/``; see ``imagery/semantic.py``).
   A date folder holds image files, or one sub-folder per pair of single-band files (``*_B02.tif``...).
 - ``collection``: none of the above, but sub-folders that are sources themselves (e.g. ``shared/data``).
 
@@ -39,6 +40,8 @@ DATE_FOLDERS = [
     ("time1", "time2"),
 ]
 MASK_FOLDERS = ["label", "mask", "masks", "gt", "cm"]
+SEMANTIC_FOLDERS = [("label1", "label2"), ("label_pre", "label_post"), ("label_A", "label_B"), ("label_t1", "label_t2")]
+"""Folder pairs holding one land-cover label map per date (SECOND's ``label1/ label2/``), read with a class table."""
 MANIFEST_NAMES = ["manifest.jsonl", "manifest.csv"]
 _BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)
 _SIDECARS = (".aux.xml", ".ovr", ".tfw", ".pgw", ".jgw", ".prj", ".xml", ".msk")
@@ -81,6 +84,7 @@ class PairSpec:
     pre: ImageSource
     post: ImageSource
     mask: Path | None = None
+    semantic: tuple[Path, Path] | None = None
     domain: str | None = None
     group: str | None = None
     date_pre: date | None = None
@@ -290,6 +294,37 @@ def _mask_files(src: Path, root: Path, result: Discovery) -> dict[str, Path]:
     return {}
 
 
+def _semantic_files(src: Path, result: Discovery) -> dict[str, tuple[Path, Path]]:
+    """Pair name -> (label map before, label map after), from the first semantic folder pair present."""
+    for before_name, after_name in SEMANTIC_FOLDERS:
+        before_folder, after_folder = src / before_name, src / after_name
+        if not (before_folder.is_dir() and after_folder.is_dir()):
+            continue
+        found: dict[str, list[Path | None]] = {}
+        for index, folder in enumerate((before_folder, after_folder)):
+            for entry in sorted(folder.iterdir()):
+                if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not _is_sidecar(entry):
+                    if not inside(src, entry):
+                        result.failures.append(_escape_failure(src, entry))
+                        continue
+                    found.setdefault(entry.stem, [None, None])[index] = entry
+        maps: dict[str, tuple[Path, Path]] = {}
+        for key, (before, after) in found.items():
+            if before is None or after is None:
+                present = before or after
+                result.failures.append(
+                    Failure(
+                        input=str(present),
+                        error=f"{present} has no partner label map in {after_folder if before else before_folder}. "
+                        "Fix: add the other date's label map with the same name, or remove this one.",
+                    )
+                )
+                continue
+            maps[key] = (before, after)
+        return maps
+    return {}
+
+
 def discover_folders(src: Path, pre_name: str, post_name: str) -> Discovery:
     """Pairs from two date folders matched by file (or band-folder) name."""
     result = Discovery(layout="folders")
@@ -297,6 +332,7 @@ def discover_folders(src: Path, pre_name: str, post_name: str) -> Discovery:
     pre = _date_entries(src / pre_name, src, result, broken)
     post = _date_entries(src / post_name, src, result, broken)
     masks = _mask_files(src, src, result)
+    semantic = _semantic_files(src, result)
     for key in sorted((set(pre) | set(post)) - broken):
         if key not in post:
             result.failures.append(
@@ -324,6 +360,7 @@ def discover_folders(src: Path, pre_name: str, post_name: str) -> Discovery:
                 pre=pre[key],
                 post=post[key],
                 mask=masks.get(key),
+                semantic=semantic.get(key),
                 date_pre=date_from_name(pre[key].files[0].name),
                 date_post=date_from_name(post[key].files[0].name),
             )
