@@ -212,3 +212,53 @@ def test_a_spent_budget_stops_the_run_cleanly(tmp_path: Path, budget: float) -> 
         summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace)
         assert summary.stopped_by_budget and "budget" in summary.failed[0].error
         assert list(catalog.iter_triplets()) == []
+
+
+def test_the_model_reviews_every_cell_and_its_added_changes_are_grounded(tmp_path: Path) -> None:
+    """CRAFT's grid stage: with a model backend every cell is shown, also those without detections; a change the
+    model adds is segmented by the mask engine on the right date and drafted like any other."""
+    catalog, store, workspace = _workspace(tmp_path, pairs=1, seed=8)
+    with catalog:
+        pair = next(catalog.iter_pairs())
+        truth = [(c, c.mask.bbox()) for c in pair.gt_changes]
+        added: list[tuple[Any, Any]] = []
+
+        def reviewer(body: dict[str, Any]) -> dict[str, Any]:
+            if _schema_name(body) != "GridReview":
+                return model_answer(body)
+            text = _prompt_text(body)
+            x0, x1, y0, y1 = (int(v) for v in re.search(r"spans x (\d+) to (\d+), y (\d+) to (\d+)", text).groups())
+            candidates = json.loads(text.split("Candidates:\n", 1)[1].strip())
+            # every detection rejected, so that only the model's additions remain
+            changes: list[dict[str, Any]] = [
+                {"candidate_id": c["candidate_id"], "verdict": "reject", "nuisance": "noise"} for c in candidates
+            ]
+            for change, box in truth:
+                centre_x, centre_y = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+                if x0 <= centre_x < x1 and y0 <= centre_y < y1 and change.change_type is not None:
+                    added.append((change, box))
+                    changes.append(
+                        {
+                            "candidate_id": None,
+                            "verdict": "add",
+                            "change_type": change.change_type.value,
+                            "category": change.category,
+                            "description": f"the {change.category} in this part that changed",
+                            "box": {"x0": box.x0, "y0": box.y0, "x1": box.x1, "y1": box.y1},
+                        }
+                    )
+            return {"changes": changes}
+
+        with ScriptedLLMServer([], models=["scripted-vlm"], fallback=reviewer) as server:
+            backend = OpenAIBackend(server.base_url, "scripted-vlm", None, usage=UsageMeter(), sleep=lambda s: None)
+            config = AgentConfig(no_target_ratio=0, proposals="detector", multi_target=False)
+            summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace, config)
+            reviews = [r for r in server.chat_requests if _schema_name(r.body) == "GridReview"]
+        assert summary.failed == [], summary.failed
+        assert len(reviews) == 9  # every cell of the 3 x 3 grid
+        grounded = {c.id: c for c in catalog.candidates_for(pair.id) if c.source.startswith("llm:grid_review+")}
+        triplets = [t for t in catalog.iter_triplets() if not t.is_no_target]
+        assert added and grounded and triplets
+        assert all(t.candidate_ids and t.candidate_ids[0] in grounded for t in triplets)
+        found = sum(max(best_ious([t.mask for t in triplets], [change.mask])) >= 0.5 for change, _ in added)
+        assert found >= len(added) // 2

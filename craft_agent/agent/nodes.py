@@ -34,7 +34,8 @@ from craft_agent.agent.schemas import (
 from craft_agent.agent.state import AgentState, Target, dump_targets, load_targets
 from craft_agent.agent.wording import is_leaky, mentions_grid, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.change.stage import detect_candidates, is_from_mode, proposal_mode
+from craft_agent.change.stage import detect_candidates, evidence_rank, is_from_mode, proposal_mode
+from craft_agent.change.tiles import owns
 from craft_agent.grid import all_cell_names, position_of_box
 from craft_agent.llm.base import (
     LLMBackend,
@@ -48,11 +49,13 @@ from craft_agent.llm.base import (
 from craft_agent.masks import MaskEngine, MaskRequest
 from craft_agent.models import (
     BBox,
+    ChangeCandidate,
     ChangeType,
     ImagePair,
     LLMUsage,
     Provenance,
     RLEMask,
+    TileWindow,
     Triplet,
     triplet_id,
 )
@@ -114,6 +117,7 @@ class AgentResources:
     usage: LLMUsage = field(default_factory=LLMUsage)
     fallbacks: int = 0
     _images: dict[str, tuple[ImagePair, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _windows: dict[str, list[TileWindow]] = field(default_factory=dict)
 
     def pair(self, pair_id: str) -> tuple[ImagePair, np.ndarray, np.ndarray]:
         """The pair record and both images (kept for the pair being worked on)."""
@@ -122,6 +126,16 @@ class AgentResources:
             record = self.catalog.get_pair(pair_id)
             self._images[pair_id] = (record, self.store.load(record.pre), self.store.load(record.post))
         return self._images[pair_id]
+
+    def tile_windows(self, pair: ImagePair) -> list[TileWindow]:
+        """The tile windows of the pair's scene (empty for an untiled pair), read once per scene group."""
+        if pair.tile is None:
+            return []
+        if pair.group_id not in self._windows:
+            self._windows[pair.group_id] = [
+                p.tile for p in self.catalog.iter_pairs() if p.group_id == pair.group_id and p.tile is not None
+            ]
+        return self._windows[pair.group_id]
 
     def ask(
         self,
@@ -198,17 +212,24 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
         checkpoint = Path(config.checkpoint) if config.checkpoint else None
         candidates = detect_candidates(config.detector, res.engine, pair, pre, post, mode, checkpoint)
         res.catalog.add_candidates(candidates)
-    ranked = sorted(candidates, key=lambda c: (-c.scores.get("confidence", 0.0), -c.area, c.id))
+    # tiles of one scene overlap: a change seen on several of them is drafted once, on the tile that owns it
+    windows = res.tile_windows(pair)
+    candidates = [c for c in candidates if owns(c.box, pair.tile, windows)]
+    ranked = sorted(candidates, key=evidence_rank)
     budget = None if mode == "labels" else single_target_budget(config, pair.width, pair.height)
     # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first, a few
     # more than the budget so that those the review rejects can be replaced.
     chosen = ranked if budget is None else ranked[: min(config.max_targets_per_pair, 3 * budget)]
+    measured = change_cues(chosen, pre, post, domain=pair.domain.value, gsd=pair.gsd_m)
     cues = {
-        c.id: cue
-        for c, cue in zip(chosen, change_cues(chosen, pre, post, domain=pair.domain.value, gsd=pair.gsd_m), strict=True)
+        c.id: cue.model_copy(update={"rank": rank}) for rank, (c, cue) in enumerate(zip(chosen, measured, strict=True))
     }
     order = all_cell_names(res.config.grid_rows, res.config.grid_cols)
     cells = sorted({_cell_of(c.box, res.config, pair) for c in chosen}, key=order.index)
+    if mode == "detector" and res.llm.name != "offline":
+        # CRAFT's grid stage as published: the model looks at every cell, also where the detector saw nothing,
+        # and may add the changes it missed (the offline rules only see the detector's candidates)
+        cells = order
     return {
         "cues": {k: v.model_dump(mode="json") for k, v in cues.items()},
         "cells": cells,
@@ -249,6 +270,7 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
         rows=config.grid_rows,
         cols=config.grid_cols,
         domain=pair.domain.value,
+        cell_box=f"x {cell_box.x0} to {cell_box.x1}, y {cell_box.y0} to {cell_box.y1}",
         candidates=json.dumps([c.model_dump(mode="json") for c in in_cell], indent=1),
     )
     by_id = {c.candidate_id: c for c in in_cell}
@@ -258,9 +280,9 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
             rejected.append({"candidate_id": change.candidate_id, "nuisance": change.nuisance, "cell": cell})
             continue
         cue = by_id.get(change.candidate_id or "")
-        box = change.box if change.verdict == "add" else (cue.box if cue else None)
+        box = _inside_image(change.box, pair) if change.verdict == "add" else (cue.box if cue else None)
         if box is None or (change.verdict == "confirm" and cue is None):
-            continue  # an answer about a candidate that is not in this cell: ignored
+            continue  # an answer about a candidate that is not in this cell, or a box off the image: ignored
         if cue is None:
             cue = _added_cue(cell, box, change.change_type)
         new_targets.append(
@@ -282,6 +304,15 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
         "rejected": rejected,
         "cell_index": state["cell_index"] + 1,
     }
+
+
+def _inside_image(box: BBox | None, pair: ImagePair) -> BBox | None:
+    """A model's box clipped to the image, or None when nothing of it is left."""
+    if box is None:
+        return None
+    x0, y0 = min(box.x0, pair.width), min(box.y0, pair.height)
+    x1, y1 = min(box.x1, pair.width), min(box.y1, pair.height)
+    return BBox(x0=x0, y0=y0, x1=x1, y1=y1) if x1 > x0 and y1 > y0 else None
 
 
 def _keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[dict[str, Any]], domain: str) -> None:
@@ -370,7 +401,29 @@ def segment(res: AgentResources, state: AgentState) -> AgentState:
         result = res.engine.segment(request)
         target.mask = result.mask
         target.scores = dict(result.scores)
+        if target.candidate_id is None and not result.mask.is_empty:
+            # a change the model added: grounded by the mask engine and kept as a candidate, for provenance
+            grounded = _grounded_candidate(pair, target, result.mask, result.engine)
+            res.catalog.add_candidates([grounded])
+            target.candidate_id = grounded.id
     return {"targets": dump_targets(targets)}
+
+
+def _grounded_candidate(pair: ImagePair, target: Target, mask: RLEMask, engine: str) -> ChangeCandidate:
+    """The candidate record of a change the language model added and the mask engine segmented."""
+    identity = json.dumps([pair.id, target.box.as_xyxy(), target.change_type.value, "llm"])
+    return ChangeCandidate(
+        id=hashlib.sha256(identity.encode()).hexdigest()[:20],
+        pair_id=pair.id,
+        change_type=target.change_type,
+        box=mask.bbox() or target.box,
+        grid_cell=target.cue.grid_cell,
+        category=target.category,
+        area=mask.area,
+        mask=mask,
+        scores={f"mask_{k}": v for k, v in target.scores.items()},
+        source=f"llm:grid_review+{engine}",
+    )
 
 
 def _overlay(pre: np.ndarray, post: np.ndarray, mask: np.ndarray, box: BBox) -> list[np.ndarray]:
@@ -457,13 +510,13 @@ def beautify(res: AgentResources, state: AgentState) -> AgentState:
 
 def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target]:
     """Discard kept targets beyond ``budget`` (None: no limit), the weakest evidence first: accepted before
-    uncorrected, then by detector confidence and area."""
+    uncorrected, then by the detector's evidence rank (:func:`~craft_agent.change.stage.evidence_rank`)."""
     kept = [t for t in targets if t.status in ("accepted", "uncorrected")]
     if budget is None or len(kept) <= budget:
         return targets
     ranked = sorted(
         kept,
-        key=lambda t: (t.status != "accepted", -t.cue.confidence, -(t.mask.area if t.mask else 0), t.id),
+        key=lambda t: (t.status != "accepted", t.cue.rank, t.id),
     )
     for target in ranked[budget:]:
         target.status = "discarded"
@@ -660,7 +713,7 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
             expressions=target.expressions,
             change_type=change_type,
             category=target.category,
-            candidate_ids=[target.candidate_id] if target.candidate_id else [],
+            candidate_ids=target.member_ids or ([target.candidate_id] if target.candidate_id else []),
             uncorrected=target.status == "uncorrected" or target.uncorrected_members > 0,
             provenance=provenance,
         )
@@ -708,6 +761,7 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
                 cue=members[0].cue,
                 status="accepted",
                 uncorrected_members=sum(m.status == "uncorrected" for m in members),
+                member_ids=[m.candidate_id or m.id for m in members],
             )
             group.expressions = _beautify(res, pair, group, res.config.expressions_per_target, count=len(members))
             if group.expressions:

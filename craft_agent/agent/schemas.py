@@ -68,6 +68,9 @@ class ChangeCue(BaseModel):
     length_m: float | None = Field(default=None, ge=0, description="Longest side in metres (when the GSD is known).")
     area_m2: float | None = Field(default=None, ge=0, description="Area in square metres (when the GSD is known).")
     category_hint: str | None = Field(default=None, description="Heuristic category from colour and texture.")
+    rank: int = Field(
+        default=0, ge=0, description="Strength of the detector's evidence among the pair's changes: 0 is strongest."
+    )
     labelled: bool = Field(
         default=False, description="The change comes from the user's change labels: it is real, never reject it."
     )

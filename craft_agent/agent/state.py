@@ -34,6 +34,9 @@ class Target(BaseModel):
     negative_points: list[tuple[int, int]] = Field(default_factory=list)
     expressions: list[str] = Field(default_factory=list)
     no_target: bool = Field(default=False, description="A change that did not happen: empty mask.")
+    member_ids: list[str] = Field(
+        default_factory=list, description="For a group: the candidate (or target) ids of its members."
+    )
     uncorrected_members: int = Field(default=0, description="For a group: members the correction gave up on.")
     llm_calls: int = 0
     prompt_tokens: int = 0
