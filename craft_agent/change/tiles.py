@@ -26,12 +26,10 @@ def _keeps_on_axis(start: int, end: int, lo: int, hi: int, starts: list[int], en
     index = starts.index(start)
     previous_end = ends[index - 1] if index > 0 else None
     next_start = starts[index + 1] if index + 1 < len(starts) else None
-    cut_low = previous_end is not None and lo <= start
-    cut_high = next_start is not None and hi >= end
-    if cut_low and hi >= previous_end:
-        return False  # it spans the whole overlap below: the previous tile sees where it begins
-    if cut_high and lo <= next_start:
-        return True  # it spans the whole overlap above and begins here
+    if previous_end is not None and lo <= start and hi >= previous_end:
+        return False  # cut here and spanning the whole overlap below: the previous tile sees where it begins
+    if next_start is not None and hi >= end and lo <= next_start:
+        return True  # cut at the far end and spanning the whole overlap above: it begins here
     core_low = (start + previous_end) / 2 if previous_end is not None else float("-inf")
     core_high = (next_start + end) / 2 if next_start is not None else float("inf")
     centre = (lo + hi) / 2
