@@ -12,7 +12,6 @@ import pytest
 from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
-from craft_agent.agent.wording import ordinal_expression
 from craft_agent.bench.agent import score_real_catalog
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change.instances import split_instances
@@ -174,18 +173,6 @@ def test_proposal_modes_are_chosen_per_pair_and_labels_mode_refuses_unlabelled_p
         forced = propose_candidates(catalog, store, ClassicalMaskEngine(), proposals="labels")
         assert forced.skipped == 1 and len(forced.failed) == 1
         assert "has no change labels" in forced.failed[0].error and "--proposals auto" in forced.failed[0].error
-
-
-def test_rank_words_make_an_expression_unique() -> None:
-    assert ordinal_expression("the grey building that appeared", 0, "west") == (
-        "the westernmost grey building that appeared"
-    )
-    assert ordinal_expression("the grey building that appeared", 2, "north") == (
-        "the third grey building from the north that appeared"
-    )
-    assert ordinal_expression("the grey building", 1, "east") == "the second grey building from the east"
-    assert ordinal_expression("the grey building", 12, "east") is None
-    assert ordinal_expression("a grey building", 0, "east") is None
 
 
 def test_shared_samples_in_labels_mode_meet_the_targets(shared_data: Path, tmp_path: Path) -> None:

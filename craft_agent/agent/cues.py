@@ -475,8 +475,8 @@ def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
     5. aerial, bare ground before and another surface after, standing out or much lighter or darker
        (:data:`SURFACE_CHANGE`): built on (appear); the reverse: demolished or cleared (disappear);
     6. the same structure (>= :data:`SAME_STRUCTURE`) standing out in both dates with a contrast ratio
-       within 3: state change; aerial grey surfaces in both dates with some shared structure (a road
-       resurfaced): state change;
+       within 3: state change; aerial grey surfaces in both dates with some shared structure, or elongated
+       (a road resurfaced, fresh asphalt hiding the old markings): state change;
     7. presence: a contrast ratio of :data:`ONE_SIDED_RATIO` decides for the stronger date; present in
        both (:data:`BOTH_PRESENT`): state change; a ratio of :data:`LEANING_RATIO` decides; else state change.
 
@@ -516,7 +516,7 @@ def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
         aerial
         and cue.colour_before in GREY_COLOURS
         and cue.colour_after in GREY_COLOURS
-        and similarity >= RESURFACED_SIMILARITY
+        and (similarity >= RESURFACED_SIMILARITY or cue.shape == "elongated")
         and cue.size not in ("tiny", "small")
     ):
         return TypeJudgement(ChangeType.STATE_CHANGE, "a paved surface was resurfaced")

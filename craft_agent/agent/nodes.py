@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +18,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from craft_agent.agent.cues import change_cues
-from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.schemas import (
     Beautified,
@@ -32,7 +30,16 @@ from craft_agent.agent.schemas import (
     GridReviewContext,
 )
 from craft_agent.agent.state import AgentState, Target, dump_targets, load_targets
-from craft_agent.agent.wording import is_leaky, mentions_grid, ordinal_expression
+from craft_agent.agent.targets import (
+    absent_changes,
+    by_rank,
+    distinguishing_words,
+    drop_shared_expressions,
+    keep_labelled,
+    keep_within_budget,
+    same_kind_groups,
+)
+from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change.stage import detect_candidates, evidence_rank, is_from_mode, proposal_mode
 from craft_agent.change.tiles import owns
@@ -296,7 +303,7 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
                 cue=cue,
             )
         )
-    _keep_labelled(in_cell, new_targets, rejected, pair.domain.value)
+    keep_labelled(in_cell, new_targets, rejected, pair.domain.value)
     if res.last_response is not None:
         res.charge(res.last_response, new_targets)  # the review served the targets it produced
     return {
@@ -313,32 +320,6 @@ def _inside_image(box: BBox | None, pair: ImagePair) -> BBox | None:
     x0, y0 = min(box.x0, pair.width), min(box.y0, pair.height)
     x1, y1 = min(box.x1, pair.width), min(box.y1, pair.height)
     return BBox(x0=x0, y0=y0, x1=x1, y1=y1) if x1 > x0 and y1 > y0 else None
-
-
-def _keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[dict[str, Any]], domain: str) -> None:
-    """Labelled changes are real whatever the review said: one the model rejected or skipped is confirmed by
-    the rules, and the type and category the labels give overrule the model's."""
-    by_candidate = {t.candidate_id: t for t in targets if t.candidate_id}
-    for cue in cues:
-        if not cue.labelled:
-            continue
-        rejected[:] = [r for r in rejected if r.get("candidate_id") != cue.candidate_id]
-        target = by_candidate.get(cue.candidate_id)
-        if target is None:
-            change = confirmed_change(cue, domain)
-            target = Target(
-                id=cue.candidate_id,
-                candidate_id=cue.candidate_id,
-                change_type=change.change_type or cue.detector_type,
-                category=change.category,
-                description=change.description or "the change",
-                box=cue.box,
-                cue=cue,
-            )
-            targets.append(target)
-        target.box = cue.box
-        target.change_type = cue.label_type or target.change_type
-        target.category = cue.label_category or target.category
 
 
 def _added_cue(cell: str, box: BBox, change_type: Any) -> ChangeCue:
@@ -508,21 +489,6 @@ def beautify(res: AgentResources, state: AgentState) -> AgentState:
     return {"targets": dump_targets(targets)}
 
 
-def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target]:
-    """Discard kept targets beyond ``budget`` (None: no limit), the weakest evidence first: accepted before
-    uncorrected, then by the detector's evidence rank (:func:`~craft_agent.change.stage.evidence_rank`)."""
-    kept = [t for t in targets if t.status in ("accepted", "uncorrected")]
-    if budget is None or len(kept) <= budget:
-        return targets
-    ranked = sorted(
-        kept,
-        key=lambda t: (t.status != "accepted", t.cue.rank, t.id),
-    )
-    for target in ranked[budget:]:
-        target.status = "discarded"
-    return targets
-
-
 def _beautify(
     res: AgentResources, pair: ImagePair, target: Target, wanted: int, count: int = 1, cue: ChangeCue | None = None
 ) -> list[str]:
@@ -550,20 +516,18 @@ def _beautify(
         count=count,
         cue=cue.model_dump_json() if cue else "{}",
     )
-    return _clean(answer.expressions)
+    return _clean(answer.expressions, plural=count > 1)
 
 
-def _clean(expressions: list[str]) -> list[str]:
+def _clean(expressions: list[str], plural: bool = False) -> list[str]:
+    """Expressions without extra spaces, leaks, grid words or repeats, with number agreement and articles
+    fixed (a model may write "the roofs that looks different now")."""
     seen: list[str] = []
     for expression in expressions:
-        text = " ".join(expression.split())
+        text = fix_agreement(" ".join(expression.split()), plural)
         if text and not is_leaky(text) and not mentions_grid(text) and text.lower() not in {s.lower() for s in seen}:
             seen.append(text)
     return seen
-
-
-def _signature(cue: ChangeCue) -> set[str]:
-    return {cue.colour_before, cue.colour_after, cue.size, cue.shape, *cue.neighbours}
 
 
 def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
@@ -586,8 +550,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
         ]
         if not rivals:
             continue
-        distinct = set().union(*(_signature(target.cue) - _signature(o.cue) for o in rivals))
-        distinct |= _extreme_words(target, rivals)
+        distinct = distinguishing_words(target, rivals)
         unique = [e for e in target.expressions if any(word and word in e for word in distinct)]
         if len(unique) < len(target.expressions):
             context = DisambiguateContext(
@@ -612,65 +575,12 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
             rewritten = [e for e in _clean(answer.expressions) if any(word and word in e for word in distinct)]
             unique = _clean(unique + rewritten)
         if not unique and target.expressions:
-            unique = _clean([e for e in [_by_rank(target, rivals)] if e])
+            unique = _clean([e for e in [by_rank(target, rivals)] if e])
         target.expressions = unique
         if not unique:
             target.status = "discarded"
-    _drop_shared_expressions([t for t in kept if t.status != "discarded"])
+    drop_shared_expressions([t for t in kept if t.status != "discarded"])
     return {"targets": dump_targets(targets)}
-
-
-def _drop_shared_expressions(kept: list[Target]) -> None:
-    """The same words on two targets refer to neither: each target that shares an expression gets it with its
-    rank from one side among the targets sharing it ("the westernmost ..."), or loses it when that is too far
-    to say; a target left with no expression is discarded."""
-    users: dict[str, list[Target]] = {}
-    for target in kept:
-        for expression in dict.fromkeys(e.lower() for e in target.expressions):
-            users.setdefault(expression, []).append(target)
-    taken = set(users)
-    for text, sharing in users.items():
-        if len(sharing) < 2:
-            continue
-        for target in sharing:
-            original = next(e for e in target.expressions if e.lower() == text)
-            ranks = _ranks(target, [o for o in sharing if o.id != target.id])
-            side = min(ranks, key=lambda k: (ranks[k], k))
-            ranked = ordinal_expression(original, ranks[side], side)
-            replacement = [ranked] if ranked is not None and ranked.lower() not in taken else []
-            taken.update(r.lower() for r in replacement)
-            target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
-    for target in kept:
-        if not target.expressions:
-            target.status = "discarded"
-
-
-def _centre(box: BBox) -> tuple[float, float]:
-    return ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
-
-
-def _ranks(target: Target, rivals: list[Target]) -> dict[str, int]:
-    """The target's 0-based rank from each side among itself and its rivals (by box centre)."""
-    x, y = _centre(target.box)
-    centres = [_centre(o.box) for o in rivals]
-    return {
-        "west": sum(cx < x for cx, _ in centres),
-        "east": sum(cx > x for cx, _ in centres),
-        "north": sum(cy < y for _, cy in centres),
-        "south": sum(cy > y for _, cy in centres),
-    }
-
-
-def _extreme_words(target: Target, rivals: list[Target]) -> set[str]:
-    """Compass words that truly single the target out: it lies furthest towards that side."""
-    return {f"{side}ernmost" for side, rank in _ranks(target, rivals).items() if rank == 0}
-
-
-def _by_rank(target: Target, rivals: list[Target]) -> str | None:
-    """The target's first expression with its rank from the nearest side, or None when too far to say."""
-    ranks = _ranks(target, rivals)
-    side = min(ranks, key=lambda k: (ranks[k], k))
-    return ordinal_expression(target.expressions[0], ranks[side], side)
 
 
 def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
@@ -725,13 +635,6 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
     return {"triplet_ids": ids}
 
 
-_ABSENT_TYPE = {
-    ChangeType.APPEAR: ChangeType.DISAPPEAR,
-    ChangeType.DISAPPEAR: ChangeType.APPEAR,
-    ChangeType.STATE_CHANGE: ChangeType.DISAPPEAR,
-}
-
-
 def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
     """Multi-target and no-target expressions, as in MTRefSeg-21K.
 
@@ -744,61 +647,14 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
     kept = [t for t in targets if t.status in ("accepted", "uncorrected") and t.mask is not None]
     extras: list[Target] = []
     if res.config.multi_target:
-        groups: dict[tuple[ChangeType, str | None], list[Target]] = {}
-        for target in kept:
-            groups.setdefault((target.change_type, target.category), []).append(target)
-        for (change_type, category), members in sorted(groups.items(), key=lambda g: (g[0][0].value, g[0][1] or "")):
-            if len(members) < 2:
-                continue
-            group = Target(
-                id=f"group-{change_type.value}-{category}",
-                candidate_id=None,
-                change_type=change_type,
-                category=category,
-                description=f"the {category or 'changes'} that {change_type.value.replace('_', ' ')}",
-                box=_union_box([m.box for m in members]),
-                mask=RLEMask.union([m.mask for m in members if m.mask is not None]),
-                cue=members[0].cue,
-                status="accepted",
-                uncorrected_members=sum(m.status == "uncorrected" for m in members),
-                member_ids=[m.candidate_id or m.id for m in members],
+        for group in same_kind_groups(kept):
+            group.expressions = _beautify(
+                res, pair, group, res.config.expressions_per_target, count=len(group.member_ids)
             )
-            group.expressions = _beautify(res, pair, group, res.config.expressions_per_target, count=len(members))
             if group.expressions:
                 extras.append(group)
-    present = {(t.change_type, t.category) for t in kept}
-    # at least one per pair with a kept change when the ratio is not 0 (MTRefSeg-21K: about 15 % of samples)
-    wanted_absent = math.ceil(res.config.no_target_ratio * len(kept) - 1e-9)
-    for target in kept:
-        if wanted_absent <= 0:
-            break
-        absent_type = _ABSENT_TYPE[target.change_type]
-        if (absent_type, target.category) in present:
-            continue
-        present.add((absent_type, target.category))
-        absent = Target(
-            id=f"absent-{absent_type.value}-{target.category}",
-            candidate_id=None,
-            change_type=absent_type,
-            category=target.category,
-            description=f"the {target.category or 'object'} that {absent_type.value.replace('_', ' ')}",
-            box=target.box,
-            mask=RLEMask.empty(pair.height, pair.width),
-            cue=target.cue,
-            status="accepted",
-            no_target=True,
-        )
+    for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width):
         absent.expressions = _beautify(res, pair, absent, 1)[:1]
         if absent.expressions:
             extras.append(absent)
-            wanted_absent -= 1
     return {"targets": dump_targets(targets + extras)}
-
-
-def _union_box(boxes: list[BBox]) -> BBox:
-    return BBox(
-        x0=min(b.x0 for b in boxes),
-        y0=min(b.y0 for b in boxes),
-        x1=max(b.x1 for b in boxes),
-        y1=max(b.y1 for b in boxes),
-    )

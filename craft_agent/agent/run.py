@@ -44,6 +44,7 @@ class GenerateSummary:
     failed: list[Failure] = field(default_factory=list)
     stopped_by_budget: bool = False
     fallbacks: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -61,6 +62,7 @@ class GenerateSummary:
             "failed": [f.as_dict() for f in self.failed],
             "stopped_by_budget": self.stopped_by_budget,
             "offline_fallbacks": self.fallbacks,
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
             "llm": {
                 "calls": self.llm_calls,
                 "prompt_tokens": self.prompt_tokens,
@@ -155,6 +157,10 @@ def generate(
                 )
                 continue
             summary.pairs += 1
+            # candidates the review rejected, by the nuisance that explains them (shadow, season, registration...)
+            for rejection in final.get("rejected", []):
+                reason = str(rejection.get("nuisance") or "other")
+                summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
             for triplet_id in final.get("triplet_ids", []):
                 summary.triplets += 1
                 summary.uncorrected += catalog.get_triplet(triplet_id).uncorrected

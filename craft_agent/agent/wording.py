@@ -125,7 +125,7 @@ _STATE_ANY = (
     "that turned from {before} to {after}",
     "that {is} now {after}",
     "that changed {its} look",
-    "that looks different now",
+    "that {looks} different now",
     "+altered",
 )
 
@@ -157,6 +157,7 @@ def _temporal_phrases(target: _Target) -> list[_Phrase]:
         "was": "were" if plural else "was",
         "is": "are" if plural else "is",
         "its": "their" if plural else "its",
+        "looks": "look" if plural else "looks",
         "whose": "whose roofs" if plural else "whose roof",
         "before": before or "",
         "after": after or "",
@@ -509,3 +510,34 @@ def ordinal_expression(expression: str, rank: int, direction: str) -> str | None
     head, that, tail = rest.partition(" that ")
     where = f"{head} from the {direction}"
     return f"{words[0]} {_ORDINALS[rank]} {where}{that}{tail}" if that else f"{words[0]} {_ORDINALS[rank]} {where}"
+
+
+_PLURAL_VERBS = {
+    "is": "are",
+    "was": "were",
+    "has": "have",
+    "looks": "look",
+    "seems": "seem",
+    "stands": "stand",
+    "appears": "appear",
+    "lies": "lie",
+    "sits": "sit",
+    "covers": "cover",
+    "shows": "show",
+}
+_SINGULAR_VERBS = {plural: singular for singular, plural in _PLURAL_VERBS.items()}
+_RELATIVE_VERB = re.compile(r"\b(that|which|who)\s+(\w+)\b", re.IGNORECASE)
+_ARTICLE = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])(?!u[nsrt]i|use|one|eu)")
+
+
+def fix_agreement(expression: str, plural: bool) -> str:
+    """``expression`` with the verb after "that" agreeing with the number of its target ("the roofs that
+    looks different" -> "the roofs that look different") and "a" before a vowel sound made "an"."""
+
+    def verb(match: re.Match[str]) -> str:
+        table = _PLURAL_VERBS if plural else _SINGULAR_VERBS
+        word = match.group(2)
+        replacement = table.get(word.lower())
+        return f"{match.group(1)} {replacement}" if replacement else match.group(0)
+
+    return _ARTICLE.sub(lambda m: f"{m.group(1)}n ", _RELATIVE_VERB.sub(verb, expression))
