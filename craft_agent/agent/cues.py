@@ -115,6 +115,11 @@ ONE_SIDED_RATIO = 2.0
 LEANING_RATIO = 1.15
 """Smaller contrast ratio that still decides for the stronger date when nothing else does."""
 
+STANDS_OUT_RATIO = 2.5
+"""Aerial: a region that clearly stands out in both dates (:data:`PRESENT`) with contrasts within this ratio, in
+unchanged surroundings (or paved in both dates), was there before: its look changed (a roof repainted light grey
+stands out more, but it stood out already; construction would have changed its surroundings too)."""
+
 SAME_STRUCTURE = 0.5
 """Structure similarity from which a region present in both dates (contrast ratio within 3) is one surface
 whose look changed: a state change."""
@@ -477,7 +482,9 @@ def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
     6. the same structure (>= :data:`SAME_STRUCTURE`) standing out in both dates with a contrast ratio
        within 3: state change; aerial grey surfaces in both dates with some shared structure, or elongated
        (a road resurfaced, fresh asphalt hiding the old markings): state change;
-    7. presence: a contrast ratio of :data:`ONE_SIDED_RATIO` decides for the stronger date; present in
+    7. aerial, standing out in both dates (:data:`PRESENT`) within :data:`STANDS_OUT_RATIO`, in unchanged
+       surroundings or paved in both dates: state change;
+    8. presence: a contrast ratio of :data:`ONE_SIDED_RATIO` decides for the stronger date; present in
        both (:data:`BOTH_PRESENT`): state change; a ratio of :data:`LEANING_RATIO` decides; else state change.
 
     ``structure_similarity`` missing (None) counts as 0.
@@ -520,6 +527,11 @@ def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
         and cue.size not in ("tiny", "small")
     ):
         return TypeJudgement(ChangeType.STATE_CHANGE, "a paved surface was resurfaced")
+    same_setting = cue.surroundings_before == cue.surroundings_after or (
+        cue.colour_before in GREY_COLOURS and cue.colour_after in GREY_COLOURS
+    )
+    if aerial and same_setting and min(before, after) >= PRESENT and 1 / STANDS_OUT_RATIO <= ratio <= STANDS_OUT_RATIO:
+        return TypeJudgement(ChangeType.STATE_CHANGE, "it stood out before too: the same thing changed its look")
     if ratio >= ONE_SIDED_RATIO:
         return TypeJudgement(ChangeType.APPEAR, "it stands out only in the later image")
     if ratio <= 1 / ONE_SIDED_RATIO:
