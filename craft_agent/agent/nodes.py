@@ -41,7 +41,7 @@ from craft_agent.agent.targets import (
 )
 from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.change.stage import detect_candidates, evidence_rank, is_from_mode, proposal_mode
+from craft_agent.change.stage import detect_candidates, evidence_rank, is_from_mode, proposal_mode, without_parts
 from craft_agent.change.tiles import owns
 from craft_agent.grid import all_cell_names, position_of_box
 from craft_agent.llm.base import (
@@ -223,6 +223,8 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     windows = res.tile_windows(pair)
     candidates = [c for c in candidates if owns(c.box, pair.tile, windows)]
     ranked = sorted(candidates, key=evidence_rank)
+    if mode == "detector":
+        ranked = without_parts(ranked)
     budget = None if mode == "labels" else single_target_budget(config, pair.width, pair.height)
     # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first, a few
     # more than the budget so that those the review rejects can be replaced.
@@ -653,7 +655,7 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
             )
             if group.expressions:
                 extras.append(group)
-    for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width):
+    for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width, pair.id):
         absent.expressions = _beautify(res, pair, absent, 1)[:1]
         if absent.expressions:
             extras.append(absent)

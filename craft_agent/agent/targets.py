@@ -5,6 +5,7 @@ the language model, the catalog or the images.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -155,12 +156,15 @@ _ABSENT_TYPE = {
 }
 
 
-def absent_changes(kept: list[Target], ratio: float, height: int, width: int) -> list[Target]:
-    """No-target changes for a share ``ratio`` of the kept targets (at least one when the ratio is not 0 and a
-    change was kept; MTRefSeg-21K has about 15 % of such samples): a plausible change of a kept category that did
-    NOT happen (the opposite type, where no target of that kind exists), with an empty mask."""
+def absent_changes(kept: list[Target], ratio: float, height: int, width: int, pair_id: str) -> list[Target]:
+    """No-target changes for a share ``ratio`` of the kept targets (MTRefSeg-21K has about 15 % of such samples):
+    a plausible change of a kept category that did NOT happen (the opposite type, where no target of that kind
+    exists), with an empty mask. A fractional count (0.1 x 4 targets) is rounded up or down by a hash of the pair,
+    so the share holds over a dataset while each pair's draw stays the same on every run."""
     present = {(t.change_type, t.category) for t in kept}
-    wanted = math.ceil(ratio * len(kept) - 1e-9)
+    expected = ratio * len(kept)
+    draw = int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    wanted = math.floor(expected) + (draw < expected - math.floor(expected))
     result: list[Target] = []
     for target in kept:
         if len(result) >= wanted:
