@@ -74,6 +74,13 @@ DetectorOption = Annotated[
         "sets CRAFT_CHANGE_CHECKPOINT, else classical)."
     ),
 ]
+SnapOption = Annotated[
+    bool,
+    typer.Option(
+        help="Refine label masks with the mask engine (SAM when configured) on the right date; the label is kept "
+        "where the two disagree."
+    ),
+]
 CheckpointOption = Annotated[
     Path | None, typer.Option(help="The learned detector's checkpoint (RUN/change.pt from `train --stage change`).")
 ]
@@ -257,6 +264,7 @@ def candidates(
     proposals: ProposalsOption = "auto",
     detector: DetectorOption = None,
     checkpoint: CheckpointOption = None,
+    snap: SnapOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Find change candidates in every ingested pair and segment them (resumable: done pairs are skipped)."""
@@ -278,6 +286,7 @@ def candidates(
                 progress=update,
                 proposals=proposals,
                 checkpoint=detector_checkpoint,
+                snap=snap,
             )
     except CraftError as exc:
         raise fail(exc, as_json) from exc
@@ -311,6 +320,7 @@ def generate(
     proposals: ProposalsOption = "auto",
     detector: DetectorOption = None,
     checkpoint: CheckpointOption = None,
+    snap: SnapOption = False,
     budget: Annotated[
         int | None,
         typer.Option(
@@ -340,6 +350,7 @@ def generate(
             detector=detector_name,
             checkpoint=str(detector_checkpoint) if detector_checkpoint else None,
             budget=budget,
+            snap=snap,
         )
         with Catalog.from_settings(settings) as catalog, progress_bar("generate", not as_json) as update:
             summary = run_generate(

@@ -15,7 +15,7 @@ from craft_agent.agent.run import generate
 from craft_agent.bench.agent import score_real_catalog
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change.instances import split_instances
-from craft_agent.change.labels import label_candidates
+from craft_agent.change.labels import SNAP_MIN_IOU, label_candidates, snap_to_image
 from craft_agent.change.stage import propose_candidates
 from craft_agent.errors import ConfigError
 from craft_agent.imagery import IngestOptions, ingest
@@ -186,3 +186,24 @@ def test_shared_samples_in_labels_mode_meet_the_targets(shared_data: Path, tmp_p
     assert score["pairs"] == 7 and score["gt_objects"] > 0
     assert score["precision"] >= 0.98 and score["instance_recall"] >= 0.95 and score["union_iou"] >= 0.9
     assert score["empty_pairs"] == 1 and score["empty_pairs_ok"] == 1.0
+
+
+def test_snapping_refines_labels_with_the_mask_engine_and_keeps_them_where_it_strays(tmp_path: Path) -> None:
+    source = _second_source(tmp_path / "second")
+    with Catalog(f"sqlite:///{tmp_path / 'ws' / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(tmp_path / "ws")
+        ingest(source, catalog, store, IngestOptions())
+        pair = next(catalog.iter_pairs())
+        pre, post = store.load(pair.pre), store.load(pair.post)
+        labelled = label_candidates(pair, pre, post)
+        snapped = snap_to_image(labelled, ClassicalMaskEngine(), pair, pre, post)
+    assert len(snapped) == len(labelled)
+    for before, after in zip(labelled, snapped, strict=True):
+        assert before.mask is not None and after.mask is not None
+        agreement = after.scores["snap_iou"]
+        assert 0.0 <= agreement <= 1.0
+        if after.source.endswith("+snap:classical"):
+            assert agreement >= SNAP_MIN_IOU and after.mask.iou(before.mask) >= SNAP_MIN_IOU
+        else:
+            assert after.mask == before.mask  # the engine strayed: the label is kept
+        assert (after.change_type, after.category) == (before.change_type, before.category)

@@ -83,6 +83,9 @@ class AgentConfig(BaseModel):
     detector: str = "classical"
     checkpoint: str | None = Field(default=None, description="The learned detector's checkpoint file.")
     proposals: str = Field(default="auto", description="auto, labels or detector (see change.stage.proposal_mode).")
+    snap: bool = Field(
+        default=False, description="Refine label masks with the mask engine (change.labels.snap_to_image)."
+    )
     budget: int | None = Field(
         default=None,
         ge=0,
@@ -217,7 +220,7 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     candidates = [c for c in res.catalog.candidates_for(pair.id) if is_from_mode(c, mode, config.detector)]
     if not candidates:
         checkpoint = Path(config.checkpoint) if config.checkpoint else None
-        candidates = detect_candidates(config.detector, res.engine, pair, pre, post, mode, checkpoint)
+        candidates = detect_candidates(config.detector, res.engine, pair, pre, post, mode, checkpoint, config.snap)
         res.catalog.add_candidates(candidates)
     # tiles of one scene overlap: a change seen on several of them is drafted once, on the tile that owns it
     windows = res.tile_windows(pair)

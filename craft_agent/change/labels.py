@@ -26,6 +26,7 @@ from craft_agent.change.evidence import to_lab
 from craft_agent.change.instances import split_instances
 from craft_agent.change.objects import Region, decide_change_type
 from craft_agent.grid import position_of_box
+from craft_agent.masks import MaskEngine, MaskRequest
 from craft_agent.models import BBox, ChangeCandidate, ChangeType, ImagePair, RLEMask
 
 MIN_OBJECT_M2 = 4.0
@@ -114,3 +115,45 @@ def label_candidates(
         for region in split_instances(pair.gt_mask.to_array(), min_area, source="mask"):
             add(region, "mask", None, None)
     return candidates
+
+
+SNAP_MIN_IOU = 0.7
+"""A snapped mask replaces its label only while it overlaps the label this much; where the two disagree more,
+the engine is following something else (a shadow, a neighbour) and the label is kept."""
+
+
+def snap_to_image(
+    candidates: list[ChangeCandidate], engine: MaskEngine, pair: ImagePair, pre: np.ndarray, post: np.ndarray
+) -> list[ChangeCandidate]:
+    """Label candidates whose masks the mask engine refined on the right date (``--snap``).
+
+    Each label is the engine's seed and box; the refined mask is kept when its IoU with the label is at least
+    :data:`SNAP_MIN_IOU`, else the label stays. ``scores["snap_iou"]`` records the agreement and the source
+    says which candidates were snapped (``labels:mask+snap:sam``).
+    """
+    snapped = []
+    for candidate in candidates:
+        if candidate.mask is None:
+            snapped.append(candidate)
+            continue
+        request = MaskRequest(
+            pre=pre,
+            post=post,
+            pre_key=pair.pre.sha256,
+            post_key=pair.post.sha256,
+            change_type=candidate.change_type,
+            box=candidate.box,
+            seed=candidate.mask.to_array(),
+        )
+        result = engine.segment(request)
+        agreement = result.mask.iou(candidate.mask)
+        update: dict[str, object] = {"scores": {**candidate.scores, "snap_iou": round(agreement, 4)}}
+        if agreement >= SNAP_MIN_IOU and not result.mask.is_empty:
+            update.update(
+                mask=result.mask,
+                box=result.mask.bbox() or candidate.box,
+                area=result.mask.area,
+                source=f"{candidate.source}+snap:{result.engine}",
+            )
+        snapped.append(candidate.model_copy(update=update))
+    return snapped

@@ -16,7 +16,7 @@ import numpy as np
 
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
-from craft_agent.change.labels import has_change_labels, label_candidates
+from craft_agent.change.labels import has_change_labels, label_candidates, snap_to_image
 from craft_agent.errors import ConfigError, CraftError
 from craft_agent.imagery.layouts import Failure
 from craft_agent.masks import MaskEngine, segment_candidates
@@ -148,6 +148,7 @@ def detect_candidates(
     post: np.ndarray,
     proposals: str = "detector",
     checkpoint: Path | None = None,
+    snap: bool = False,
 ) -> list[ChangeCandidate]:
     """Change candidates of one pair (the candidates stage, for one pair).
 
@@ -157,12 +158,14 @@ def detect_candidates(
         pair, pre, post: the pair and its images.
         proposals: auto, labels or detector (see :func:`proposal_mode`).
         checkpoint: the learned detector's checkpoint, when that detector is chosen.
+        snap: refine label masks with ``engine`` on the right date (see :func:`snap_to_image`).
 
     Raises:
         ConfigError: as :func:`proposal_mode`, or for an unknown detector.
     """
     if proposal_mode(proposals, pair) == "labels":
-        return label_candidates(pair, pre, post)
+        labelled = label_candidates(pair, pre, post)
+        return snap_to_image(labelled, engine, pair, pre, post) if snap else labelled
     result = create_detector(detector_name, pair.domain, checkpoint=checkpoint).detect(pair.id, pre, post)
     masks = segment_candidates(engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
     return [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
@@ -177,6 +180,7 @@ def propose_candidates(
     progress: ProgressCallback | None = None,
     proposals: str = "auto",
     checkpoint: Path | None = None,
+    snap: bool = False,
 ) -> CandidateSummary:
     """Detect and segment changes for every pair of the catalog.
 
@@ -189,6 +193,7 @@ def propose_candidates(
         progress: optional callback (done, total, pair name).
         proposals: auto, labels or detector (see :func:`proposal_mode`); recorded on each candidate's source.
         checkpoint: the learned detector's checkpoint.
+        snap: refine label masks with the mask engine (see :func:`snap_to_image`).
     """
     started = time.perf_counter()
     summary = CandidateSummary()
@@ -205,7 +210,7 @@ def propose_candidates(
                 summary.skipped += 1
                 continue
             pre, post = store.load(pair.pre), store.load(pair.post)
-            refined = detect_candidates(detector_name, engine, pair, pre, post, mode, checkpoint)
+            refined = detect_candidates(detector_name, engine, pair, pre, post, mode, checkpoint, snap)
         except CraftError as exc:
             summary.failed.append(Failure(input=pair.name, error=str(exc)))
             continue
