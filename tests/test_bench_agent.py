@@ -20,5 +20,14 @@ def test_agent_bench_report(tmp_path: Path) -> None:
         assert 0.0 <= offline[key] <= 1.0
     assert offline["gt_changes"] > 0 and offline["triplets"] > 0 and offline["pairs_per_min"] > 0
     assert offline["gt_coverage"] >= 0.5
-    assert 0.0 <= report["sources"]["toy"]["triplet_pixel_iou"] <= 1.0
+    assert offline["duplicate_expressions"] == 0 and offline["triplets_per_change"] > 0
+    toy = report["sources"]["toy"]
+    # labels mode: the labelled square is the triplet, exactly
+    assert (toy["labels"]["pairs"], toy["labels"]["gt_objects"]) == (1, 1)
+    assert toy["labels"]["precision"] == toy["labels"]["instance_recall"] == toy["labels"]["union_iou"] == 1.0
+    # detector mode: scored the same way, within the budget (at least 6 on a small image)
+    detector = toy["detector"]
+    assert detector["detector"] == "classical" and detector["triplets_per_pair"] <= 6
+    assert 0.0 <= detector["union_iou"] <= 1.0
+    assert detector["precision"] is None or 0.0 <= detector["precision"] <= 1.0
     assert report["sources"]["nomask"] == {"error": "no pairs with a ground-truth change mask"}
