@@ -17,6 +17,7 @@ scenes, in one run and on the same images:
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -30,7 +31,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 from craft_agent.catalog.store import ImageStore
-from craft_agent.change import create_detector
+from craft_agent.change import ChangeDetector, create_detector
 from craft_agent.errors import CraftError
 from craft_agent.imagery.ingest import IngestOptions, build_pairs
 from craft_agent.imagery.layouts import discover
@@ -145,21 +146,29 @@ class SourceScore:
         return result
 
 
-def score_pairs(pairs: list[BenchPair], engine: MaskEngine, detector_name: str = "classical") -> SourceScore:
-    """Detect, segment and score every pair of one source."""
+def score_pairs(
+    pairs: list[BenchPair], engine: MaskEngine, detector_name: str = "classical", checkpoint: Path | None = None
+) -> SourceScore:
+    """Detect, segment and score every pair of one source.
+
+    Raises:
+        ConfigError: when the detector cannot be built (unknown name, learned without a usable checkpoint).
+    """
     score = SourceScore()
+    # one detector per domain: a learned one loads its checkpoint once, not once per pair
+    detectors = functools.cache(lambda domain: create_detector(detector_name, domain, checkpoint))
     if pairs:
         # Memory is traced on one extra run of the first pair: tracing every allocation slows numpy,
         # so the timed runs below go untraced.
         tracemalloc.start()
         try:
-            _process(pairs[0], engine, detector_name, 0)
+            _process(pairs[0], engine, detectors(pairs[0].domain), 0)
             score.peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
         finally:
             tracemalloc.stop()
     for index, pair in enumerate(pairs):
         started = time.perf_counter()
-        candidates, final = _process(pair, engine, detector_name, index)
+        candidates, final = _process(pair, engine, detectors(pair.domain), index)
         score.seconds += time.perf_counter() - started
         confident = [m for m, c in zip(final, candidates, strict=True) if c.scores.get("confidence", 0.0) > 0]
         score.pixels.add(union_mask(confident, pair.gt.shape), pair.gt)
@@ -176,9 +185,8 @@ def score_pairs(pairs: list[BenchPair], engine: MaskEngine, detector_name: str =
 
 
 def _process(
-    pair: BenchPair, engine: MaskEngine, detector_name: str, index: int
+    pair: BenchPair, engine: MaskEngine, detector: ChangeDetector, index: int
 ) -> tuple[list[ChangeCandidate], list[RLEMask]]:
-    detector = create_detector(detector_name, pair.domain)
     result = detector.detect(f"bench-{index}", pair.pre, pair.post)
     masks = segment_candidates(engine, result.candidates, pair.pre, pair.post, f"{pair.name}:pre", f"{pair.name}:post")
     return result.candidates, [m.mask for m in masks]
@@ -207,9 +215,27 @@ def run_vision_bench(
     synthetic_count: int = 8,
     seed: int = 0,
     progress: Progress | None = None,
+    detector: str = "classical",
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns ``{"sources": {name: metrics}, ...}`` (see the module docstring)."""
-    report: dict[str, Any] = {"engine": engine.name, "detector": "classical", "sources": {}, "problems": {}}
+    """Run the benchmark; returns ``{"sources": {name: metrics}, ...}`` (see the module docstring).
+
+    Args:
+        detector: change detector name (``classical`` or ``learned``); checkpoint: the learned one's
+            ``change.pt``.
+
+    Raises:
+        ConfigError: when the detector cannot be built.
+    """
+    report: dict[str, Any] = {
+        "engine": engine.name,
+        "detector": detector,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "sources": {},
+        "problems": {},
+    }
+    if detector != "classical":
+        create_detector(detector, Domain.RS, checkpoint)  # fail before any image is read
     jobs: list[tuple[str, Callable[[Path], tuple[list[BenchPair], list[str]]]]] = []
     if synthetic_count > 0:
         jobs.append(("synthetic", lambda _ws: (synthetic_pairs(synthetic_count, seed), [])))
@@ -225,7 +251,7 @@ def run_vision_bench(
             if not pairs:
                 report["problems"].setdefault(name, []).append("no pairs with a ground-truth mask")
                 continue
-            report["sources"][name] = score_pairs(pairs, engine).summary()
+            report["sources"][name] = score_pairs(pairs, engine, detector, checkpoint).summary()
     if progress:
         progress("", len(jobs), len(jobs))
     return report

@@ -1,0 +1,237 @@
+"""The learned change proposer: training, resume, checkpoint loading, detection, CLI and the LOFO bench."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from craft_agent.bench.change import family_of, run_change_bench
+from craft_agent.bench.vision import run_vision_bench
+from craft_agent.change import create_detector, default_detector
+from craft_agent.change.learned import SiameseChangeNet, load_change_model, normalise_image, predict_probability
+from craft_agent.errors import ConfigError
+from craft_agent.masks import ClassicalMaskEngine
+from craft_agent.metrics import PixelCounts
+from craft_agent.models import ChangeType
+from craft_agent.settings import Settings
+from craft_agent.synthetic import generate_scene, write_examples
+from craft_agent.train.change import (
+    ChangeTrainingSummary,
+    TrainingPair,
+    split_pairs,
+    spread_over_sources,
+    train_change_model,
+)
+from tests.data import make_folder_source, scene
+from tests.test_cli import craft
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("learned") / "examples"
+    write_examples(root, pairs=4, seed=0, size=128)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(examples: Path) -> tuple[Path, ChangeTrainingSummary]:
+    """Thirty steps on four generated scenes: enough to exercise every file a run writes."""
+    out = examples.parent / "run"
+    summary = train_change_model([examples], out, steps=30, crop=64, batch=4, seed=0)
+    return out, summary
+
+
+def test_training_writes_checkpoint_log_and_pictures(tiny_run: tuple[Path, ChangeTrainingSummary]) -> None:
+    out, summary = tiny_run
+    assert summary.step == 30 and summary.steps_this_run == 30 and not summary.resumed
+    assert summary.train_pairs == 4 and summary.val_pairs == 0 and summary.skipped_without_mask == 0
+    assert summary.predictions_from == "training" and summary.val_pixel_f1 is None
+    assert summary.sources == ["examples"] and summary.device == "cpu"
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [10, 20, 30]
+    assert all(line["loss"] > 0 and line["seconds"] >= 0 for line in lines)
+    import cv2
+
+    picture = cv2.imread(str(out / "predictions.png"))
+    assert picture.shape == (4 * 256, 4 * 256, 3)  # four pairs as rows of pre, post, truth, prediction
+    saved = torch.load(out / "change.pt", weights_only=True)
+    assert saved["step"] == 30 and saved["threshold"] == 0.5 and saved["summary"]["step"] == 30
+    assert saved["sources"] == ["examples"]
+
+
+def test_resume_continues_the_step_count(tiny_run: tuple[Path, ChangeTrainingSummary], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    with pytest.raises(ConfigError, match="already exists"):
+        train_change_model([tiny_run[0].parent / "examples"], out, steps=5)
+    summary = train_change_model([tiny_run[0].parent / "examples"], out, steps=5, resume=True)
+    assert summary.step == 35 and summary.steps_this_run == 5 and summary.resumed
+    assert torch.load(out / "change.pt", weights_only=True)["step"] == 35
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_change_model([tiny_run[0].parent / "examples"], tmp_path / "new", steps=5, resume=True)
+
+
+def test_training_needs_a_budget_and_masks(examples: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="budget"):
+        train_change_model([examples], tmp_path / "a")
+    no_masks = tmp_path / "no_masks"
+    make_folder_source(no_masks, pairs=2)
+    shutil.rmtree(no_masks / "label")
+    with pytest.raises(ConfigError, match=r"no pair with a change mask .*2 without one"):
+        train_change_model([no_masks], tmp_path / "b", steps=1)
+
+
+def test_held_out_split_is_seeded_by_pair() -> None:
+    assert split_pairs(4, 0.1, 0) == ([0, 1, 2, 3], [])
+    train, val = split_pairs(21, 0.1, 0)
+    assert len(val) == 2 and sorted(train + val) == list(range(21))
+    assert split_pairs(21, 0.1, 0) == (train, val) and split_pairs(21, 0.1, 1) != (train, val)
+    assert split_pairs(5, 0.1, 0)[1] != [] and split_pairs(3, 0.0, 0)[1] == []
+
+
+def test_pictures_take_pairs_from_every_source() -> None:
+    image, mask = np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), bool)
+    sizes = (("a", 3), ("b", 1), ("c", 2))
+    pairs = [TrainingPair(f"{source}{i}", source, image, image, mask) for source, n in sizes for i in range(n)]
+    assert [p.name for p in spread_over_sources(pairs, 4)] == ["a0", "b0", "c0", "a1"]
+    assert len(spread_over_sources(pairs, 10)) == 6
+
+
+def test_learned_detector_returns_typed_candidates_with_stable_ids(
+    tiny_run: tuple[Path, ChangeTrainingSummary],
+) -> None:
+    checkpoint = tiny_run[0] / "change.pt"
+    generated = generate_scene(7, size=160, domain="rs")
+    pre, post = generated.pre[:150, :], generated.post[:150, :]  # 150 x 160: not a multiple of 16
+    detector = create_detector("learned", "rs", checkpoint)
+    assert detector.name == "learned"
+    result = detector.detect("pair-a", pre, post)
+    assert result.evidence.shape == (150, 160) and result.evidence.dtype == np.float32
+    assert float(result.evidence.min()) >= 0.0 and float(result.evidence.max()) <= 1.0
+    assert result.threshold == 0.5 and result.changed.dtype == bool
+    assert np.array_equal(result.changed & ~(result.evidence > 0.5), np.zeros_like(result.changed))
+    assert result.candidates, "a trained model finds something in a generated scene"
+    union = np.zeros(result.changed.shape, dtype=bool)
+    for candidate in result.candidates:
+        mask = candidate.mask.to_array()
+        union |= mask
+        assert candidate.source == "learned:region" and candidate.pair_id == "pair-a"
+        assert isinstance(candidate.change_type, ChangeType)
+        assert candidate.scores["confidence"] == candidate.evidence["mean_probability"] > 0.5
+        assert candidate.area == int(mask.sum())
+        assert abs(candidate.scores["confidence"] - float(result.evidence[mask].mean())) < 1e-3
+    assert np.array_equal(union, result.changed)  # the objects partition the changed map
+    again = create_detector("learned", "rs", checkpoint).detect("pair-a", pre, post)
+    assert [c.id for c in again.candidates] == [c.id for c in result.candidates]
+    other = detector.detect("pair-b", pre, post)
+    assert not {c.id for c in other.candidates} & {c.id for c in result.candidates}
+
+
+def test_large_images_are_predicted_in_windows() -> None:
+    torch.manual_seed(0)
+    net = SiameseChangeNet(base=4, levels=2)
+    rng = np.random.default_rng(0)
+    pre = rng.integers(0, 255, size=(70, 1100, 3), dtype=np.uint8)
+    probability = predict_probability(net, pre, pre.copy(), torch.device("cpu"))  # two windows across
+    assert probability.shape == (70, 1100) and probability.dtype == np.float32
+    assert np.isfinite(probability).all() and 0 < probability.min() <= probability.max() < 1
+    padded = torch.from_numpy(np.pad(normalise_image(pre), ((0, 0), (0, 10), (0, 4)), mode="reflect"))[None]
+    with torch.no_grad():
+        one_pass = torch.sigmoid(net(padded, padded))[0, 0, :70, :1100].numpy()
+    # away from the windows' edges, the averaged windows equal one pass over the whole image
+    assert np.abs(probability[:, 200:900] - one_pass[:, 200:900]).max() < 1e-4
+
+
+def test_learned_needs_a_checkpoint_and_refuses_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        create_detector("learned", "rs")
+    assert "--checkpoint RUN/change.pt" in (missing.value.hint or "")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_change_model(tmp_path / "nowhere.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ConfigError, match=r"corrupt\.pt cannot be read") as damaged:
+        load_change_model(corrupt)
+    assert "craft-agent train --stage change" in (damaged.value.hint or "")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ConfigError, match=r"foreign\.pt is not a craft-agent change checkpoint"):
+        load_change_model(foreign)
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save(
+        {
+            "format": "craft-agent/change-model/1",
+            "architecture": {"base": 8, "levels": 4},
+            "state_dict": SiameseChangeNet(base=16).state_dict(),
+        },
+        mismatched,
+    )
+    with pytest.raises(ConfigError, match="do not fit the network"):
+        load_change_model(mismatched)
+
+
+def test_default_detector_follows_the_settings(tmp_path: Path) -> None:
+    assert default_detector(Settings(workspace=tmp_path)) == ("classical", None)
+    checkpoint = tmp_path / "change.pt"
+    assert default_detector(Settings(workspace=tmp_path, change_checkpoint=checkpoint)) == ("learned", checkpoint)
+
+
+def test_a_trained_model_beats_chance_on_unseen_pairs(tmp_path: Path) -> None:
+    """Squares that appear on noise are trivially learnable: a short run must find them on new pairs."""
+    make_folder_source(tmp_path / "squares", pairs=8)
+    summary = train_change_model([tmp_path / "squares"], tmp_path / "run", steps=40, crop=64, batch=4, seed=0)
+    assert summary.val_pairs == 1 and summary.val_pixel_f1 is not None
+    model = load_change_model(tmp_path / "run" / "change.pt", "cpu")
+    counts = PixelCounts()
+    for seed in range(100, 104):
+        pre, post, mask = scene(seed)
+        counts.add(predict_probability(model.net, pre, post, model.device) > model.threshold, mask)
+    chance = 2 * (1 / 16) / (1 + 1 / 16)  # F1 of calling everything changed, for a square of 1/16 of the image
+    assert counts.f1 > 0.8 > 4 * chance, counts.f1
+
+
+def test_change_bench_leaves_one_family_out(tmp_path: Path) -> None:
+    assert family_of("levir_cd_256") == family_of("levir_cd_1024") == "levir" and family_of("oscd") == "oscd"
+    data = tmp_path / "data"
+    make_folder_source(data / "alpha_cd_64", pairs=2, pre="pre", post="post", masks="mask")
+    make_folder_source(data / "alpha_cd_65", pairs=1, pre="pre", post="post", masks="mask")
+    make_folder_source(data / "beta_cd", pairs=2, pre="pre", post="post", masks="mask")
+    report = run_change_bench(data, minutes=None, steps=2, device="cpu", crop=64, batch=2)
+    assert set(report["folds"]) == {"alpha", "beta"}
+    alpha = report["folds"]["alpha"]
+    assert alpha["train_sources"] == ["beta_cd"] and alpha["steps"] == 2
+    assert set(alpha["sources"]) == {"alpha_cd_64", "alpha_cd_65"}
+    assert report["folds"]["beta"]["train_sources"] == ["alpha_cd_64", "alpha_cd_65"]
+    metrics = alpha["sources"]["alpha_cd_64"]
+    assert metrics["pairs"] == 2 and 0 <= metrics["pixel_f1"] <= 1 and metrics["classical_pixel_f1"] > 0.9
+    assert "changed map" in report["config"]["scoring"]
+
+
+def test_vision_bench_with_the_learned_detector(tiny_run: tuple[Path, ChangeTrainingSummary], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_folder_source(data / "toy", pairs=2, pre="pre", post="post", masks="mask")
+    checkpoint = tiny_run[0] / "change.pt"
+    report = run_vision_bench(data, ClassicalMaskEngine(), synthetic_count=0, detector="learned", checkpoint=checkpoint)
+    assert report["detector"] == "learned" and report["checkpoint"] == str(checkpoint)
+    assert report["sources"]["toy"]["pairs"] == 2
+
+
+def test_train_cli(examples: Path, tmp_path: Path) -> None:
+    arguments = ["--data", str(examples), "--out", str(tmp_path / "run"), "--steps", "3", "--crop", "64"]
+    result = craft("train", "--stage", "change", *arguments, "--batch", "2", "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["step"] == 3 and summary["train_pairs"] == 4 and (tmp_path / "run" / "change.pt").is_file()
+    refused = craft("train", "--stage", "refer", "--data", str(examples), "--out", str(tmp_path / "r"), "--json")
+    assert refused.returncode == 2 and "refer" in json.loads(refused.stdout)["error"]
+
+
+def test_bench_vision_cli_learned_needs_a_checkpoint(tmp_path: Path) -> None:
+    result = craft("bench", "vision", "--out", str(tmp_path / "r.json"), "--detector", "learned", "--json")
+    assert result.returncode == 2 and "--checkpoint RUN/change.pt" in json.loads(result.stdout)["fix"]
+    assert not (tmp_path / "r.json").exists()
