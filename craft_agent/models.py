@@ -117,6 +117,16 @@ class BBox(Record):
     def as_xyxy(self) -> tuple[int, int, int, int]:
         return (self.x0, self.y0, self.x1, self.y1)
 
+    def intersection_area(self, other: BBox) -> int:
+        """Pixels shared by the two boxes (0 when they do not overlap)."""
+        width = min(self.x1, other.x1) - max(self.x0, other.x0)
+        height = min(self.y1, other.y1) - max(self.y0, other.y0)
+        return max(0, width) * max(0, height)
+
+    def overlaps(self, other: BBox) -> bool:
+        """Whether the two boxes share at least one pixel."""
+        return self.intersection_area(other) > 0
+
 
 class RLEMask(Record):
     """A binary mask as COCO compressed RLE (pycocotools), on an image of ``size`` = (height, width).
@@ -459,6 +469,12 @@ class Triplet(Record):
         if audit.change_type_edited:
             update["change_type"] = audit.change_type
         return self.model_copy(update=update)
+
+
+def candidate_id(*parts: Any) -> str:
+    """Content id of a change candidate from what identifies it (pair id, box, how it was found...): the same
+    proposal on the same pair gets the same id on every run."""
+    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()[:20]
 
 
 def triplet_id(pair_id: str, mask: RLEMask, change_type: ChangeType | None, category: str | None) -> str:

@@ -64,6 +64,7 @@ from craft_agent.models import (
     RLEMask,
     TileWindow,
     Triplet,
+    candidate_id,
     triplet_id,
 )
 
@@ -226,12 +227,10 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     windows = res.tile_windows(pair)
     candidates = [c for c in candidates if owns(c.box, pair.tile, windows)]
     ranked = sorted(candidates, key=evidence_rank)
-    if mode == "detector":
-        ranked = without_parts(ranked)
     budget = None if mode == "labels" else single_target_budget(config, pair.width, pair.height)
-    # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first, a few
-    # more than the budget so that those the review rejects can be replaced.
-    chosen = ranked if budget is None else ranked[: min(config.max_targets_per_pair, 3 * budget)]
+    # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first (parts of
+    # a stronger one left out), a few more than the budget so that those the review rejects can be replaced.
+    chosen = ranked if budget is None else without_parts(ranked, min(config.max_targets_per_pair, 3 * budget))
     measured = change_cues(chosen, pre, post, domain=pair.domain.value, gsd=pair.gsd_m)
     cues = {
         c.id: cue.model_copy(update={"rank": rank}) for rank, (c, cue) in enumerate(zip(chosen, measured, strict=True))
@@ -397,9 +396,8 @@ def segment(res: AgentResources, state: AgentState) -> AgentState:
 
 def _grounded_candidate(pair: ImagePair, target: Target, mask: RLEMask, engine: str) -> ChangeCandidate:
     """The candidate record of a change the language model added and the mask engine segmented."""
-    identity = json.dumps([pair.id, target.box.as_xyxy(), target.change_type.value, "llm"])
     return ChangeCandidate(
-        id=hashlib.sha256(identity.encode()).hexdigest()[:20],
+        id=candidate_id(pair.id, target.box.as_xyxy(), target.change_type.value, "llm"),
         pair_id=pair.id,
         change_type=target.change_type,
         box=mask.bbox() or target.box,

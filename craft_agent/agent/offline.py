@@ -169,12 +169,6 @@ SPILL = 2.0
 """A mask whose box is this many times the candidate's box (or lies half outside it) spills: fixed."""
 
 
-def _intersection_area(a: BBox, b: BBox) -> int:
-    width = min(a.x1, b.x1) - max(a.x0, b.x0)
-    height = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return max(0, width) * max(0, height)
-
-
 def _centre_point(box: BBox) -> tuple[int, int]:
     return ((box.x0 + box.x1 - 1) // 2, (box.y0 + box.y1 - 1) // 2)
 
@@ -199,7 +193,7 @@ def correction_verdict(context: CorrectionContext) -> CorrectionVerdict:
     if context.mask_area_fraction < TINY_MASK * cue.area_fraction:
         return CorrectionVerdict(action="discard", reason="The mask covers only a sliver of the change.")
     mask_box, box = context.mask_box, cue.box
-    outside = mask_box.area - _intersection_area(mask_box, box)
+    outside = mask_box.area - mask_box.intersection_area(box)
     if context.round == 1 and (mask_box.area >= SPILL * box.area or outside >= 0.5 * mask_box.area):
         return CorrectionVerdict(
             action="fix",

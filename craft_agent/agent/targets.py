@@ -82,9 +82,7 @@ def drop_shared_expressions(kept: list[Target]) -> None:
             continue
         for target in sharing:
             original = next(e for e in target.expressions if e.lower() == text)
-            ranks = _ranks(target, [o for o in sharing if o.id != target.id])
-            side = min(ranks, key=lambda k: (ranks[k], k))
-            ranked = ordinal_expression(original, ranks[side], side)
+            ranked = _with_rank(original, target, [o for o in sharing if o.id != target.id])
             replacement = [ranked] if ranked is not None and ranked.lower() not in taken else []
             taken.update(r.lower() for r in replacement)
             target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
@@ -116,9 +114,15 @@ def _extreme_words(target: Target, rivals: list[Target]) -> set[str]:
 
 def by_rank(target: Target, rivals: list[Target]) -> str | None:
     """The target's first expression with its rank from the nearest side, or None when too far to say."""
+    return _with_rank(target.expressions[0], target, rivals)
+
+
+def _with_rank(expression: str, target: Target, rivals: list[Target]) -> str | None:
+    """``expression`` with the target's rank among ``rivals`` from the side it is nearest to (see
+    :func:`~craft_agent.agent.wording.ordinal_expression`)."""
     ranks = _ranks(target, rivals)
     side = min(ranks, key=lambda k: (ranks[k], k))
-    return ordinal_expression(target.expressions[0], ranks[side], side)
+    return ordinal_expression(expression, ranks[side], side)
 
 
 def same_kind_groups(kept: list[Target]) -> list[Target]:

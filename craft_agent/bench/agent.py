@@ -165,19 +165,16 @@ def score_real_catalog(catalog: Catalog) -> RealScore:
             mostly_inside = [m for m, f in zip(masks, inside_fractions(masks, obj), strict=True) if f >= 0.5]
             score.covered += bool(mostly_inside) and RLEMask.union(mostly_inside).iou(obj) >= MATCH_IOU
         typed_changes = [c for c in pair.gt_changes if c.change_type is not None]
-        if typed_changes:
-            for triplet in single:
-                overlaps = inside_fractions([triplet.mask], RLEMask.union([c.mask for c in typed_changes]))
-                if not overlaps or overlaps[0] == 0:
+        if typed_changes and single:
+            # share of each triplet inside each labelled change (rows: changes, columns: triplets)
+            inside = np.array([inside_fractions(masks, c.mask) for c in typed_changes])
+            for column, triplet in enumerate(single):
+                if inside[:, column].max() == 0:
                     continue  # a false alarm has no labelled type to be right or wrong about
-                best = max(typed_changes, key=lambda c: _overlap(triplet.mask, c.mask))
+                best = typed_changes[int(np.argmax(inside[:, column]))]
                 score.typed += 1
                 score.typed_right += triplet.change_type == best.change_type
     return score
-
-
-def _overlap(a: RLEMask, b: RLEMask) -> int:
-    return int(np.logical_and(a.to_array(), b.to_array()).sum())
 
 
 def score_real_sources(

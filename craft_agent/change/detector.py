@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,11 +14,11 @@ from craft_agent.change.objects import (
     binarize,
     changed_components,
     decide_change_type,
+    region_candidate,
     segment_objects,
     suppress_duplicates,
 )
-from craft_agent.grid import position_of_box
-from craft_agent.models import BBox, ChangeCandidate, Domain, RLEMask
+from craft_agent.models import ChangeCandidate, Domain
 
 
 class DetectorConfig(BaseModel):
@@ -145,20 +144,16 @@ class ClassicalChangeDetector:
         height: int,
     ) -> ChangeCandidate:
         config = self.config
-        x0, y0, x1, y1 = region.box
         change_type, cues = decide_change_type(lab_pre, lab_post, region, config.type_ring_px, config.type_ratio)
-        box = BBox(x0=x0, y0=y0, x1=x1, y1=y1)
-        identity = json.dumps([pair_id, box.as_xyxy(), region.source, config.fingerprint()])
         strength = region.evidence / max(threshold, 1e-6)
-        return ChangeCandidate(
-            id=hashlib.sha256(identity.encode()).hexdigest()[:20],
-            pair_id=pair_id,
-            change_type=change_type,
-            box=box,
-            grid_cell=position_of_box(x0, y0, x1, y1, width, height, config.grid_rows, config.grid_cols),
-            area=region.area,
-            mask=RLEMask.from_crop(region.crop, region.x0, region.y0, height, width),
+        return region_candidate(
+            region,
+            pair_id,
+            (height, width),
+            [pair_id, region.box, region.source, config.fingerprint()],
+            change_type,
+            source=f"classical:{region.source}",
             evidence={"mean_evidence": round(region.evidence, 4), **{k: round(v, 3) for k, v in cues.items()}},
             scores={"confidence": round(float(1.0 - np.exp(-(strength - 1.0) if strength > 1 else 0.0)), 4)},
-            source=f"classical:{region.source}",
+            grid=(config.grid_rows, config.grid_cols),
         )

@@ -16,18 +16,15 @@ Each candidate's mask is the label's own, so it is exact; ``evidence["labelled"]
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 
 import numpy as np
 
 from craft_agent.change.evidence import to_lab
 from craft_agent.change.instances import split_instances
-from craft_agent.change.objects import Region, decide_change_type
-from craft_agent.grid import position_of_box
+from craft_agent.change.objects import Region, decide_change_type, region_candidate
 from craft_agent.masks import MaskEngine, MaskRequest
-from craft_agent.models import BBox, ChangeCandidate, ChangeType, ImagePair, RLEMask
+from craft_agent.models import ChangeCandidate, ChangeType, ImagePair
 
 MIN_OBJECT_M2 = 4.0
 """Smallest object kept from a label when the ground sample distance is known: about a small car (m²)."""
@@ -72,25 +69,22 @@ def label_candidates(
         cues: dict[str, float] = {}
         if change_type is None:
             change_type, cues = decide_change_type(lab_pre, lab_post, region, TYPE_RING_PX, TYPE_RATIO)
-        x0, y0, x1, y1 = region.box
-        identity = json.dumps([pair.id, [x0, y0, x1, y1], kind, region.area, len(candidates)])
         candidates.append(
-            ChangeCandidate(
-                id=hashlib.sha256(identity.encode()).hexdigest()[:20],
-                pair_id=pair.id,
-                change_type=change_type,
-                box=BBox(x0=x0, y0=y0, x1=x1, y1=y1),
-                grid_cell=position_of_box(x0, y0, x1, y1, pair.width, pair.height, grid_rows, grid_cols),
-                category=category,
-                area=region.area,
-                mask=RLEMask.from_crop(region.crop, x0, y0, pair.height, pair.width),
+            region_candidate(
+                region,
+                pair.id,
+                (pair.height, pair.width),
+                [pair.id, region.box, kind, region.area, len(candidates)],
+                change_type,
+                source=f"labels:{kind}",
                 evidence={
                     "labelled": 1.0,
                     "label_typed": 0.0 if cues else 1.0,
                     **{k: round(v, 3) for k, v in cues.items()},
                 },
                 scores={"confidence": 1.0},
-                source=f"labels:{kind}",
+                category=category,
+                grid=(grid_rows, grid_cols),
             )
         )
 

@@ -12,7 +12,6 @@ Only this module and :mod:`craft_agent.train` import torch, so ``import craft_ag
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ from torch.nn import functional
 from craft_agent.change.detector import ChangeResult, DetectorConfig
 from craft_agent.change.evidence import to_lab
 from craft_agent.change.instances import split_instances
-from craft_agent.change.objects import Region, decide_change_type, remove_small_regions
+from craft_agent.change.objects import Region, decide_change_type, region_candidate, remove_small_regions
 from craft_agent.errors import ConfigError
-from craft_agent.grid import position_of_box
-from craft_agent.models import BBox, ChangeCandidate, Domain, RLEMask
+from craft_agent.models import ChangeCandidate, Domain
 
 CHECKPOINT_FORMAT = "craft-agent/change-model/1"
 """Written into every checkpoint; a file without it (or with another version) is refused on load."""
@@ -310,25 +308,21 @@ class LearnedChangeDetector:
         self, pair_id: str, region: Region, probability: np.ndarray, lab_pre: np.ndarray, lab_post: np.ndarray
     ) -> ChangeCandidate:
         config = self.config
-        height, width = probability.shape
         x0, y0, x1, y1 = region.box
         change_type, cues = decide_change_type(lab_pre, lab_post, region, config.type_ring_px, config.type_ratio)
-        box = BBox(x0=x0, y0=y0, x1=x1, y1=y1)
-        identity = json.dumps([pair_id, box.as_xyxy(), region.area, self.model.sha256[:12]])
         peak = float(probability[y0:y1, x0:x1][region.crop].max())
-        return ChangeCandidate(
-            id=hashlib.sha256(identity.encode()).hexdigest()[:20],
-            pair_id=pair_id,
-            change_type=change_type,
-            box=box,
-            grid_cell=position_of_box(x0, y0, x1, y1, width, height, config.grid_rows, config.grid_cols),
-            area=region.area,
-            mask=RLEMask.from_crop(region.crop, region.x0, region.y0, height, width),
+        return region_candidate(
+            region,
+            pair_id,
+            probability.shape,
+            [pair_id, region.box, region.area, self.model.sha256[:12]],
+            change_type,
+            source=f"learned:{region.source}",
             evidence={
                 "mean_probability": round(region.evidence, 4),
                 "max_probability": round(peak, 4),
                 **{k: round(v, 3) for k, v in cues.items()},
             },
             scores={"confidence": round(region.evidence, 4)},
-            source=f"learned:{region.source}",
+            grid=(config.grid_rows, config.grid_cols),
         )

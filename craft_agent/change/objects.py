@@ -21,7 +21,8 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.segmentation import felzenszwalb
 
-from craft_agent.models import ChangeType
+from craft_agent.grid import position_of_box
+from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask, candidate_id
 
 
 def binarize(evidence: np.ndarray, floor: float, min_area: int) -> tuple[np.ndarray, float]:
@@ -200,3 +201,35 @@ def decide_change_type(
     else:
         change_type = ChangeType.STATE_CHANGE
     return change_type, {"contrast_before": before, "contrast_after": after, "surface_delta": surface}
+
+
+def region_candidate(
+    region: Region,
+    pair_id: str,
+    size: tuple[int, int],
+    identity: list[object],
+    change_type: ChangeType,
+    source: str,
+    evidence: dict[str, float],
+    scores: dict[str, float],
+    category: str | None = None,
+    grid: tuple[int, int] = (3, 3),
+) -> ChangeCandidate:
+    """The :class:`ChangeCandidate` of a region: its box, grid cell (``grid`` = rows, cols), area and mask on an
+    image of ``size`` = (height, width), with an id hashed from ``identity`` (see
+    :func:`~craft_agent.models.candidate_id`)."""
+    height, width = size
+    x0, y0, x1, y1 = region.box
+    return ChangeCandidate(
+        id=candidate_id(*identity),
+        pair_id=pair_id,
+        change_type=change_type,
+        box=BBox(x0=x0, y0=y0, x1=x1, y1=y1),
+        grid_cell=position_of_box(x0, y0, x1, y1, width, height, grid[0], grid[1]),
+        category=category,
+        area=region.area,
+        mask=RLEMask.from_crop(region.crop, x0, y0, height, width),
+        evidence=evidence,
+        scores=scores,
+        source=source,
+    )
