@@ -44,6 +44,13 @@ class GenerateSummary:
     failed: list[Failure] = field(default_factory=list)
     stopped_by_budget: bool = False
     fallbacks: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    llm_backend: str = "offline"
+    llm_steps: int = 0
+    """Language steps of this run, answered by the model or by the fallback."""
+    cost_known: bool = True
+    """False when the model's price is unknown: ``cost_usd`` is then 0 for want of a price, not because the
+    run was free."""
     rejected: dict[str, int] = field(default_factory=dict)
     llm_calls: int = 0
     prompt_tokens: int = 0
@@ -51,6 +58,11 @@ class GenerateSummary:
     cost_usd: float = 0.0
     seconds: float = 0.0
     run_id: str = ""
+
+    @property
+    def mostly_fallbacks(self) -> bool:
+        """More than half of the model's steps were decided by the offline fallback."""
+        return self.llm_backend != "offline" and self.llm_steps > 0 and self.fallbacks > self.llm_steps / 2
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,12 +74,16 @@ class GenerateSummary:
             "failed": [f.as_dict() for f in self.failed],
             "stopped_by_budget": self.stopped_by_budget,
             "offline_fallbacks": self.fallbacks,
+            "fallback_reasons": dict(sorted(self.fallback_reasons.items())),
+            "mostly_fallbacks": self.mostly_fallbacks,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "llm": {
+                "backend": self.llm_backend,
+                "steps": self.llm_steps,
                 "calls": self.llm_calls,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
-                "cost_usd": round(self.cost_usd, 6),
+                "cost_usd": round(self.cost_usd, 6) if self.cost_known else None,
             },
             "seconds": round(self.seconds, 3),
             "run_id": self.run_id,
@@ -132,14 +148,18 @@ def generate(
                 progress(done, len(ids), pair_id)
             settings: Any = {"configurable": {"thread_id": thread_for(pair_id, resources)}, "recursion_limit": 200}
             snapshot = app.get_state(settings)
+            # A thread is done only when its last node wrote the triplet ids and nothing is pending. A kill
+            # just after a step's checkpoint was saved leaves tasks pending while ``next`` is already empty,
+            # so ``next`` alone would call such a pair done and lose its triplets.
+            pending = bool(snapshot.next or snapshot.tasks)
             try:
-                if snapshot.values and not snapshot.next:
+                if "triplet_ids" in snapshot.values and not pending:
                     summary.skipped += 1
                     continue
                 # durability="sync": each node's checkpoint is on disk before the next node starts, so a
                 # kill at any moment resumes at the node that was running (the default writes asynchronously
                 # and a kill can lose the latest checkpoints).
-                if snapshot.next:
+                if pending:
                     summary.resumed += 1
                     final = app.invoke(None, settings, durability="sync")
                 else:
@@ -168,7 +188,11 @@ def generate(
             progress(len(ids), len(ids), "")
     finally:
         connection.close()
+    summary.llm_backend = llm.name
+    summary.llm_steps = resources.steps
     summary.fallbacks = resources.fallbacks
+    summary.fallback_reasons = dict(resources.fallback_reasons)
+    summary.cost_known = bool(getattr(llm, "priced", True))
     summary.llm_calls = resources.usage.calls
     summary.prompt_tokens = resources.usage.prompt_tokens
     summary.completion_tokens = resources.usage.completion_tokens
