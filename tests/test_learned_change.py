@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from craft_agent.bench.change import family_of, run_change_bench
-from craft_agent.bench.vision import run_vision_bench
+from craft_agent.bench.change import deal_folds, family_of, is_window, run_change_bench
+from craft_agent.bench.vision import pairs_from_source, run_vision_bench
 from craft_agent.change import create_detector, default_detector
 from craft_agent.change.learned import SiameseChangeNet, load_change_model, normalise_image, predict_probability
 from craft_agent.errors import ConfigError
@@ -27,7 +28,7 @@ from craft_agent.train.change import (
     spread_over_sources,
     train_change_model,
 )
-from tests.data import make_folder_source, scene
+from tests.data import make_folder_source, save_png, scene
 from tests.test_cli import craft
 
 
@@ -204,12 +205,41 @@ def test_change_bench_leaves_one_family_out(tmp_path: Path) -> None:
     report = run_change_bench(data, minutes=None, steps=2, device="cpu", crop=64, batch=2)
     assert set(report["folds"]) == {"alpha", "beta"}
     alpha = report["folds"]["alpha"]
-    assert alpha["train_sources"] == ["beta_cd"] and alpha["steps"] == 2
-    assert set(alpha["sources"]) == {"alpha_cd_64", "alpha_cd_65"}
+    assert alpha["train_sources"] == ["beta_cd"] and alpha["steps"] == 2 and alpha["train_pairs"] == 2
+    assert alpha["held_out"] == ["alpha_cd_64/p0", "alpha_cd_64/p1", "alpha_cd_65/p0"]
     assert report["folds"]["beta"]["train_sources"] == ["alpha_cd_64", "alpha_cd_65"]
-    metrics = alpha["sources"]["alpha_cd_64"]
+    metrics = report["sources"]["alpha_cd_64"]
     assert metrics["pairs"] == 2 and 0 <= metrics["pixel_f1"] <= 1 and metrics["classical_pixel_f1"] > 0.9
     assert "changed map" in report["config"]["scoring"]
+
+
+def test_change_bench_holds_out_pairs_and_keeps_windows_with_their_tile(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_folder_source(data / "alpha_cd", pairs=4, pre="pre", post="post", masks="mask")
+    make_folder_source(data / "beta_cd", pairs=2, pre="pre", post="post", masks="mask")
+    # a window of alpha's p0 stored as another source of the same family: it must share p0's fold
+    crop = data / "alpha_small"
+    for folder in ("pre", "post", "mask"):
+        tile = np.asarray(Image.open(data / "alpha_cd" / folder / "p0.png"))
+        save_png(crop / folder / "w.png", tile[16:80, 32:96])
+    sources = {folder.name: pairs_from_source(folder, tmp_path / "images")[0] for folder in sorted(data.iterdir())}
+    assert is_window(sources["alpha_small"][0].pre, sources["alpha_cd"][0].pre)
+    assert not is_window(sources["alpha_small"][0].pre, sources["alpha_cd"][1].pre)
+    dealt = deal_folds(sources, 3, seed=0)
+    assert sorted(key for fold in dealt for key in fold) == sorted(f"{n}/{p.name}" for n in sources for p in sources[n])
+    assert [("alpha_cd/p0" in fold) for fold in dealt] == [("alpha_small/w" in fold) for fold in dealt]
+    assert all(any(k.startswith("alpha_cd/") for k in fold) for fold in dealt)
+
+    report = run_change_bench(data, minutes=None, steps=2, device="cpu", crop=64, batch=2, protocol="pairs", folds=3)
+    assert set(report["folds"]) == {"fold-0", "fold-1", "fold-2"}
+    held = [set(fold["held_out"]) for fold in report["folds"].values()]
+    assert set().union(*held) == {f"{n}/{p.name}" for n in sources for p in sources[n]}
+    for fold in report["folds"].values():
+        # every source trains, without the fold's own pairs
+        assert fold["train_sources"] == sorted(sources) and fold["train_pairs"] == 7 - len(fold["held_out"])
+    assert report["sources"]["alpha_cd"]["pairs"] == 4 and report["sources"]["beta_cd"]["classical_pixel_f1"] > 0.9
+    with pytest.raises(ConfigError, match="--folds 9"):
+        run_change_bench(data, steps=1, device="cpu", protocol="pairs", folds=9)
 
 
 def test_vision_bench_with_the_learned_detector(tiny_run: tuple[Path, ChangeTrainingSummary], tmp_path: Path) -> None:

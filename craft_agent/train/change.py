@@ -333,6 +333,7 @@ def train_change_model(
     checkpoint_every: int = 100,
     log_every: int = 10,
     predictions: int = 4,
+    exclude: frozenset[str] = frozenset(),
 ) -> ChangeTrainingSummary:
     """Train (or go on training) the learned change proposer.
 
@@ -353,6 +354,8 @@ def train_change_model(
         checkpoint_every: save ``change.pt`` every this many steps.
         log_every: write a ``metrics.jsonl`` line every this many steps.
         predictions: pairs drawn in ``predictions.png``.
+        exclude: pairs left out of this run entirely, as ``"<source>/<pair name>"`` (``bench change`` holds
+            pairs out this way).
 
     Returns:
         The summary (also saved inside the checkpoint).
@@ -379,6 +382,7 @@ def train_change_model(
     target = resolve_device(device)
     _seed_everything(config.seed)
     loaded = load_change_data(data)
+    loaded.pairs = [p for p in loaded.pairs if f"{p.source}/{p.name}" not in exclude]
     if not loaded.pairs:
         raise ConfigError(
             f"no pair with a change mask in {', '.join(map(str, data))} "
