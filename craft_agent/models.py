@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -274,6 +276,14 @@ class PairSource(Record):
     mask: str | None = None
     name: str = Field(description="The pair's name in its source (file stem, manifest id).")
 
+    def files(self) -> tuple[Path, ...]:
+        """Absolute paths of the image files (earlier, then later): the pair's identity on disk.
+
+        A root recorded as a relative path is taken from the current folder.
+        """
+        root = Path(self.root)
+        return tuple(Path(os.path.abspath(root / name)) for name in [*self.pre, *self.post])
+
 
 class GroundTruthChange(Record):
     """A known change in a pair (from generated scenes or an existing annotated dataset)."""
@@ -359,6 +369,11 @@ class Provenance(Record):
 
     backends: dict[str, str] = Field(default_factory=dict, description="Stage -> backend name.")
     model_ids: dict[str, str] = Field(default_factory=dict)
+    steps: dict[str, str] = Field(
+        default_factory=dict,
+        description="LLM step (task) -> the backend that answered it; `offline-fallback` marks a step the model "
+        "did not make (its answer was unusable or its endpoint kept failing).",
+    )
     prompt_hashes: dict[str, str] = Field(default_factory=dict, description="Prompt file -> sha256.")
     package_versions: dict[str, str] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict)
@@ -393,6 +408,9 @@ TRANSITIONS: dict[TripletState, frozenset[TripletState]] = {
 }
 """Legal state moves: drafted -> queued_for_audit -> accepted | rejected | fixed -> exported; audited states
 may move among themselves and back to the queue while a re-audit changes the verdict."""
+
+DECIDED_STATES = frozenset({TripletState.ACCEPTED, TripletState.REJECTED, TripletState.FIXED, TripletState.EXPORTED})
+"""States only a person's audit verdict leads to: such a triplet holds audit work that a removal would lose."""
 
 
 def check_transition(triplet_id: str, current: TripletState, target: TripletState) -> None:

@@ -19,9 +19,11 @@ from craft_agent.settings import load_settings
 
 
 @task(name="generate-triplets")
-def generate_task(workspace: str, llm: str | None, masks: str | None, budget_usd: float | None) -> dict[str, Any]:
+def generate_task(
+    workspace: str, llm: str | None, masks: str | None, budget_usd: float | None, budget_tokens: int | None = None
+) -> dict[str, Any]:
     settings = load_settings(workspace=Path(workspace))
-    backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd=budget_usd))
+    backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd, budget_tokens))
     engine = create_mask_engine(settings, masks)
     with Catalog.from_settings(settings) as catalog:
         return generate(catalog, ImageStore(settings.workspace), backend, engine, settings.workspace).to_json()
@@ -29,9 +31,18 @@ def generate_task(workspace: str, llm: str | None, masks: str | None, budget_usd
 
 @flow(name="craft-generate")
 def generate_flow(
-    workspace: str, llm: str | None = None, masks: str | None = None, budget_usd: float | None = None
+    workspace: str,
+    llm: str | None = None,
+    masks: str | None = None,
+    budget_usd: float | None = None,
+    budget_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Draft triplets for every pair of ``workspace``; returns the run summary."""
-    summary = generate_task(workspace, llm, masks, budget_usd)
-    get_run_logger().info("drafted %d triplet(s) from %d pair(s)", summary["triplets"], summary["pairs"])
+    summary = generate_task(workspace, llm, masks, budget_usd, budget_tokens)
+    logger = get_run_logger()
+    logger.info("drafted %d triplet(s) from %d pair(s)", summary["triplets"], summary["pairs"])
+    if summary["mostly_fallbacks"]:
+        logger.warning(
+            "%d of %d LLM steps fell back to the offline backend", summary["offline_fallbacks"], summary["llm"]["steps"]
+        )
     return summary

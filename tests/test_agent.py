@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from craft_agent.agent.nodes import AgentConfig
+from craft_agent.agent.nodes import ENDPOINT_DOWN_AFTER, AgentConfig
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
 from craft_agent.agent.wording import is_leaky, mentions_grid
+from craft_agent.bench.llm_server import Reply, ScriptedLLMServer, Status, Truncated, prompt_text, schema_name
+from craft_agent.bench.llm_server import cooperative_answer as model_answer
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.llm import OpenAIBackend, UsageMeter
@@ -24,7 +27,7 @@ from craft_agent.masks import ClassicalMaskEngine
 from craft_agent.metrics import best_ious
 from craft_agent.models import TripletState
 from craft_agent.synthetic import write_examples
-from tests.llm_server import Reply, ScriptedLLMServer, Status
+from tests.test_cli import craft
 
 
 def _workspace(tmp_path: Path, pairs: int = 2, seed: int = 3, size: int = 256) -> tuple[Catalog, ImageStore, Path]:
@@ -66,49 +69,6 @@ def test_offline_graph_drafts_triplets_for_generated_changes(tmp_path: Path) -> 
         assert (again.skipped, again.pairs, len(list(catalog.iter_triplets()))) == (3, 0, len(triplets))
 
 
-def _schema_name(body: dict[str, Any]) -> str:
-    return str(body["response_format"]["json_schema"]["name"])
-
-
-def _prompt_text(body: dict[str, Any]) -> str:
-    """The first user message's text (a repair re-ask appends messages after it)."""
-    parts = next(m for m in body["messages"] if m["role"] == "user")["content"]
-    return "".join(p.get("text", "") for p in parts) if isinstance(parts, list) else str(parts)
-
-
-def model_answer(body: dict[str, Any]) -> dict[str, Any]:
-    """What a cooperative model would answer, computed from the request (the prompt carries the facts)."""
-    name = _schema_name(body)
-    text = _prompt_text(body)
-    if name == "GridReview":
-        cell = re.search(r"looking at the (.+?) cell", text)
-        candidates = json.loads(text.split("Candidates:\n", 1)[1].strip())
-        return {
-            "changes": [
-                {
-                    "candidate_id": c["candidate_id"],
-                    "verdict": "confirm",
-                    "nuisance": None,
-                    "change_type": c["detector_type"],
-                    "category": c["category_hint"] or "building",
-                    "description": f"the {c['colour_after']} {c['category_hint'] or 'building'} in the "
-                    f"{cell.group(1) if cell else 'center'}",
-                    "box": None,
-                }
-                for c in candidates
-            ]
-        }
-    if name == "CorrectionVerdict":
-        return {"action": "accept", "reason": "the mask covers the target"}
-    return {
-        "expressions": [
-            "the newly built structure beside the lane",
-            "the structure that appeared near the lane",
-            "the freshly added structure by the lane",
-        ]
-    }
-
-
 def test_graph_runs_through_the_openai_client_against_a_scripted_server(tmp_path: Path) -> None:
     catalog, store, workspace = _workspace(tmp_path, pairs=1, seed=8)
     first_faults = [Status(429, {"Retry-After": "0"}), Status(500), Reply("{not json at all")]
@@ -126,7 +86,7 @@ def test_graph_runs_through_the_openai_client_against_a_scripted_server(tmp_path
         )
         assert summary.failed == [] and summary.triplets > 0
         requests = server.chat_requests
-        names = [_schema_name(r.body) for r in requests]
+        names = [schema_name(r.body) for r in requests]
         # the graph's path: grid review first, then corrections, then wording
         assert names[0] == "GridReview" and "CorrectionVerdict" in names and names[-1] == "Beautified"
         assert names.index("CorrectionVerdict") > max(i for i, n in enumerate(names) if n == "GridReview")
@@ -193,6 +153,62 @@ def test_killed_mid_pair_resumes_without_duplicates(tmp_path: Path) -> None:
     assert ids == expected and len(ids) == len(set(ids)) == reference.triplets
 
 
+CHECKPOINT_KILLER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from craft_agent.agent.offline import OfflineBackend
+    from craft_agent.agent.run import generate
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.masks import ClassicalMaskEngine
+
+    saved = 0
+    put_writes = SqliteSaver.put_writes
+
+    def save_then_die(self, *args, **kwargs):
+        global saved
+        result = put_writes(self, *args, **kwargs)
+        saved += 1
+        if saved == int(sys.argv[2]):
+            os._exit(9)  # killed the moment a step's writes are on disk, before the next step ran
+        return result
+
+    SqliteSaver.put_writes = save_then_die
+    workspace = Path(sys.argv[1])
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        generate(catalog, ImageStore(workspace), OfflineBackend(), ClassicalMaskEngine(), workspace)
+    print(saved)
+    """
+)
+
+
+def test_killed_just_after_a_step_is_saved_loses_nothing(tmp_path: Path) -> None:
+    # after such a kill LangGraph can report no ``next`` node although a task is pending: a run that took
+    # that for "done" skipped the pair and lost its triplets
+    catalog, _, pristine = _workspace(tmp_path / "pristine", pairs=2, seed=5)
+    catalog.close()
+    script = tmp_path / "killer.py"
+    script.write_text(CHECKPOINT_KILLER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    reference = tmp_path / "reference"
+    shutil.copytree(pristine, reference)
+    whole = subprocess.run([sys.executable, str(script), str(reference), "0"], env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    saves = int(whole.stdout.split()[-1])
+    with Catalog(f"sqlite:///{reference / 'catalog.sqlite'}") as done:
+        expected = sorted(t.id for t in done.iter_triplets())
+    for kill_at in (saves - 8, saves - 5, saves - 2):  # the last pair's steps
+        workspace = tmp_path / f"killed-{kill_at}"
+        shutil.copytree(pristine, workspace)
+        died = subprocess.run([sys.executable, str(script), str(workspace), str(kill_at)], env=env, capture_output=True)
+        assert died.returncode == 9, died.stderr.decode()
+        with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as reopened:
+            summary = generate(reopened, ImageStore(workspace), OfflineBackend(), ClassicalMaskEngine(), workspace)
+            assert summary.resumed == 1 and summary.failed == []
+            assert sorted(t.id for t in reopened.iter_triplets()) == expected
+
+
 def test_unusable_answers_fall_back_to_the_offline_backend(tmp_path: Path) -> None:
     catalog, store, workspace = _workspace(tmp_path, pairs=1, seed=9)
     garbage = [Reply("not json"), Reply("still {not json")]  # the first grid review, and its repair
@@ -200,6 +216,35 @@ def test_unusable_answers_fall_back_to_the_offline_backend(tmp_path: Path) -> No
         backend = OpenAIBackend(server.base_url, "weak", None, usage=UsageMeter(), sleep=lambda s: None)
         summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace)
         assert summary.failed == [] and summary.fallbacks == 1 and summary.triplets > 0
+        assert summary.fallback_reasons == {"LLMResponseError": 1} and not summary.mostly_fallbacks
+        triplets = list(catalog.iter_triplets())
+    # the grid review of the first cell was decided offline: the triplets it produced say so, the rest do not
+    from_fallback = [t for t in triplets if t.provenance.steps.get("grid_review") == "offline-fallback"]
+    assert from_fallback and all(t.provenance.backends["llm"] == "offline-fallback+openai" for t in from_fallback)
+    made_by_model = [t for t in triplets if "offline-fallback" not in t.provenance.steps.values()]
+    assert made_by_model and all(t.provenance.backends["llm"] == "openai" for t in made_by_model)
+    assert all(t.provenance.model_ids == {"llm": "weak"} for t in made_by_model)
+
+
+def test_faults_that_outlast_the_retries_fall_back_per_step_and_a_down_endpoint_fails_the_pair(
+    tmp_path: Path,
+) -> None:
+    catalog, store, workspace = _workspace(tmp_path, pairs=1, seed=9)
+    # two attempts per request: one step whose every attempt fails (500, then a truncated body) is decided offline
+    faults = [Status(500), Truncated(keep=0.5)]
+    with catalog, ScriptedLLMServer(faults, models=["m"], fallback=model_answer) as server:
+        backend = OpenAIBackend(server.base_url, "m", None, max_attempts=2, sleep=lambda s: None)
+        summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace)
+        assert summary.failed == [] and summary.pairs == 1 and summary.triplets > 0
+        assert summary.fallback_reasons == {"LLMUnavailableError": 1}
+    # an endpoint that is down: after ENDPOINT_DOWN_AFTER steps in a row the pair fails (and will resume)
+    other = tmp_path / "down"
+    catalog, store, workspace = _workspace(other, pairs=1, seed=9)
+    with catalog, ScriptedLLMServer([Status(503)] * (2 * ENDPOINT_DOWN_AFTER), models=["m"]) as server:
+        backend = OpenAIBackend(server.base_url, "m", None, max_attempts=2, sleep=lambda s: None)
+        summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace)
+        assert summary.pairs == 0 and len(summary.failed) == 1 and "503" in summary.failed[0].error
+        assert len(server.chat_requests) == 2 * ENDPOINT_DOWN_AFTER and server.unexpected == 0
 
 
 @pytest.mark.parametrize("budget", [0.0])
@@ -224,9 +269,9 @@ def test_the_model_reviews_every_cell_and_its_added_changes_are_grounded(tmp_pat
         added: list[tuple[Any, Any]] = []
 
         def reviewer(body: dict[str, Any]) -> dict[str, Any]:
-            if _schema_name(body) != "GridReview":
+            if schema_name(body) != "GridReview":
                 return model_answer(body)
-            text = _prompt_text(body)
+            text = prompt_text(body)
             x0, x1, y0, y1 = (int(v) for v in re.search(r"spans x (\d+) to (\d+), y (\d+) to (\d+)", text).groups())
             candidates = json.loads(text.split("Candidates:\n", 1)[1].strip())
             # every detection rejected, so that only the model's additions remain
@@ -253,7 +298,7 @@ def test_the_model_reviews_every_cell_and_its_added_changes_are_grounded(tmp_pat
             backend = OpenAIBackend(server.base_url, "scripted-vlm", None, usage=UsageMeter(), sleep=lambda s: None)
             config = AgentConfig(no_target_ratio=0, proposals="detector", multi_target=False)
             summary = generate(catalog, store, backend, ClassicalMaskEngine(), workspace, config)
-            reviews = [r for r in server.chat_requests if _schema_name(r.body) == "GridReview"]
+            reviews = [r for r in server.chat_requests if schema_name(r.body) == "GridReview"]
         assert summary.failed == [], summary.failed
         assert len(reviews) == 9  # every cell of the 3 x 3 grid
         grounded = {c.id: c for c in catalog.candidates_for(pair.id) if c.source.startswith("llm:grid_review+")}
@@ -262,3 +307,53 @@ def test_the_model_reviews_every_cell_and_its_added_changes_are_grounded(tmp_pat
         assert all(t.candidate_ids and t.candidate_ids[0] in grounded for t in triplets)
         found = sum(max(best_ious([t.mask for t in triplets], [change.mask])) >= 0.5 for change, _ in added)
         assert found >= len(added) // 2
+
+
+def _ingested(tmp_path: Path) -> Path:
+    """A workspace with two generated pairs, ingested through the CLI."""
+    examples = tmp_path / "examples"
+    write_examples(examples, pairs=2, seed=3, size=256)
+    workspace = tmp_path / "w"
+    assert craft("ingest", str(examples), "--workspace", str(workspace), "--json").returncode == 0
+    return workspace
+
+
+def test_a_money_budget_stops_a_paid_run_at_the_configured_prices(tmp_path: Path) -> None:
+    workspace = _ingested(tmp_path)
+
+    def expensive(body: dict[str, Any]) -> Reply:
+        return Reply(model_answer(body), prompt_tokens=250_000, completion_tokens=1_000)
+
+    with ScriptedLLMServer([], models=["gpt-4o"], fallback=expensive) as server:
+        env = {"CRAFT_LLM_BASE_URL": server.base_url, "CRAFT_LLM_MODEL": "gpt-4o-2024-08-06"}
+        # the server reports 250k prompt tokens per answer: at gpt-4o's list price one answer costs $0.635
+        done = craft("generate", "-w", str(workspace), "--llm", "openai", "--budget-usd", "0.01", "--json", env=env)
+    summary = json.loads(done.stdout)
+    assert summary["stopped_by_budget"] is True and done.returncode == 1
+    assert summary["llm"]["calls"] == 1 and summary["llm"]["cost_usd"] == pytest.approx(0.625 + 0.01)
+
+    with ScriptedLLMServer([], models=["local-vlm"], fallback=model_answer) as server:
+        env = {"CRAFT_LLM_BASE_URL": server.base_url, "CRAFT_LLM_MODEL": "local-vlm"}
+        refused = craft("generate", "-w", str(workspace), "--llm", "openai", "--budget-usd", "1", env=env)
+        assert refused.returncode == 2 and "price of model 'local-vlm' is not known" in " ".join(refused.stderr.split())
+        assert server.chat_requests == []
+        # a token budget needs no price, and the summary does not pretend the run was free
+        tokens = craft("generate", "-w", str(workspace), "--llm", "openai", "--budget-tokens", "500", "--json", env=env)
+    summary = json.loads(tokens.stdout)
+    assert summary["stopped_by_budget"] is True and summary["llm"]["cost_usd"] is None
+    assert summary["llm"]["prompt_tokens"] + summary["llm"]["completion_tokens"] >= 500
+
+
+def test_a_run_made_mostly_by_the_fallback_says_so_and_exits_1(tmp_path: Path) -> None:
+    workspace = _ingested(tmp_path)
+    with ScriptedLLMServer([], models=["weak"], fallback=lambda body: "I think there is a house.") as server:
+        env = {"CRAFT_LLM_BASE_URL": server.base_url, "CRAFT_LLM_MODEL": "weak"}
+        done = craft("generate", "-w", str(workspace), "--llm", "openai", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "fell back to the offline backend" in " ".join(done.stdout.split())
+    assert "mostly offline drafts" in " ".join(done.stderr.split())
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        triplets = list(catalog.iter_triplets())
+    assert triplets and all(t.provenance.backends["llm"] == "offline-fallback" for t in triplets)
+    assert all(set(t.provenance.steps.values()) == {"offline-fallback"} for t in triplets)
+    assert all(t.provenance.model_ids == {} for t in triplets)

@@ -6,9 +6,11 @@ import io
 import logging
 import random
 import socket
+import threading
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,10 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field, SecretStr
 
+from craft_agent.bench.llm_server import Refusal, Reply, ScriptedLLMServer, Status, Truncated
 from craft_agent.errors import ConfigError
 from craft_agent.llm import (
+    KNOWN_PRICES,
     LLM_BACKENDS,
     BudgetExceededError,
     LLMBackend,
@@ -36,10 +40,10 @@ from craft_agent.llm import (
     cache_key,
     create_llm_backend,
     llm_cache_path,
+    prices_for,
 )
 from craft_agent.models import LLMUsage
 from craft_agent.settings import Settings
-from tests.llm_server import Refusal, Reply, ScriptedLLMServer, Status
 
 API_KEY = "sk-test-7f3c9d2e1b8a4f6e"
 MODEL = "test-model"
@@ -241,6 +245,49 @@ def test_exhausted_retries_raise_unavailable_naming_the_task(server: ScriptedLLM
     assert caught.value.task == "grid_review"
     assert len(server.chat_requests) == 3
     assert len(sleeps.waits) == 2
+
+
+def test_a_truncated_body_is_retried_like_a_server_error(server: ScriptedLLMServer, sleeps: SleepRecorder) -> None:
+    server.add(Truncated(keep=0.6), ANSWER)
+    response = make_backend(server, sleeps).complete(grid_request())
+    assert response.parsed == EXPECTED and response.attempts == 2 and len(sleeps.waits) == 1
+
+
+def test_bodies_truncated_every_time_raise_unavailable_without_blaming_the_url(
+    server: ScriptedLLMServer, sleeps: SleepRecorder
+) -> None:
+    server.add(Truncated(keep=0.3), Truncated(keep=0.9))
+    with pytest.raises(LLMUnavailableError) as caught:
+        make_backend(server, sleeps, max_attempts=2).complete(grid_request())
+    message = str(caught.value)
+    assert "not whole JSON" in message and "2 time(s)" in message and "'grid_review'" in message
+    assert "CRAFT_LLM_BASE_URL" not in message and "truncates answers" in message
+
+
+def test_an_html_page_is_a_wrong_url_not_a_retry(sleeps: SleepRecorder) -> None:
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<html><body>Welcome to nginx</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Page) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        backend = OpenAIBackend(f"http://127.0.0.1:{httpd.server_address[1]}", MODEL, None, sleep=sleeps)
+        try:
+            with pytest.raises(LLMError, match="not a chat completion") as caught:
+                backend.complete(grid_request())
+        finally:
+            httpd.shutdown()
+    assert not isinstance(caught.value, LLMUnavailableError) and "CRAFT_LLM_BASE_URL" in str(caught.value)
+    assert sleeps.waits == []
 
 
 def test_an_unreachable_endpoint_raises_unavailable(sleeps: SleepRecorder) -> None:
@@ -562,6 +609,37 @@ def test_create_llm_backend_builds_openai_with_the_workspace_cache(tmp_path: Pat
     assert backend.cache is not None and backend.cache.path == tmp_path / "cache" / "llm.sqlite"
     assert llm_cache_path(settings).is_file()
     assert create_llm_backend(settings, "openai").name == "openai"
+
+
+def test_timeout_attempts_and_prices_come_from_the_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        workspace=tmp_path,
+        llm_base_url="http://127.0.0.1:9/v1",
+        llm_model="gpt-4o-mini-2024-07-18",
+        llm_timeout_s=7.5,
+        llm_max_attempts=2,
+    )
+    backend = create_llm_backend(settings, usage=UsageMeter(budget_usd=1.0))
+    assert isinstance(backend, OpenAIBackend)
+    assert (backend.timeout_s, backend.max_attempts) == (7.5, 2)
+    # a dated id takes its family's list price (the longest matching prefix: gpt-4o-mini, not gpt-4o)
+    assert (backend.price_per_1k_prompt, backend.price_per_1k_completion) == KNOWN_PRICES["gpt-4o-mini"]
+    assert backend.priced
+    configured = settings.model_copy(update={"llm_price_per_1k_prompt": 0.0, "llm_price_per_1k_completion": 0.0})
+    free = create_llm_backend(configured, usage=UsageMeter(budget_usd=1.0))
+    assert isinstance(free, OpenAIBackend) and free.priced and free.price_per_1k_completion == 0.0
+    with pytest.raises(ConfigError, match="set both"):
+        prices_for("x", 0.1, None)
+
+
+def test_a_money_budget_on_a_model_without_a_price_refuses_to_start(tmp_path: Path) -> None:
+    settings = Settings(workspace=tmp_path, llm_base_url="http://127.0.0.1:9/v1", llm_model="qwen2.5-vl-7b")
+    with pytest.raises(ConfigError, match=r"price of model 'qwen2\.5-vl-7b' is not known") as caught:
+        create_llm_backend(settings, usage=UsageMeter(budget_usd=0.01))
+    assert "--budget-tokens" in str(caught.value) and "CRAFT_LLM_PRICE_PER_1K_PROMPT" in str(caught.value)
+    # a token budget, or no budget, needs no price; the backend then says its cost is unknown
+    unpriced = create_llm_backend(settings, usage=UsageMeter(budget_tokens=1000))
+    assert isinstance(unpriced, OpenAIBackend) and not unpriced.priced
 
 
 def test_openai_needs_an_endpoint_and_a_model(tmp_path: Path) -> None:

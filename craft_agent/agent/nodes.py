@@ -52,6 +52,7 @@ from craft_agent.llm.base import (
     LLMRequestRejectedError,
     LLMResponse,
     LLMResponseError,
+    LLMUnavailableError,
 )
 from craft_agent.masks import MaskEngine, MaskRequest
 from craft_agent.models import (
@@ -100,6 +101,10 @@ BUDGET_PER_MEGAPIXEL_SIDE = 8
 per pair, and every kept triplet costs an auditor's look)."""
 
 
+ENDPOINT_DOWN_AFTER = 3
+"""Steps in a row whose endpoint stayed unreachable (retries spent) after which the pair fails instead of
+being drafted offline: by then the endpoint is down, not flaky."""
+
 MIN_BUDGET = 6
 """Budget floor: a small crop can still show a handful of real changes."""
 
@@ -127,6 +132,13 @@ class AgentResources:
     last_response: LLMResponse[Any] | None = None
     usage: LLMUsage = field(default_factory=LLMUsage)
     fallbacks: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    """Fallbacks by the error that caused them (``LLMResponseError``, ``LLMUnavailableError``...)."""
+    steps: int = 0
+    """LLM steps asked in this run (answered by the model or by the fallback)."""
+    unavailable_in_a_row: int = 0
+    last_step: tuple[str, str] | None = None
+    """(task, backend that answered) of the latest step."""
     _images: dict[str, tuple[ImagePair, np.ndarray, np.ndarray]] = field(default_factory=dict)
     _windows: dict[str, list[TileWindow]] = field(default_factory=dict)
 
@@ -170,31 +182,51 @@ class AgentResources:
         )
         try:
             response: LLMResponse[A] = self.llm.complete(request)
-        except (LLMResponseError, LLMRefusalError, LLMRequestRejectedError):
-            # A weak model's unusable answer (still malformed after the repair re-ask, a refusal, or this
-            # request rejected, e.g. too long for its context) must not sink the pair: this step is decided
-            # by the fallback backend and the switch is counted. An endpoint that is down still fails the pair.
+            answered_by = self.llm.name
+            self.unavailable_in_a_row = 0
+        except (LLMResponseError, LLMRefusalError, LLMRequestRejectedError, LLMUnavailableError) as exc:
+            # A weak model's unusable answer (still malformed after the repair re-ask, a refusal, this request
+            # rejected, e.g. too long for its context) or a fault that outlasted the retries (429, 5xx, a
+            # timeout, a truncated body) must not sink the pair: this step is decided by the fallback backend,
+            # and the triplets it serves say so. An endpoint down for several steps in a row fails the pair
+            # (it is recorded, and the next run resumes it) rather than draft everything offline.
             if self.fallback is None:
                 raise
-            self.fallbacks += 1
+            if isinstance(exc, LLMUnavailableError):
+                self.unavailable_in_a_row += 1
+                if self.unavailable_in_a_row >= ENDPOINT_DOWN_AFTER:
+                    raise
             response = self.fallback.complete(request)
+            answered_by = f"{self.fallback.name}-fallback"
+            self.fallbacks += 1
+            self.fallback_reasons[type(exc).__name__] = self.fallback_reasons.get(type(exc).__name__, 0) + 1
+        self.steps += 1
         self.usage.calls += 0 if response.cached else 1
         self.usage.prompt_tokens += response.usage.prompt_tokens
         self.usage.completion_tokens += response.usage.completion_tokens
         self.usage.cost_usd += response.cost_usd
-        self.charge(response, targets)
         self.last_response = response
+        self.last_step = (task, answered_by)
+        self.charge(targets)
         return response.parsed
 
-    @staticmethod
-    def charge(response: LLMResponse[Any], targets: list[Target]) -> None:
-        """Share one call's tokens and cost among the targets it served."""
+    def charge(self, targets: list[Target]) -> None:
+        """Share the last call's tokens and cost among the targets it served, and record on each which
+        backend answered that step."""
+        if self.last_response is None or self.last_step is None:
+            return
+        response = self.last_response
+        task, answered_by = self.last_step
         share = max(len(targets), 1)
         for target in targets:
             target.llm_calls += 1
             target.prompt_tokens += response.usage.prompt_tokens // share
             target.completion_tokens += response.usage.completion_tokens // share
             target.cost_usd += response.cost_usd / share
+            earlier = target.steps.get(task)
+            target.steps[task] = (
+                answered_by if earlier in (None, answered_by) else "+".join(sorted({*earlier.split("+"), answered_by}))
+            )
 
 
 def _cell_box(cell: str, rows: int, cols: int, width: int, height: int) -> BBox:
@@ -308,8 +340,7 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
             )
         )
     keep_labelled(in_cell, new_targets, rejected, pair.domain.value)
-    if res.last_response is not None:
-        res.charge(res.last_response, new_targets)  # the review served the targets it produced
+    res.charge(new_targets)  # the review served the targets it produced
     return {
         "targets": dump_targets(targets + new_targets),
         "rejected": rejected,
@@ -598,15 +629,18 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
         if target.status not in ("accepted", "uncorrected") or target.mask is None or not target.expressions:
             continue
         change_type = None if target.no_target else target.change_type
+        answered = set("+".join(target.steps.values()).split("+")) - {""}
         provenance = Provenance(
             backends={
-                "llm": res.llm.name,
+                # the backend that really made the language steps: the model's name only when it made all
+                "llm": "+".join(sorted(answered)) if answered - {res.llm.name} else res.llm.name,
                 "proposals": mode,
                 # a label's mask is the label itself; a detection's mask comes from the mask engine
                 "masks": "labels" if target.cue.labelled else res.engine.name,
                 **({"detector": res.config.detector} if mode == "detector" else {}),
             },
-            model_ids={"llm": res.llm.model_id},
+            model_ids={"llm": res.llm.model_id} if res.llm.name in answered or not answered else {},
+            steps=dict(sorted(target.steps.items())),
             prompt_hashes=prompt_hashes,
             package_versions=res.package_versions,
             llm=LLMUsage(

@@ -42,6 +42,11 @@ class Target(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    steps: dict[str, str] = Field(
+        default_factory=dict,
+        description="LLM task -> the backend that answered it for this target (`offline-fallback` when the model's "
+        "answer was unusable or its endpoint kept failing; `a+b` when calls of one task were answered by both).",
+    )
 
 
 class AgentState(TypedDict, total=False):

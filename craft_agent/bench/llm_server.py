@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible HTTP server for the LLM backend's tests.
+"""A scripted OpenAI-compatible HTTP server: the LLM backend's tests and ``bench reliability``'s fault injection.
 
 It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` by replaying a script of steps
 and ``GET /v1/models`` with the configured model names, and records every request (path, headers, parsed
@@ -11,12 +11,15 @@ Steps:
       simulate a timeout).
     - :class:`Status`: an HTTP error status with headers and a JSON error body (429 with Retry-After, 500...).
     - :class:`Refusal`: a ``chat.completion`` with ``message.refusal`` set and no content.
+    - :class:`Truncated`: HTTP 200 whose JSON body is cut off part-way (a proxy or a server that drops the
+      connection mid-answer), with a Content-Length that matches what is sent.
     Any other object is shorthand for ``Reply(content=object)``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -52,7 +55,14 @@ class Refusal:
     delay_s: float = 0.0
 
 
-Step = Reply | Status | Refusal
+@dataclass
+class Truncated:
+    keep: float = 0.5
+    """Share of the body's bytes that are sent."""
+    delay_s: float = 0.0
+
+
+Step = Reply | Status | Refusal | Truncated
 
 
 @dataclass
@@ -70,7 +80,8 @@ class ScriptedLLMServer:
         script: steps answered in order, one per chat-completion request.
         models: model ids listed by ``GET /v1/models``.
         fallback: when the script is exhausted, answers computed from the request body by this function
-            (for long conversations such as the agent's); without it, an exhausted script answers 500.
+            (for long conversations such as the agent's): a step, or the content of a :class:`Reply`;
+            without it, an exhausted script answers 500.
     """
 
     def __init__(
@@ -117,7 +128,7 @@ class ScriptedLLMServer:
     def add(self, *steps: Any) -> None:
         """Append steps to the script."""
         with self._lock:
-            self._script.extend(s if isinstance(s, Reply | Status | Refusal) else Reply(s) for s in steps)
+            self._script.extend(s if isinstance(s, Reply | Status | Refusal | Truncated) else Reply(s) for s in steps)
 
     def start(self) -> ScriptedLLMServer:
         self._thread.start()
@@ -148,7 +159,8 @@ class ScriptedLLMServer:
                 return self._script.popleft()
             if self.fallback is not None:
                 self.fallback_answers += 1
-                return Reply(self.fallback(request.body))
+                answer = self.fallback(request.body)
+                return answer if isinstance(answer, Reply | Status | Refusal | Truncated) else Reply(answer)
             self.unexpected += 1
             return Status(500, message=f"scripted LLM server: script exhausted (unexpected request #{self.unexpected})")
 
@@ -187,8 +199,11 @@ def _handler_for(server: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the tests read ``server.requests`` instead."""
 
-        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        def _send_json(
+            self, status: int, payload: Any, headers: dict[str, str] | None = None, keep: float = 1.0
+        ) -> None:
             data = json.dumps(payload).encode()
+            data = data[: int(len(data) * keep)]
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -239,8 +254,58 @@ def _handler_for(server: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(step.status, error, step.headers)
             elif isinstance(step, Refusal):
                 self._send_json(200, completion_body(model, None, step.text, step))
+            elif isinstance(step, Truncated):
+                self._send_json(200, completion_body(model, "{}", None, Reply({})), keep=step.keep)
             else:
                 content = step.content if isinstance(step.content, str) else json.dumps(step.content)
                 self._send_json(200, completion_body(model, content, None, step))
 
     return Handler
+
+
+# Answers of a cooperative model to the agent's requests ------------------------------------------------
+
+
+def schema_name(body: dict[str, Any]) -> str:
+    """The name of the answer schema a request asks for (``GridReview``, ``CorrectionVerdict``...)."""
+    return str(body["response_format"]["json_schema"]["name"])
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The first user message's text (a repair re-ask appends messages after it)."""
+    parts = next(m for m in body["messages"] if m["role"] == "user")["content"]
+    return "".join(p.get("text", "") for p in parts) if isinstance(parts, list) else str(parts)
+
+
+def cooperative_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """What a cooperative model would answer to one of the agent's requests, computed from the request (the
+    prompt carries the facts): every candidate confirmed, every mask accepted, plain expressions."""
+    name = schema_name(body)
+    text = prompt_text(body)
+    if name == "GridReview":
+        cell = re.search(r"looking at the (.+?) cell", text)
+        candidates = json.loads(text.split("Candidates:\n", 1)[1].strip())
+        return {
+            "changes": [
+                {
+                    "candidate_id": c["candidate_id"],
+                    "verdict": "confirm",
+                    "nuisance": None,
+                    "change_type": c["detector_type"],
+                    "category": c["category_hint"] or "building",
+                    "description": f"the {c['colour_after']} {c['category_hint'] or 'building'} in the "
+                    f"{cell.group(1) if cell else 'center'}",
+                    "box": None,
+                }
+                for c in candidates
+            ]
+        }
+    if name == "CorrectionVerdict":
+        return {"action": "accept", "reason": "the mask covers the target"}
+    return {
+        "expressions": [
+            "the newly built structure beside the lane",
+            "the structure that appeared near the lane",
+            "the freshly added structure by the lane",
+        ]
+    }

@@ -29,6 +29,7 @@ from craft_agent.llm.base import (
 )
 from craft_agent.llm.cache import CachedAnswer, ResponseCache, cache_key
 from craft_agent.llm.openai_backend import OpenAIBackend
+from craft_agent.llm.prices import KNOWN_PRICES, Prices, prices_for, require_prices
 from craft_agent.llm.usage import UsageMeter, cost_usd
 from craft_agent.settings import Settings
 
@@ -53,12 +54,19 @@ def _build_openai(settings: Settings, usage: UsageMeter | None) -> LLMBackend:
             hint="set CRAFT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1) and CRAFT_LLM_MODEL, plus "
             "CRAFT_LLM_API_KEY if the server wants one; or choose the offline backend.",
         )
+    prices = prices_for(settings.llm_model, settings.llm_price_per_1k_prompt, settings.llm_price_per_1k_completion)
+    require_prices(settings.llm_model, prices, usage.budget_usd if usage is not None else None)
     return OpenAIBackend(
         settings.llm_base_url,
         settings.llm_model,
         settings.llm_api_key,
+        timeout_s=settings.llm_timeout_s,
+        max_attempts=settings.llm_max_attempts,
         cache=ResponseCache(llm_cache_path(settings)),
         usage=usage,
+        price_per_1k_prompt=prices.prompt_per_1k if prices else 0.0,
+        price_per_1k_completion=prices.completion_per_1k if prices else 0.0,
+        priced=prices is not None,
     )
 
 
@@ -82,7 +90,8 @@ def create_llm_backend(settings: Settings, name: str | None = None, usage: Usage
         usage: meter that every answer is charged to (and whose budget stops the run), or None.
 
     Raises:
-        ConfigError: for an unknown name, or an ``openai`` backend without endpoint or model.
+        ConfigError: for an unknown name, an ``openai`` backend without endpoint or model, or a money budget
+            on a model whose price is neither configured nor in :data:`KNOWN_PRICES`.
     """
     chosen = name or ("openai" if settings.llm_base_url else "offline")
     if chosen not in LLM_BACKENDS:
@@ -91,6 +100,7 @@ def create_llm_backend(settings: Settings, name: str | None = None, usage: Usage
 
 
 __all__ = [
+    "KNOWN_PRICES",
     "LLM_BACKENDS",
     "BudgetExceededError",
     "CachedAnswer",
@@ -105,6 +115,7 @@ __all__ = [
     "LLMResponseError",
     "LLMUnavailableError",
     "OpenAIBackend",
+    "Prices",
     "ResponseCache",
     "TokenUsage",
     "UsageMeter",
@@ -112,4 +123,6 @@ __all__ = [
     "cost_usd",
     "create_llm_backend",
     "llm_cache_path",
+    "prices_for",
+    "require_prices",
 ]

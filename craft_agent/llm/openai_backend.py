@@ -118,6 +118,8 @@ class OpenAIBackend:
         cache: response cache, or None to always ask.
         usage: meter charged for every answer and checked against its budget before every request.
         price_per_1k_prompt / price_per_1k_completion: USD per 1,000 tokens, for the meter and ``cost_usd``.
+        priced: whether those prices are known (False: the model's price is unknown and ``cost_usd`` is 0
+            for want of a price, which summaries must say rather than claim the run was free).
         sleep: how to wait between retries (tests pass a recorder).
         rng: source of the backoff jitter; pass ``random.Random(seed)`` for repeatable waits.
         send_images: send images as content parts. Servers of text-only models refuse them; such a refusal
@@ -145,6 +147,7 @@ class OpenAIBackend:
         usage: UsageMeter | None = None,
         price_per_1k_prompt: float = 0.0,
         price_per_1k_completion: float = 0.0,
+        priced: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         send_images: bool = True,
@@ -167,6 +170,7 @@ class OpenAIBackend:
         self.usage = usage
         self.price_per_1k_prompt = price_per_1k_prompt
         self.price_per_1k_completion = price_per_1k_completion
+        self.priced = priced
         self._secret = api_key.get_secret_value() if api_key is not None else ""
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -305,6 +309,14 @@ class OpenAIBackend:
             answer = retrying(self._post, request, messages, tally)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self._failure(exc, request.task, tally.requests) from self._safe_cause(exc)
+        except UnreadableBodyError as exc:
+            raise LLMUnavailableError(
+                f"LLM endpoint {self.base_url} (model {self.model_id!r}) answered task {request.task!r} with a "
+                f"body that is not whole JSON ({exc.size} bytes, cut off or garbled) {tally.requests} time(s).",
+                hint="something between here and the server truncates answers (a proxy, a server closing the "
+                "connection early); check the server's log. Steps it fails are decided by the offline backend.",
+                task=request.task,
+            ) from None
 
         cost = cost_usd(answer.usage, self.price_per_1k_prompt, self.price_per_1k_completion)
         tally.usage += answer.usage
@@ -373,6 +385,10 @@ class OpenAIBackend:
         return options
 
     def _answer(self, http_response: Any, task: str) -> _Answer:
+        if _is_unreadable_json(http_response):
+            # A JSON body cut off or garbled on the way (a proxy, a server that dropped the connection after
+            # the headers): the next attempt will most likely be whole, so this is retried like a 5xx.
+            raise UnreadableBodyError(len(http_response.content))
         try:
             completion = _WireCompletion.model_validate(http_response.json())
             choice = completion.choices[0]
@@ -416,6 +432,8 @@ class OpenAIBackend:
         )
 
     def _describe(self, exc: BaseException | None) -> str:
+        if isinstance(exc, UnreadableBodyError):
+            return str(exc)
         if isinstance(exc, openai.APITimeoutError):
             return f"no answer within {self.timeout_s:g} s"
         if isinstance(exc, openai.APIConnectionError):
@@ -487,7 +505,33 @@ def _image_part(image: LLMImage) -> ChatCompletionContentPartParam:
     return {"type": "image_url", "image_url": {"url": image.data_url}}
 
 
+class UnreadableBodyError(Exception):
+    """HTTP 200 with a JSON content type whose body does not parse: cut off or garbled on the way."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(f"a {size}-byte answer that is not whole JSON")
+
+
+def _is_unreadable_json(http_response: Any) -> bool:
+    """Whether the body claims (by content type, or by its first character) to be JSON and does not parse.
+
+    An HTML page or plain text is not this: that is a wrong URL, reported as such by the caller.
+    """
+    content = http_response.content
+    kind = http_response.headers.get("content-type", "")
+    if "json" not in kind and not content.lstrip().startswith((b"{", b"[")):
+        return False
+    try:
+        json.loads(content)
+    except ValueError:
+        return True
+    return False
+
+
 def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, UnreadableBodyError):
+        return True
     if isinstance(exc, openai.APIConnectionError):  # timeouts included
         return True
     if isinstance(exc, openai.APIStatusError):
