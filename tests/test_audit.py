@@ -398,24 +398,29 @@ def test_pull_follows_changed_and_deleted_annotations_and_policies(
     catalog.close()
 
 
-def test_push_survives_a_server_restart_without_loss_or_duplicates(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    server_settings = Settings(workspace=root, label_studio_port=free_port())
-    server = LocalLabelStudio(server_settings)
+def _modes(folder: Path) -> dict[str, int]:
+    """Permission bits of ``folder`` (as ".") and of the files directly in it."""
+    entries = {".": folder, **{p.name: p for p in folder.iterdir() if p.is_file()}}
+    return {name: stat.S_IMODE(path.stat().st_mode) for name, path in entries.items()}
+
+
+def test_push_and_pull_survive_server_restarts_without_loss_or_duplicates(tmp_path: Path) -> None:
+    # The defaults, as `craft-agent audit serve` and `audit push` use them: the workspace's own server on a
+    # port it picks itself, found by the push through the workspace's PID file.
+    workspace = tmp_path / "ws"
+    settings = Settings(workspace=workspace)
+    catalog = Catalog.from_settings(settings)
+    triplets = draft_triplets_from_truth(catalog, ImageStore(workspace), tmp_path / "src", pairs=4)
+    server = LocalLabelStudio(settings)
     url = server.start(timeout_s=300)
+    data = workspace / "label-studio"
     try:
-        workspace = root / "ws"
-        settings = Settings(
-            workspace=workspace,
-            label_studio_url=url,
-            label_studio_token=server.credentials.token,
-            label_studio_images="local",
-            label_studio_document_root=root,
-        )
-        catalog = Catalog.from_settings(settings)
-        triplets = draft_triplets_from_truth(catalog, ImageStore(workspace), tmp_path / "src", pairs=4)
+        # The database holds the API token in plain text: the folder and everything in it are the owner's.
+        modes = _modes(data)
+        assert {"label_studio.sqlite3", "server.log", "credentials.json", "server.json", "state.json"} <= set(modes)
+        assert modes == {name: 0o700 if name == "." else 0o600 for name in modes}
         backend = LabelStudioAudit(settings)
+        assert (backend.url, backend.image_mode) == (url, "local")
         project_id = backend.ensure_project()
         outcome: dict[str, Any] = {}
 
@@ -437,11 +442,19 @@ def test_push_survives_a_server_restart_without_loss_or_duplicates(tmp_path: Pat
         assert catalog.triplet_counts()["queued_for_audit"] >= 2, "the push never started"
         server.stop()
         interrupted = worker.is_alive()
+        # Meanwhile the folder is left as an older craft-agent made it: readable by everyone.
+        data.chmod(0o755)
+        for name in _modes(data):
+            if name != ".":
+                (data / name).chmod(0o644)
         time.sleep(1.0)
-        server.start(timeout_s=300)
+        # Started again from scratch, as a new `audit serve` would: it comes back on the same port.
+        server = LocalLabelStudio(settings)
+        assert server.start(timeout_s=300) == url
+        assert set(_modes(data).values()) == {0o700, 0o600} and _modes(data)["."] == 0o700
         worker.join(timeout=300)
         assert "error" not in outcome, outcome.get("error")
-        # the server went down mid-push (the SDK's own retries or the push's wait loop carried it over)
+        # the server went down mid-push (the SDK's own retries or the push's retries carried it over)
         assert interrupted, "the push had finished before the server was stopped"
         assert outcome["summary"].imported == len(triplets)
         tasks = backend.export_tasks(project_id, all_tasks=True)
@@ -449,9 +462,57 @@ def test_push_survives_a_server_restart_without_loss_or_duplicates(tmp_path: Pat
         assert sorted(ids) == sorted(t.id for t in triplets), "lost or duplicated tasks"
         assert catalog.triplet_counts()["queued_for_audit"] == len(triplets)
         assert backend.push(catalog).imported == 0
+
+        # A pull that finds the server away waits for it, and finds it again on the port it comes back on.
+        target = next(t for t in triplets if not t.is_no_target)
+        task_id = next(t["id"] for t in tasks if t["data"]["triplet_id"] == target.id)
+        _annotate(backend.client, task_id, _annotation(target, "accept"), lead_time=7.0)
+        server.stop()
+        pulled: dict[str, Any] = {}
+
+        def pull() -> None:
+            try:
+                pulled["summary"] = backend.pull(catalog, retry_s=240)
+            except Exception as exc:  # pragma: no cover - reported by the assertion below
+                pulled["error"] = exc
+
+        worker = threading.Thread(target=pull)
+        worker.start()
+        time.sleep(2.0)
+        assert worker.is_alive(), f"the pull did not wait for the server: {pulled}"
+        moved_port = free_port()
+        server = LocalLabelStudio(Settings(workspace=workspace, label_studio_port=moved_port))
+        moved_url = server.start(timeout_s=300)
+        worker.join(timeout=300)
+        assert "error" not in pulled, pulled.get("error")
+        assert moved_url == f"http://127.0.0.1:{moved_port}" and backend.url == moved_url
+        assert (pulled["summary"].annotations, pulled["summary"].new_records) == (1, 1)
+        assert catalog.get_triplet(target.id).state is TripletState.ACCEPTED
+        assert LocalLabelStudio(settings).stored_port() == moved_port, "the port asked for is kept for next time"
         catalog.close()
     finally:
         server.stop()
+
+
+def test_a_workspace_port_taken_by_another_process_is_named_clearly(tmp_path: Path) -> None:
+    import socket
+
+    settings = Settings(workspace=tmp_path / "ws")
+    server = LocalLabelStudio(settings)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        server.data_dir.mkdir(parents=True, exist_ok=True)
+        server.state_path.write_text(json.dumps({"port": port}))
+        try:
+            with pytest.raises(AuditError, match=f"port {port} on 127.0.0.1, where this workspace's Label") as info:
+                server.start(timeout_s=60)
+        finally:
+            server.stop()  # only does something when the test fails: a server started elsewhere
+    assert "taken by another process" in str(info.value) and str(server.state_path) in str(info.value)
+    assert "--port" in (info.value.hint or "")
+    assert server.process is None and not server.pid_path.exists()
 
 
 def test_cli_serve_push_pull_status_stop(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@
 triplet, carrying the triplet id and a revision hash, with the proposal as a prediction) and ``pull`` turns
 submitted annotations into :class:`AuditRecord` rows and state moves. The server is the source of truth for
 what was pushed, so both are idempotent and survive interruptions: a push first indexes the project's tasks
-by triplet id and imports only what is missing; a pull upserts records by annotation id.
+by triplet id and imports only what is missing; a pull upserts records by annotation id. When the server goes
+away mid-way (a restart), each step is retried with backoff for a bounded time, finding the workspace's own
+server again by its PID file; a bulk import that may have landed is re-indexed before it is repeated.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
+import functools
 import json
 import time
 import urllib.parse
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from craft_agent.audit.labeling import audit_record, label_config, revision_of, task_for
 from craft_agent.audit.policy import Decision, decide
@@ -106,10 +109,15 @@ def connection(settings: Settings) -> tuple[str, str, bool]:
     )
 
 
-def _transient(exc: Exception) -> bool:
+def _transient(exc: BaseException) -> bool:
     if isinstance(exc, httpx.TransportError):
         return True
     return isinstance(exc, ApiError) and (exc.status_code or 0) >= 500
+
+
+def _server_away(exc: BaseException) -> bool:
+    """True for a failure that waiting may cure: no connection, a dropped one, a 5xx (raw or wrapped by _call)."""
+    return _transient(exc) or (isinstance(exc, AuditError) and exc.__cause__ is not None and _transient(exc.__cause__))
 
 
 class LabelStudioAudit:
@@ -132,6 +140,11 @@ class LabelStudioAudit:
             own = bool(info and info.url.rstrip("/") == found_url)
         else:
             found_url, token, own = connection(settings)
+        # Found through the workspace's PID file: after a restart, look there again for where it is now.
+        self._follows_workspace_server = not (url and token) and not settings.label_studio_url
+        self._token = token
+        self._timeout_s = timeout_s
+        self.retries = 0  # steps repeated so far because the server was away
         self.url = found_url
         self.client = LabelStudio(base_url=found_url, api_key=token, timeout=timeout_s)
         mode = settings.label_studio_images
@@ -150,6 +163,61 @@ class LabelStudioAudit:
             return function(*args, **kwargs)
         except (ApiError, httpx.HTTPError) as exc:
             raise self._audit_error(what, exc) from exc
+
+    def _resilient(self, what: str, step: Callable[[], T], retry_s: float) -> T:
+        """Run ``step`` (one that is safe to repeat), again and again with backoff while the server is away.
+
+        Between tries the workspace's own server is looked up again, so one restarted elsewhere is found.
+
+        Raises:
+            AuditError: at once for a refusal (bad token, 4xx); after ``retry_s`` when the server stays away.
+        """
+
+        def reconnect(state: RetryCallState) -> None:
+            if state.attempt_number > 1:
+                self._reconnect()
+
+        def count(state: RetryCallState) -> None:
+            self.retries += 1
+
+        retrying = Retrying(
+            retry=retry_if_exception(_server_away),
+            stop=stop_after_delay(retry_s),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            before=reconnect,
+            before_sleep=count,
+            reraise=True,
+        )
+        try:
+            return retrying(step)
+        except AuditError as exc:
+            if not _server_away(exc):
+                raise
+            raise self._gave_up(what, retry_s, exc) from exc
+        except (ApiError, httpx.HTTPError) as exc:
+            if not _server_away(exc):
+                raise self._audit_error(what, exc) from exc
+            raise self._gave_up(what, retry_s, exc) from exc
+
+    def _gave_up(self, what: str, retry_s: float, exc: Exception) -> AuditError:
+        return AuditError(
+            f"Label Studio at {self.url} stopped answering while trying to {what} and did not come back "
+            f"within {retry_s:.0f} s ({type(exc.__cause__ or exc).__name__}).",
+            hint="start the server again (`craft-agent audit serve`) and re-run the command: triplets "
+            "already imported are recognised by id and not imported twice; a longer --retry-s waits longer.",
+        )
+
+    def _reconnect(self) -> None:
+        """Point the client at the workspace's own server again (a no-op for a configured URL)."""
+        if not self._follows_workspace_server:
+            return
+        try:
+            url, token, _ = connection(self.settings)
+        except AuditError:
+            return  # not back yet: the next try fails fast and waits again
+        if (url, token) != (self.url, self._token):
+            self.url, self._token = url, token
+            self.client = LabelStudio(base_url=url, api_key=token, timeout=self._timeout_s)
 
     def _audit_error(self, what: str, exc: ApiError | httpx.HTTPError) -> AuditError:
         if isinstance(exc, httpx.HTTPError):
@@ -272,8 +340,8 @@ class LabelStudioAudit:
 
         Args:
             batch_size: tasks per bulk import request.
-            retry_s: how long to wait for the server to come back when it drops mid-push; after a drop the
-                project is re-indexed so a batch that did land is not imported twice.
+            retry_s: how long each step waits for the server to come back when it drops mid-push; after a
+                drop the project is re-indexed so a batch that did land is not imported twice.
             progress: called with the number of triplets handled after each batch.
             on_total: called once with the number of triplets that need a request.
 
@@ -281,9 +349,10 @@ class LabelStudioAudit:
             AuditError: when the server refuses the token or stays away longer than ``retry_s``.
         """
         started = time.monotonic()
-        project_id = self.ensure_project()
+        retries = self.retries
+        project_id = self._resilient("find or create the audit project", self.ensure_project, retry_s)
         summary = PushSummary(project_id=project_id, url=self.url)
-        index = self.task_index(project_id)
+        index = self._resilient("index the project's tasks", functools.partial(self.task_index, project_id), retry_s)
         summary.duplicates = sorted(t for t, refs in index.items() if len(refs) > 1)
         pending = [*catalog.iter_triplets(TripletState.DRAFTED), *catalog.iter_triplets(TripletState.QUEUED_FOR_AUDIT)]
         new = [t for t in pending if t.id not in index]
@@ -302,47 +371,40 @@ class LabelStudioAudit:
 
         for batch in in_batches(new, batch_size):
             tasks = {t.id: self.build_task(t, pair_of(t)) for t in batch}
-            summary.retries += self._import(project_id, tasks, retry_s)
+            self._import(project_id, tasks, retry_s)
             summary.imported += len(batch)
             summary.queued += self._queue(catalog, batch)
             if progress:
                 progress(len(batch))
         for triplet in changed:
-            self._update(index[triplet.id][0], self.build_task(triplet, pair_of(triplet)))
+            update = functools.partial(self._update, index[triplet.id][0], self.build_task(triplet, pair_of(triplet)))
+            self._resilient("update a task", update, retry_s)
             summary.updated += 1
             if progress:
                 progress(1)
         summary.queued += self._queue(catalog, changed + settled)
+        summary.url = self.url
+        summary.retries = self.retries - retries
         summary.seconds = time.monotonic() - started
         return summary
 
-    def _import(self, project_id: int, tasks: dict[str, dict[str, Any]], retry_s: float) -> int:
-        """Bulk-import tasks (keyed by triplet id); returns how many retries it took."""
-        deadline = time.monotonic() + retry_s
-        retries = 0
-        while True:
-            try:
-                self.client.projects.import_tasks(id=project_id, request=list(tasks.values()))  # type: ignore[arg-type]
-                return retries
-            except (ApiError, httpx.HTTPError) as exc:
-                if not _transient(exc):
-                    raise self._audit_error("import tasks", exc) from exc
-                if time.monotonic() > deadline:
-                    raise AuditError(
-                        f"Label Studio at {self.url} stopped answering during a push and did not come back "
-                        f"within {retry_s:.0f} s ({type(exc).__name__}).",
-                        hint="start the server again and re-run `craft-agent audit push`: triplets already "
-                        "imported are recognised by id and not imported twice.",
-                    ) from exc
-            retries += 1
-            while not health(self.url) and time.monotonic() < deadline:
-                time.sleep(1.0)
-            # The batch may have landed before the connection dropped: import only what is still missing.
-            with contextlib.suppress(AuditError):
+    def _import(self, project_id: int, tasks: dict[str, dict[str, Any]], retry_s: float) -> None:
+        """Bulk-import tasks (keyed by triplet id), waiting up to ``retry_s`` for a server that went away."""
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tasks, tries
+            tries += 1
+            if tries > 1:
+                # The batch may have landed before the connection dropped: import only what is still missing.
                 present = self.task_index(project_id)
                 tasks = {tid: task for tid, task in tasks.items() if tid not in present}
-            if not tasks:
-                return retries
+            if tasks:
+                self._call(
+                    "import tasks", self.client.projects.import_tasks, id=project_id, request=list(tasks.values())
+                )
+
+        self._resilient("import tasks", attempt, retry_s)
 
     def _update(self, ref: TaskRef, task: dict[str, Any]) -> None:
         """Replace a task's data and its prediction with the triplet's current content (annotations stay)."""
@@ -376,26 +438,33 @@ class LabelStudioAudit:
         users = self._call("list users", lambda: list(self.client.users.list()))
         return {int(u.id): str(u.email or u.username or u.id) for u in users if u.id is not None}
 
-    def pull(self, catalog: Catalog, policy: str | None = None, progress: Progress | None = None) -> PullSummary:
+    def pull(
+        self, catalog: Catalog, policy: str | None = None, progress: Progress | None = None, retry_s: float = 120
+    ) -> PullSummary:
         """Read submitted annotations into audit records and move triplets by ``policy``.
 
         Safe to repeat or resume: records are keyed by annotation id, annotations deleted on the server
         remove their records, and a triplet only moves when the decision differs from its state.
 
+        Args:
+            retry_s: how long each request waits for the server to come back when it is away.
+
         Raises:
-            AuditError: when the server cannot be reached or the project does not exist.
+            AuditError: when the server stays away longer than ``retry_s`` or the project does not exist.
         """
         started = time.monotonic()
         policy = policy or self.settings.audit_policy
-        project_id = self.find_project()
+        project_id = self._resilient("find the audit project", self.find_project, retry_s)
         if project_id is None:
             raise AuditError(
                 f"no audit project {self.project_title!r} on {self.url}.",
                 hint="run `craft-agent audit push` first.",
             )
         summary = PullSummary(project_id=project_id)
-        tasks = self.export_tasks(project_id, all_tasks=False)
-        auditors = self._auditors()
+        tasks = self._resilient(
+            "export the project's tasks", functools.partial(self.export_tasks, project_id, all_tasks=False), retry_s
+        )
+        auditors = self._resilient("list users", self._auditors, retry_s)
         by_triplet: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for task in tasks:
             triplet_id = str((task.get("data") or {}).get("triplet_id", ""))

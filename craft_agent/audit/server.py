@@ -4,7 +4,10 @@ Label Studio pins ``openai<2`` and would downgrade this project's stack, so the 
 own (:class:`LabelStudioInstall`, created on first use). :class:`LocalLabelStudio` starts it with the admin
 user and API token set before the first start (Label Studio reads them only when it creates the
 organisation), local-file serving rooted at the workspace, SQLite under the workspace or PostgreSQL when
-configured, and stops it by PID. Measured facts behind the details are in ``shared/DESIGN.md``.
+configured, and stops it by PID. It comes back on the port it had before (kept in ``state.json``), so the
+URL a running push or an open browser tab holds stays valid across restarts. The server's folder is the
+owner's alone (0700, files 0600): its database holds the API token in plain text. Measured facts behind the
+details are in ``shared/DESIGN.md``.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from pathlib import Path
 
 from craft_agent.catalog.store import write_atomic
 from craft_agent.errors import AuditError
-from craft_agent.localhost import free_port, port_free
+from craft_agent.localhost import free_port, pid_alive, port_free
 from craft_agent.settings import Settings
 
 LABEL_STUDIO_VERSION = "1.23.2"
 SERVER_DIR = "label-studio"
-"""Folder in the workspace holding the local server's data, log, credentials and PID file."""
+"""Folder in the workspace holding the local server's data, log, credentials, state and PID file."""
+STATE_FILE = "state.json"
+"""In :data:`SERVER_DIR`: what outlives one server process (its port)."""
 
 # Variables of ours or the user's shell that Label Studio would read as its own settings (DESIGN.md: plain
 # USERNAME / PASSWORD / PORT / HOST leak into it).
@@ -141,7 +146,7 @@ class Credentials:
             "token": stored.get("token") or secrets.token_hex(20),
         }
         if generated != stored:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_atomic(path, json.dumps(generated, indent=2).encode())
         os.chmod(path, 0o600)
         return cls(
@@ -173,13 +178,7 @@ class ServerInfo:
 
     @property
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(self.pid)
 
 
 def health(url: str, timeout: float = 2.0) -> bool:
@@ -189,6 +188,27 @@ def health(url: str, timeout: float = 2.0) -> bool:
             return int(response.status) == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def make_private(folder: Path) -> None:
+    """Make ``folder`` the owner's alone (0700) and the files directly in it owner read/write (0600).
+
+    The server's SQLite database stores the API token in plain text; logs and state name the workspace.
+    Folders inside (media, exports) are reachable only through ``folder``, so they are left as they are.
+
+    Raises:
+        AuditError: when the modes cannot be changed (the folder belongs to another user).
+    """
+    try:
+        folder.chmod(0o700)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                entry.chmod(0o600)
+    except OSError as exc:
+        raise AuditError(
+            f"cannot make the Label Studio folder {folder} private (it holds the API token): {exc}.",
+            hint="run as the folder's owner, or chown it to yourself, then start again.",
+        ) from exc
 
 
 def _database_environment(database_url: str) -> dict[str, str]:
@@ -224,6 +244,7 @@ class LocalLabelStudio:
         self.install = LabelStudioInstall(settings.label_studio_home)
         self.log_path = self.data_dir / "server.log"
         self.pid_path = self.data_dir / "server.json"
+        self.state_path = self.data_dir / STATE_FILE
         self.credentials = Credentials.load_or_create(self.data_dir / "credentials.json", settings)
         self.process: subprocess.Popen[bytes] | None = None
         self.url: str | None = None
@@ -235,6 +256,34 @@ class LocalLabelStudio:
         if info and info.alive and health(info.url):
             return info
         return None
+
+    def stored_port(self) -> int | None:
+        """The port this workspace's server had last time, or None before its first start."""
+        try:
+            port = json.loads(self.state_path.read_text())["port"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return port if isinstance(port, int) and 0 < port < 65536 else None
+
+    def _port_taken(self, port: int, stored: bool) -> AuditError:
+        previous = ServerInfo.read(self.pid_path)
+        if previous and previous.alive and previous.url.endswith(f":{port}"):
+            return AuditError(
+                f"port {port} on 127.0.0.1 is still held by this workspace's previous Label Studio "
+                f"(PID {previous.pid}), which does not answer on {previous.url}.",
+                hint=f"stop it with `craft-agent audit stop --workspace {self.workspace}` and start again.",
+            )
+        if stored:
+            return AuditError(
+                f"port {port} on 127.0.0.1, where this workspace's Label Studio always runs (kept in "
+                f"{self.state_path} so that its URL stays the same), is taken by another process.",
+                hint=f"stop that process (`ss -ltnp 'sport = :{port}'` names it), or start on another port with "
+                "`craft-agent audit serve --port N` (or CRAFT_LABEL_STUDIO_PORT); that port is kept from then on.",
+            )
+        return AuditError(
+            f"port {port} on 127.0.0.1 is in use, so Label Studio cannot start there.",
+            hint="stop what listens there, or set CRAFT_LABEL_STUDIO_PORT to another port (or unset it).",
+        )
 
     def environment(self, port: int) -> dict[str, str]:
         """The server's environment: ours minus variables Label Studio would misread, plus its settings."""
@@ -271,27 +320,28 @@ class LocalLabelStudio:
     def start(self, timeout_s: float = 240, report: Callable[[str], None] | None = None) -> str:
         """Start the server (installing it first if needed) and wait until it answers; returns its URL.
 
-        Reuses the workspace's server when it is already running.
+        Reuses the workspace's server when it is already running. The port is ``label_studio_port`` when
+        set, else the one this workspace's server had before, else a free one; it is kept for next time.
+        The data folder is made private first (also fixing one an older version left readable).
 
         Raises:
-            AuditError: when it exits early, listens elsewhere than asked, or is not healthy within
-                ``timeout_s``; the message quotes the end of its log.
+            AuditError: when the port is taken by another process, or the server exits early, listens
+                elsewhere than asked, or is not healthy within ``timeout_s``; the message quotes its log.
         """
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.data_dir)
         existing = self.running()
         if existing:
             self.url = existing.url
             return existing.url
         executable = self.install.ensure(report)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        port = self.settings.label_studio_port or free_port()
+        stored = self.stored_port()
+        port = self.settings.label_studio_port or stored or free_port()
         deadline = time.monotonic() + 20
         while not port_free(port) and time.monotonic() < deadline:  # a previous server may still be closing
             time.sleep(0.2)
         if not port_free(port):
-            raise AuditError(
-                f"port {port} on 127.0.0.1 is in use, so Label Studio cannot start there.",
-                hint="stop what listens there, or set CRAFT_LABEL_STUDIO_PORT to another port (or unset it).",
-            )
+            raise self._port_taken(port, stored=port == stored)
         command = [
             str(executable),
             "start",
@@ -304,7 +354,7 @@ class LocalLabelStudio:
             str(self.data_dir),
         ]
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
+        log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.process = subprocess.Popen(
                 command,
@@ -314,9 +364,10 @@ class LocalLabelStudio:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() reaches the workers too
+                umask=0o077,  # the database (API token inside), media and exports it creates: owner only
             )
         finally:
-            log.close()
+            os.close(log)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -342,10 +393,12 @@ class LocalLabelStudio:
                 hint=f"read {self.log_path}; on a busy machine give it longer.",
             )
         self.url = url
+        write_atomic(self.state_path, json.dumps({"port": port}).encode())
         write_atomic(
             self.pid_path,
             json.dumps({"pid": self.process.pid, "url": url, "document_root": str(self.document_root)}).encode(),
         )
+        make_private(self.data_dir)
         return url
 
     def stop(self, timeout_s: float = 20) -> bool:
