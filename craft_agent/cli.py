@@ -21,7 +21,7 @@ from rich.table import Table
 
 from craft_agent import __version__
 from craft_agent.errors import CraftError
-from craft_agent.settings import Settings, load_settings
+from craft_agent.settings import Settings, load_settings, require_workspace
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -120,6 +120,14 @@ def print_failures(failures: list[Any]) -> None:
         out.print(f"  [red]x[/] {failure.input}\n    {failure.error}", highlight=False)
 
 
+def print_warnings(warnings: list[Any], shown: int = 20) -> None:
+    """One yellow line per warning on stderr (the first ``shown``), then how many more the --json summary has."""
+    for warning in warnings[:shown]:
+        err.print(f"[bold yellow]warning:[/] {warning.input}\n    {warning.warning}", highlight=False, soft_wrap=True)
+    if len(warnings) > shown:
+        err.print(f"[bold yellow]warning:[/] ... and {len(warnings) - shown} more (see --json)")
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool) -> Iterator[Any]:
     """A rich progress bar on stderr; yields a callback (done, total, name)."""
@@ -143,8 +151,19 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def settings_for(workspace: Path | None, **overrides: Any) -> Settings:
-    return load_settings(workspace=workspace, **overrides)
+def settings_for(workspace: Path | None, *, existing: bool = True, **overrides: Any) -> Settings:
+    """The command's settings; with ``existing`` (the default) a workspace without a catalog is refused.
+
+    Only commands that fill a workspace (ingest, import) or do not read one (doctor, bench) pass
+    ``existing=False``: anywhere else a mistyped ``--workspace`` would silently start an empty one.
+
+    Raises:
+        ConfigError: for invalid settings, or a missing workspace (naming the workspaces nearby).
+    """
+    settings = load_settings(workspace=workspace, **overrides)
+    if existing:
+        require_workspace(settings)
+    return settings
 
 
 def _version_callback(value: bool) -> None:
@@ -228,7 +247,9 @@ def ingest(
             raise typer.BadParameter(f"--domain must be rs or ns, got {domain!r}")
         if label_category is not None and label_category not in CATEGORIES:
             raise typer.BadParameter(f"--label-category must be one of {', '.join(CATEGORIES)}; got {label_category!r}")
-        settings = settings_for(workspace, default_domain=domain, tile_size=tile_size, tile_overlap=tile_overlap)
+        settings = settings_for(
+            workspace, existing=False, default_domain=domain, tile_size=tile_size, tile_overlap=tile_overlap
+        )
         options = IngestOptions.from_settings(
             settings,
             group_pattern=group_pattern,
@@ -242,11 +263,20 @@ def ingest(
             summary = run_ingest(src, catalog, ImageStore(settings.workspace), options, progress=update)
     except CraftError as exc:
         raise fail(exc, as_json) from exc
+    print_warnings(summary.warnings)  # on stderr, with --json too: a guessed band order must not go unseen
     if as_json:
         emit_json(summary.to_json())
     else:
+        extra = "".join(
+            f", {n} {what}"
+            for n, what in (
+                (summary.replaced, "earlier pair(s) of the same files replaced"),
+                (summary.skipped_empty_tiles, "empty tile(s) left out"),
+            )
+            if n
+        )
         out.print(
-            f"[bold green]{summary.ingested}[/] pair(s) ingested, {summary.skipped} already in the catalog, "
+            f"[bold green]{summary.ingested}[/] pair(s) ingested, {summary.skipped} already in the catalog{extra}, "
             f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/] "
             f"({summary.layout} layout, {summary.seconds:.1f} s) -> {settings.workspace}"
         )
@@ -316,7 +346,16 @@ def generate(
     max_rounds: Annotated[int, typer.Option(help="Correction rounds before a target is left uncorrected.")] = 2,
     expressions: Annotated[int, typer.Option(help="Referring expressions per target.")] = 3,
     no_target_ratio: Annotated[float, typer.Option(help="No-target expressions per kept target.")] = 0.1,
-    budget_usd: Annotated[float | None, typer.Option(help="Stop cleanly once the LLM has cost this much.")] = None,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop cleanly once the LLM has cost this much (USD; needs the model's price: see "
+            "CRAFT_LLM_PRICE_PER_1K_PROMPT)."
+        ),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Stop cleanly once the LLM has used this many tokens.")
+    ] = None,
     proposals: ProposalsOption = "auto",
     detector: DetectorOption = None,
     checkpoint: CheckpointOption = None,
@@ -339,7 +378,7 @@ def generate(
 
     try:
         settings = settings_for(workspace)
-        backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd=budget_usd))
+        backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd, budget_tokens))
         engine = create_mask_engine(settings, masks)
         detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
         config = AgentConfig(
@@ -361,16 +400,29 @@ def generate(
     if as_json:
         emit_json(summary.to_json())
     else:
+        cost = f"${summary.cost_usd:.4f}" if summary.cost_known else "cost unknown (no price for the model)"
         out.print(
             f"[bold green]{summary.triplets}[/] triplet(s) drafted ({summary.uncorrected} uncorrected) from "
             f"{summary.pairs} pair(s); {summary.skipped} already done, {summary.resumed} resumed, "
             f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/]; "
-            f"{summary.llm_calls} LLM call(s), ${summary.cost_usd:.4f} ({summary.seconds:.1f} s)"
+            f"{summary.llm_calls} LLM call(s), {cost} ({summary.seconds:.1f} s)"
         )
+        if summary.fallbacks:
+            reasons = ", ".join(f"{name} {count}" for name, count in sorted(summary.fallback_reasons.items()))
+            out.print(
+                f"[yellow]{summary.fallbacks} of {summary.llm_steps} {summary.llm_backend} step(s) fell back to the "
+                f"offline backend ({reasons}); their triplets say so in provenance.steps.[/]"
+            )
         if summary.stopped_by_budget:
-            out.print("[yellow]stopped: the LLM budget is spent; re-run with a larger --budget-usd to go on.[/]")
+            out.print("[yellow]stopped: the LLM budget is spent; re-run with a larger budget to go on.[/]")
         print_failures(summary.failed)
-    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+    if summary.mostly_fallbacks:
+        err.print(
+            f"[bold red]warning: {summary.fallbacks} of {summary.llm_steps} steps were not made by "
+            f"{summary.llm_backend} but by the offline fallback: this run's triplets are mostly offline drafts.[/] "
+            "Check the endpoint, the model (structured output, images) and the failures above, then re-run."
+        )
+    raise typer.Exit(EXIT_PARTIAL if summary.failed or summary.mostly_fallbacks else EXIT_OK)
 
 
 @examples_app.command("make")
@@ -414,7 +466,7 @@ def doctor(
     from craft_agent.doctor import run_checks
 
     try:
-        checks = run_checks(settings_for(workspace))
+        checks = run_checks(settings_for(workspace, existing=False))
     except CraftError as exc:
         raise fail(exc, as_json) from exc
     failed = [c for c in checks if c.status == "error"]
@@ -456,7 +508,7 @@ def schema(
 
 @catalog_app.command("info")
 def catalog_info(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """Counts of pairs, scene groups, candidates, triplets per state and audits."""
+    """Counts of pairs, scene groups, candidates, triplets per state, audits and interrupted runs."""
     from craft_agent.catalog import Catalog
 
     try:
@@ -478,7 +530,65 @@ def catalog_info(workspace: WorkspaceOption = None, as_json: JsonOption = False)
         for state, count in info["triplets"].items():
             table.add_row(f"triplets {state}", str(count))
         table.add_row("audits", str(info["audits"]))
+        interrupted = info["interrupted_runs"]
+        table.add_row("interrupted runs", str(interrupted["count"]))
         out.print(table)
+        if interrupted["latest"]:
+            latest = interrupted["latest"]
+            out.print(
+                f"[yellow]latest interrupted run: {latest['kind']} started {latest['started_at']} "
+                f"(process {latest['pid']} on {latest['host']} ended without finishing); re-run that stage.[/]",
+                highlight=False,
+            )
+    raise typer.Exit(EXIT_OK)
+
+
+@catalog_app.command("remove")
+def catalog_remove(
+    pair: Annotated[
+        list[str] | None, typer.Option("--pair", help="Id of a pair to remove; repeat for several.")
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Remove every pair ingested from this folder, manifest or image file (or from inside it)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also remove pairs with audited triplets (their audits are lost).")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove pairs with their candidates, triplets and audits; refused for audited triplets unless --force."""
+    from craft_agent.catalog import Catalog
+    from craft_agent.errors import ConfigError
+
+    try:
+        if bool(pair) == (source is not None):
+            raise ConfigError(
+                "catalog remove needs either --pair or --source.",
+                hint="pass --pair ID (repeatable) or --source PATH (the folder or manifest given to ingest).",
+            )
+        settings = settings_for(workspace)
+        with Catalog.from_settings(settings) as catalog:
+            ids = list(pair) if pair else catalog.pair_ids_from(source) if source else []
+            if not ids:
+                raise ConfigError(
+                    f"no pair in the catalog was ingested from {source}.",
+                    hint="pass the folder, manifest or image file that was given to `craft-agent ingest`, or a "
+                    "folder inside it.",
+                )
+            removed = catalog.remove_pairs(ids, force=force)
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(removed.__dict__)
+    else:
+        out.print(
+            f"removed {removed.pairs} pair(s), {removed.candidates} candidate(s), {removed.triplets} triplet(s) "
+            f"and {removed.audits} audit record(s) from {settings.workspace}"
+        )
+        if removed.audited_triplets:
+            out.print(f"[yellow]{removed.audited_triplets} of the removed triplets were audited (--force).[/]")
     raise typer.Exit(EXIT_OK)
 
 
@@ -513,7 +623,7 @@ def bench_vision(
     try:
         if data is not None and not data.is_dir():
             raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
-        settings = settings_for(workspace, change_checkpoint=checkpoint)
+        settings = settings_for(workspace, existing=False, change_checkpoint=checkpoint)
         detector = detector or default_detector(settings)[0]
         engine = create_mask_engine(settings, masks)
         with progress_bar("bench vision", not as_json) as update:
@@ -580,7 +690,7 @@ def bench_agent(
     try:
         if data is not None and not data.is_dir():
             raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
-        settings = settings_for(workspace)
+        settings = settings_for(workspace, existing=False)
         detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
         backends = {"offline": lambda: create_llm_backend(settings, "offline")}
         if settings.llm_base_url:
@@ -666,7 +776,7 @@ def audit_serve(
     from craft_agent.errors import AuditError
 
     try:
-        settings = settings_for(workspace, label_studio_port=port)
+        settings = settings_for(workspace, existing=False, label_studio_port=port)
         if settings.label_studio_url:
             # An existing server is configured: nothing to start; say whether it answers and takes the token.
             from craft_agent.doctor import check_label_studio
@@ -681,6 +791,7 @@ def audit_serve(
                     f"using the existing server at {settings.label_studio_url} (CRAFT_LABEL_STUDIO_URL): {check.detail}"
                 )
             raise typer.Exit(EXIT_OK)
+        require_workspace(settings)  # a local server serves the workspace's images: it must be one
         server = LocalLabelStudio(settings)
         already = server.running()
         url = server.start(report=lambda message: err.print(message))
@@ -791,6 +902,7 @@ def audit_pull(
     policy: Annotated[
         str | None, typer.Option(help="Several annotations of a task: first, majority or two_agree.")
     ] = None,
+    retry_s: Annotated[float, typer.Option(help="How long to wait for a server that drops mid-pull.")] = 120,
     as_json: JsonOption = False,
 ) -> None:
     """Read auditors' verdicts, edited texts and repainted masks into the catalog (safe to repeat)."""
@@ -801,7 +913,7 @@ def audit_pull(
         settings = settings_for(workspace, audit_policy=policy)
         backend = LabelStudioAudit(settings)
         with Catalog.from_settings(settings) as catalog:
-            summary = backend.pull(catalog)
+            summary = backend.pull(catalog, retry_s=retry_s)
     except CraftError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
@@ -873,7 +985,7 @@ def bench_audit(
     from craft_agent.bench.vision import write_report
 
     try:
-        settings = settings_for(None)
+        settings = settings_for(None, existing=False)
         report = run_audit_bench(settings, triplets=triplets, batch_size=batch_size, report=lambda m: err.print(m))
     except CraftError as exc:
         raise fail(exc, as_json) from exc
@@ -980,8 +1092,15 @@ def validate_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check an export: structure, every file's checksum, every mask, and the counts. Exit 1 on any problem."""
+    from craft_agent.errors import ConfigError
     from craft_agent.export import validate
 
+    if not export_dir.is_dir():
+        problem = "is a file, not an export folder" if export_dir.exists() else "does not exist"
+        raise fail(
+            ConfigError(f"{export_dir} {problem}.", hint="pass the folder written by `craft-agent export --out`."),
+            as_json,
+        )
     report = validate(export_dir)
     if as_json:
         emit_json({**report.__dict__, "ok": report.ok})
@@ -1012,7 +1131,7 @@ def import_command(
     from craft_agent.imagery import IngestOptions
 
     try:
-        settings = settings_for(workspace)
+        settings = settings_for(workspace, existing=False)
         with Catalog.from_settings(settings) as catalog:
             summary = import_mtrefseg(src, catalog, ImageStore(settings.workspace), IngestOptions())
     except CraftError as exc:
@@ -1147,15 +1266,22 @@ def bench_change(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Training seed of every fold.")] = 0,
     runs: Annotated[Path | None, typer.Option(help="Keep each fold's run folder here (default: discarded).")] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(help="families: leave one dataset family out; pairs: hold out pairs of every source (--folds)."),
+    ] = "families",
+    folds: Annotated[int, typer.Option(min=2, help="Folds of --protocol pairs.")] = 3,
     as_json: JsonOption = False,
 ) -> None:
-    """Leave one source family out: train the learned proposer on the others, score it next to the classical one."""
+    """Train the learned proposer without the pairs it is scored on; score it next to the classical one."""
     from craft_agent.bench.change import run_change_bench
     from craft_agent.bench.vision import write_report
 
     try:
         if not data.is_dir():
             raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
+        if protocol not in ("families", "pairs"):
+            raise CraftError(f"--protocol {protocol} is not known.", hint="use families or pairs.")
         with progress_bar("bench change", not as_json) as update:
             report = run_change_bench(
                 data,
@@ -1165,6 +1291,8 @@ def bench_change(
                 seed=seed,
                 runs=runs,
                 progress=lambda name, done, total: update(done, total, name),
+                protocol="pairs" if protocol == "pairs" else "families",
+                folds=folds,
             )
     except CraftError as exc:
         raise fail(exc, as_json) from exc
@@ -1172,20 +1300,18 @@ def bench_change(
     if as_json:
         emit_json(report)
     else:
-        table = Table(title="bench change (leave one family out; pixel scores of the changed map)")
-        for column in ("left out", "source", "pairs", "steps", "learned F1", "learned IoU", "classical F1"):
-            table.add_column(column, justify="left" if column in ("left out", "source") else "right")
-        for family, fold in report["folds"].items():
-            for name, metrics in fold["sources"].items():
-                table.add_row(
-                    family,
-                    name,
-                    str(metrics["pairs"]),
-                    str(fold["steps"]),
-                    str(metrics["pixel_f1"]),
-                    str(metrics["pixel_iou"]),
-                    str(metrics["classical_pixel_f1"]),
-                )
+        what = "leave one family out" if protocol == "families" else f"held-out pairs, {folds} folds"
+        table = Table(title=f"bench change ({what}; pixel scores of the changed map)")
+        for column in ("source", "pairs", "learned F1", "learned IoU", "classical F1"):
+            table.add_column(column, justify="left" if column == "source" else "right")
+        for name, metrics in report["sources"].items():
+            table.add_row(
+                name,
+                str(metrics["pairs"]),
+                str(metrics["pixel_f1"]),
+                str(metrics["pixel_iou"]),
+                str(metrics["classical_pixel_f1"]),
+            )
         out.print(table)
         out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)

@@ -6,15 +6,18 @@ own. Secrets are ``SecretStr`` so they never print in logs, reprs or JSON summar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from craft_agent.errors import ConfigError
 
 CATALOG_FILENAME = "catalog.sqlite"
+DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
+"""Pillow's own refusal point (twice its ``Image.MAX_IMAGE_PIXELS`` warning level), kept as the default limit."""
 
 
 class Settings(BaseSettings):
@@ -39,6 +42,12 @@ class Settings(BaseSettings):
     max_nodata_fraction: float = Field(
         default=0.95, ge=0, le=1, description="Tiles with more nodata than this are refused."
     )
+    max_image_pixels: int = Field(
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="Largest PNG/JPEG (width x height) read; Pillow refuses larger ones as possible decompression "
+        "bombs. GeoTIFFs are read through rasterio and have no such limit.",
+    )
 
     # Language model (issue 4 uses these; doctor reports them)
     llm_base_url: str | None = Field(
@@ -46,6 +55,18 @@ class Settings(BaseSettings):
     )
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds one LLM request may take before it counts as a (retried) timeout."
+    )
+    llm_max_attempts: int = Field(
+        default=4, ge=1, description="HTTP attempts per LLM request for transient failures, the first included."
+    )
+    llm_price_per_1k_prompt: float | None = Field(
+        default=None, ge=0, description="USD per 1,000 prompt tokens; default: the table of well-known models."
+    )
+    llm_price_per_1k_completion: float | None = Field(
+        default=None, ge=0, description="USD per 1,000 completion tokens; default: the table of well-known models."
+    )
 
     # Change detection
     change_checkpoint: Path | None = Field(
@@ -142,8 +163,75 @@ def load_settings(**overrides: Any) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)
-    except ValueError as exc:
+    except ValidationError as exc:
+        problems = "; ".join(_setting_problem(error) for error in exc.errors())
         raise ConfigError(
-            f"invalid configuration: {exc}",
+            f"invalid configuration: {problems}.",
             hint="check the CRAFT_* environment variables, .env and the command-line options named above.",
         ) from exc
+
+
+def _setting_problem(error: Any) -> str:
+    """One validation error as a sentence: the setting, its variable, the value and what is allowed."""
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    variable = name.upper() if name.upper().startswith(("CRAFT_", "LABEL_STUDIO_")) else f"CRAFT_{name.upper()}"
+    where = f"{name} (option or {variable})"
+    field = Settings.model_fields.get(name)
+    annotation = field.annotation if field else None
+    if get_origin(annotation) is Literal:
+        choices = ", ".join(str(choice) for choice in get_args(annotation))
+        return f"{where} is {error['input']!r}, not one of: {choices}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where} is {error['input']!r}: {message}"
+
+
+def require_workspace(settings: Settings) -> None:
+    """Refuse a workspace without a catalog, so a mistyped ``--workspace`` is not taken for a new, empty one.
+
+    Only ``ingest`` and ``import`` fill a workspace; every command that reads one calls this first. A catalog
+    elsewhere than a SQLite file (``catalog_url`` to PostgreSQL) says nothing about the folder: not checked.
+
+    Raises:
+        ConfigError: naming the workspace and listing the workspaces next to it and in the current folder.
+    """
+    url = settings.resolved_catalog_url
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return
+    catalog_file = Path(url.removeprefix("sqlite:///"))
+    if catalog_file.is_file():
+        return
+    workspace = settings.workspace
+    if settings.catalog_url:
+        problem = f"the catalog {catalog_file} (CRAFT_CATALOG_URL) does not exist."
+    elif not workspace.exists():
+        problem = f"workspace {workspace} does not exist."
+    else:
+        problem = f"workspace {workspace} holds no catalog ({CATALOG_FILENAME}): nothing was ingested into it."
+    found = workspaces_near(workspace)
+    create = f"create it with `craft-agent ingest SRC --workspace {workspace}`"
+    if found:
+        hint = f"workspaces found nearby: {', '.join(str(p) for p in found)}; pass one with --workspace, or {create}."
+    else:
+        hint = f"no workspace found next to it or in the current folder; check the path, or {create}."
+    raise ConfigError(problem, hint=hint)
+
+
+def workspaces_near(workspace: Path, limit: int = 10) -> list[Path]:
+    """Folders next to ``workspace`` and in the current folder that hold a catalog, nearest first (at most limit)."""
+    found: list[Path] = []
+    for parent in dict.fromkeys([workspace.absolute().parent, Path.cwd()]):
+        try:
+            entries = sorted(os.scandir(parent), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir() and (path / CATALOG_FILENAME).is_file() and path not in found:
+                found.append(path)
+    shown = []
+    for path in found[:limit]:
+        try:
+            shown.append(path.relative_to(Path.cwd()))
+        except ValueError:
+            shown.append(path)
+    return shown

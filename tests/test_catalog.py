@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +139,135 @@ def test_corrupted_stored_image_is_detected(catalog: Catalog, store: ImageStore,
         store.load(pair.pre)
 
 
+_RUN_IN_A_CHILD = """
+import os, signal, sys
+from craft_agent.catalog import Catalog
+catalog = Catalog(sys.argv[1])
+run = catalog.start_run(sys.argv[2], {"child": True})
+print(run, flush=True)
+if sys.argv[2] == "ingest":
+    os.kill(os.getpid(), signal.SIGKILL)  # killed mid-run: nothing finishes the run
+sys.stdin.read()  # a live run: finishes when the test closes stdin
+catalog.finish_run(run, {"done": True})
+"""
+
+
+def _run_in_a_child(url: str, kind: str) -> tuple[subprocess.Popen[str], str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _RUN_IN_A_CHILD, url, kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    return child, child.stdout.readline().strip()
+
+
+def test_a_killed_run_is_marked_interrupted_by_the_next_run_and_shown_by_catalog_info(workspace: Path) -> None:
+    from typer.testing import CliRunner
+
+    from craft_agent.cli import app
+
+    path = workspace / "catalog.sqlite"
+    url = f"sqlite:///{path}"
+    Catalog(url).close()
+    # A catalog written before runs had a status, pid and host, with a run left open by an old version.
+    with sqlite3.connect(path) as connection:
+        for column in ("status", "pid", "host"):
+            connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.execute(
+            "INSERT INTO runs (id, kind, started_at, finished_at, config) "
+            "VALUES ('legacy', 'ingest', '2024-01-01 00:00:00', NULL, '{}')"
+        )
+    killed, killed_id = _run_in_a_child(url, "ingest")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    live, live_id = _run_in_a_child(url, "generate")
+    try:
+        with Catalog(url) as catalog:
+            before = {r["id"]: r for r in catalog.runs()}
+            # Seen as interrupted at once (read-only), stored as such by the next run of any stage.
+            assert before[killed_id]["status"] == "interrupted" and before[killed_id]["pid"] == killed.pid
+            assert (before[live_id]["status"], before["legacy"]["status"]) == ("running", "running")
+            export_run = catalog.start_run("export", {"out": "x"})
+        with sqlite3.connect(path) as connection:
+            stored = dict(connection.execute("SELECT id, status FROM runs").fetchall())
+        assert stored == {"legacy": None, killed_id: "interrupted", live_id: "running", export_run: "running"}
+        assert live.stdin is not None
+        live.stdin.close()
+        assert live.wait(timeout=60) == 0
+    finally:
+        live.kill()
+    with Catalog(url) as catalog:
+        runs = {r["id"]: r for r in catalog.runs()}
+        info = catalog.info()
+    assert runs[live_id]["status"] == "finished" and runs[live_id]["summary"] == {"done": True}
+    assert f"process {killed.pid}" in runs[killed_id]["summary"]["interrupted"]
+    assert (runs[export_run]["status"], runs[export_run]["pid"]) == ("running", os.getpid())  # this process lives
+    assert info["interrupted_runs"]["count"] == 1
+    latest = info["interrupted_runs"]["latest"]
+    assert (latest["id"], latest["kind"], latest["pid"]) == (killed_id, "ingest", killed.pid)
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["catalog", "info", "--workspace", str(workspace), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["interrupted_runs"] == info["interrupted_runs"]
+    human = runner.invoke(app, ["catalog", "info", "--workspace", str(workspace)])
+    text = " ".join(human.stdout.split())  # rich wraps lines at the terminal width
+    assert "interrupted runs │ 1" in text and "latest interrupted run: ingest" in text
+    assert f"process {killed.pid} on" in text
+
+
 @pytest.mark.postgres
 def test_postgresql_catalog_contract(postgres_url: str, workspace: Path, tmp_path: Path) -> None:
     with Catalog(postgres_url) as catalog:
         assert catalog.dialect == "postgresql"
         exercise_catalog(catalog, ImageStore(workspace), tmp_path)
+
+
+def exercise_pair_removal(catalog: Catalog, store: ImageStore, tmp_path: Path) -> None:
+    """Pairs are found by their source files and removed with all that hangs on them; audit work needs --force."""
+    from craft_agent.catalog import PairRemoval
+
+    pair_ids = _ingested(catalog, store, tmp_path)
+    by_name = {p.name: p.id for p in catalog.iter_pairs()}
+    assert sorted(catalog.pair_ids_from(tmp_path / "src")) == sorted(pair_ids)
+    assert catalog.pair_ids_from(tmp_path / "src" / "B" / "p1.png") == [by_name["p1"]]
+    assert catalog.pair_ids_from(tmp_path / "elsewhere") == []
+    audited, drafted = by_name["p0"], by_name["p2"]
+    catalog.add_candidates(
+        [
+            ChangeCandidate(
+                id=f"c{k}",
+                pair_id=pair_id,
+                change_type=ChangeType.APPEAR,
+                box=BBox(x0=1, y0=1, x1=9, y1=9),
+                grid_cell="top-left",
+            )
+            for k, pair_id in enumerate((audited, drafted))
+        ]
+    )
+    decided = _triplet(audited)
+    catalog.upsert_triplet(decided)
+    catalog.move_triplet(decided.id, TripletState.QUEUED_FOR_AUDIT)
+    catalog.move_triplet(decided.id, TripletState.REJECTED)  # a rejection is audit work too
+    catalog.upsert_audit(AuditRecord(id="ls-9", triplet_id=decided.id, verdict=Verdict.REJECT, auditor="ana"))
+    catalog.upsert_triplet(_triplet(drafted, seed=3))
+    assert catalog.remove_pairs([drafted]) == PairRemoval(pairs=1, triplets=1, audited_triplets=0, candidates=1)
+    with pytest.raises(CatalogError, match=r"^1 triplet\(s\) of pair [0-9a-f]+ are audited") as refused:
+        catalog.remove_pairs([audited])
+    assert refused.value.hint is not None and "--force" in refused.value.hint
+    assert catalog.count_pairs() == 2 and catalog.has_triplet(decided.id)  # nothing removed when refused
+    with pytest.raises(CatalogError, match="no pair ffffffffffffffff in the catalog"):
+        catalog.remove_pairs(["ffffffffffffffff"])
+    forced = catalog.remove_pairs([audited], force=True)
+    assert forced == PairRemoval(pairs=1, triplets=1, audited_triplets=1, candidates=1, audits=1)
+    assert [p.id for p in catalog.iter_pairs()] == [by_name["p1"]]
+    assert (catalog.count_candidates(), list(catalog.iter_triplets()), list(catalog.iter_audits())) == (0, [], [])
+    assert catalog.triplet_history(decided.id) == []
+
+
+def test_sqlite_pair_removal(catalog: Catalog, store: ImageStore, tmp_path: Path) -> None:
+    exercise_pair_removal(catalog, store, tmp_path)
+
+
+@pytest.mark.postgres
+def test_postgresql_pair_removal(postgres_url: str, workspace: Path, tmp_path: Path) -> None:
+    with Catalog(postgres_url) as catalog:
+        exercise_pair_removal(catalog, ImageStore(workspace), tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -252,6 +253,72 @@ def test_an_interrupted_export_leaves_nothing_that_looks_complete(
         export_dataset(audited.catalog, audited.store, out, ["coco"])
 
 
+_EXPORT_IN_A_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.export import WRITERS, export_dataset
+
+def stop_in_the_middle(*args):
+    if sys.argv[3] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("writing", flush=True)
+    sys.stdin.read()
+
+WRITERS["parquet"] = stop_in_the_middle  # runs after mtrefseg wrote its files into the staging folder
+workspace = Path(sys.argv[1])
+catalog = Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}")
+export_dataset(catalog, ImageStore(workspace), Path(sys.argv[2]), ["mtrefseg", "parquet"])
+"""
+
+
+def test_the_next_export_removes_what_killed_exports_left_but_not_live_ones(audited: Audited, tmp_path: Path) -> None:
+    out = tmp_path / "dataset"
+
+    def child(mode: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", _EXPORT_IN_A_CHILD, str(audited.workspace), str(out), mode]
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    killed = child("kill")
+    assert killed.wait(timeout=120) == -signal.SIGKILL
+    dead_staging = tmp_path / f".dataset.partial-{killed.pid}"
+    assert (dead_staging / "mtrefseg").is_dir(), "the killed export left no staging folder"
+    live = child("wait")
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "writing"
+        live_staging = tmp_path / f".dataset.partial-{live.pid}"
+        assert (live_staging / "mtrefseg").is_dir()
+        # The previous export, moved aside by a process killed before it put the new one in place.
+        retired = tmp_path / f".dataset.old-{killed.pid}"
+        (retired / "mtrefseg").mkdir(parents=True)
+        unrelated = tmp_path / ".dataset.partial-notapid"
+        unrelated.mkdir()
+
+        summary = export_dataset(audited.catalog, audited.store, out, ["mtrefseg"])
+        assert summary.samples > 0 and validate(out).ok
+        assert not dead_staging.exists(), "a dead export's staging folder was left behind"
+        assert (live_staging / "mtrefseg").is_dir(), "a live export's staging folder was removed"
+        assert not retired.exists() and unrelated.is_dir()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dataset", live_staging.name, unrelated.name])
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+
+
+def test_a_dead_exports_retired_copy_is_kept_while_it_is_the_only_one(audited: Audited, tmp_path: Path) -> None:
+    from craft_agent.export import remove_dead_staging
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=60)
+    out = tmp_path / "dataset"
+    retired = tmp_path / f".dataset.old-{gone.pid}"
+    retired.mkdir()
+    partial = tmp_path / f".dataset.partial-{gone.pid}"
+    partial.mkdir()
+    assert remove_dead_staging(out) == [partial]
+    assert retired.is_dir(), "the only copy of the previous export was removed"
+
+
 def test_import_round_trips_an_export(exported: Path, tmp_path: Path) -> None:
     workspace = tmp_path / "imported"
     with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
@@ -288,6 +355,7 @@ def test_cli_export_validate_import(audited: Audited, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "mtrefseg" in bad.stderr
     imported = craft("import", str(out / "mtrefseg"), "--workspace", str(tmp_path / "ws2"), "--json")
     assert imported.returncode == 0 and json.loads(imported.stdout)["new_triplets"] == summary["samples"]
+    Catalog(f"sqlite:///{tmp_path / 'empty' / 'catalog.sqlite'}").close()  # a workspace with nothing in it
     nothing = craft(
         "export", "--workspace", str(tmp_path / "empty"), "--out", str(tmp_path / "y"), "--format", "mtrefseg"
     )

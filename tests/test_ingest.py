@@ -205,3 +205,106 @@ def test_post_dated_before_pre_is_refused(tmp_path: Path, catalog: Catalog, stor
     )
     summary = ingest(tmp_path / "s", catalog, store, IngestOptions())
     assert summary.ingested == 0 and "swap" in summary.failed[0].error
+
+
+def test_images_over_the_pixel_limit_say_the_limit_and_the_way_out(
+    tmp_path: Path, catalog: Catalog, store: ImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from craft_agent.settings import load_settings
+
+    monkeypatch.setenv("CRAFT_MAX_IMAGE_PIXELS", "4000")
+    options = IngestOptions.from_settings(load_settings())
+    assert options.max_image_pixels == 4000
+    src = make_folder_source(tmp_path / "big", pairs=1)  # 64 x 64 = 4,096 pixels, the limit lowered below it
+    before = Image.MAX_IMAGE_PIXELS
+    summary = ingest(src, catalog, store, options)
+    assert summary.ingested == 0 and len(summary.failed) == 1
+    failure = summary.failed[0]
+    assert failure.input == str(src / "A" / "p0.png")
+    assert f"{src / 'A' / 'p0.png'} is 64x64 = 4,096 pixels, more than the 4,000 pixels allowed" in failure.error
+    assert "tiled GeoTIFF" in failure.error and "CRAFT_MAX_IMAGE_PIXELS=4096" in failure.error
+    assert "report this as a bug" not in failure.error
+    assert before == Image.MAX_IMAGE_PIXELS  # the limit applies while a pair is read, not to the whole process
+    # Over twice the limit Pillow raises an error of its own rather than a warning: the same answer.
+    far_over = ingest(src, catalog, store, IngestOptions(max_image_pixels=1000)).failed[0].error
+    assert "4,096 pixels, more than the 1,000 pixels allowed" in far_over and "GeoTIFF" in far_over
+    assert ingest(src, catalog, store, IngestOptions(max_image_pixels=4096)).ingested == 1
+
+
+def test_flat_and_nodata_tiles_of_a_large_scene_are_left_out_and_counted(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    # 400 x 400, texture only in the top-left 100 x 100: 15 of the 16 tiles are one flat colour in both dates
+    pre = np.zeros((400, 400, 3), np.uint8)
+    post = pre.copy()
+    textured, _, _ = scene(3, size=100)
+    pre[:100, :100] = textured
+    post[:100, :100] = textured[::-1]
+    save_png(tmp_path / "flat" / "A" / "scene.png", pre)
+    save_png(tmp_path / "flat" / "B" / "scene.png", post)
+    options = IngestOptions(tile_size=128, tile_overlap=16)  # starts 0, 112, 224, 272 on each axis
+    summary = ingest(tmp_path / "flat", catalog, store, options)
+    assert (summary.ingested, summary.skipped_empty_tiles, summary.failed) == (1, 15, [])
+    assert summary.to_json()["skipped_empty_tiles"] == 15
+    # GeoTIFF with nodata: tiles entirely in the nodata right half are left out and counted as well
+    bands, later, _ = uint16_pair(4, size=300, count=3)
+    for data in (bands, later):
+        data[:, :, 150:] = 0
+    write_geotiff(tmp_path / "geo" / "pre" / "half.tif", bands, nodata=0)
+    write_geotiff(tmp_path / "geo" / "post" / "half.tif", later, nodata=0)
+    tiled = ingest(tmp_path / "geo", catalog, store, options)
+    assert (tiled.ingested, tiled.skipped_empty_tiles, tiled.failed) == (6, 3, [])  # column 172 is all nodata
+
+
+def test_tiny_pairs_are_refused_and_an_all_changed_mask_is_reported(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    save_png(tmp_path / "s" / "A" / "dot.png", np.full((1, 1, 3), 90, np.uint8))
+    save_png(tmp_path / "s" / "B" / "dot.png", np.full((1, 1, 3), 200, np.uint8))
+    pre, post, _ = scene(8, changed=False)
+    post[10:14, 10:14] = (230, 60, 40)
+    inverted = np.ones((64, 64), bool)
+    inverted[10:14, 10:14] = False  # 0 marks the change: the opposite convention
+    save_png(tmp_path / "s" / "A" / "inverted.png", pre)
+    save_png(tmp_path / "s" / "B" / "inverted.png", post)
+    save_png(tmp_path / "s" / "label" / "inverted.png", inverted)
+    summary = ingest(tmp_path / "s", catalog, store, IngestOptions())
+    assert summary.ingested == 1 and len(summary.failed) == 1
+    assert summary.failed[0].input == str(tmp_path / "s" / "A" / "dot.png")
+    assert "pair dot is 1x1 px, smaller than the minimum of 32 px per side" in summary.failed[0].error
+    assert len(summary.warnings) == 1
+    warning = summary.warnings[0]
+    assert warning.input == str(tmp_path / "s" / "label" / "inverted.png")
+    assert warning.warning.startswith("the change mask of pair inverted marks 99.6% of the image as changed")
+    assert "inverted (0 = changed?)" in warning.warning
+
+
+def test_reingesting_with_other_bands_replaces_the_pairs_unless_they_are_audited(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    src = make_geotiff_source(tmp_path / "planet")
+    guessed = ingest(src, catalog, store, IngestOptions())
+    assert [w.input for w in guessed.warnings] == [str(src / "pre" / "site.tif")]
+    assert "(PlanetScope order) the colours are swapped" in guessed.warnings[0].warning
+    swapped = ingest(src, catalog, store, IngestOptions(bands=(3, 2, 1)))
+    assert (swapped.ingested, swapped.replaced, swapped.warnings) == (1, 1, [])
+    assert [p.id for p in catalog.iter_pairs()] == swapped.pair_ids
+    # Audited work is never thrown away by a re-ingest: the earlier pair stays and a warning says why.
+    from craft_agent.models import RLEMask, Triplet, TripletState
+
+    pair = catalog.get_pair(swapped.pair_ids[0])
+    drafted = Triplet(
+        id="t" * 16,
+        pair_id=pair.id,
+        mask=RLEMask.empty(pair.height, pair.width),
+        expressions=["nothing changed"],
+        change_type=None,
+    )
+    catalog.upsert_triplet(drafted)
+    catalog.move_triplet(drafted.id, TripletState.QUEUED_FOR_AUDIT)
+    catalog.move_triplet(drafted.id, TripletState.ACCEPTED)
+    kept = ingest(src, catalog, store, IngestOptions(bands=(1, 2, 3)))
+    assert (kept.ingested, kept.replaced, catalog.count_pairs()) == (1, 0, 2)
+    assert "1 triplet(s) of pair" in kept.warnings[0].warning and "--force" in kept.warnings[0].warning

@@ -6,13 +6,15 @@ upsert keyed by a content hash, so re-running any stage adds nothing that is alr
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,11 +32,14 @@ from craft_agent.catalog.tables import (
     TripletRow,
 )
 from craft_agent.errors import CatalogError, SchemaVersionError
+from craft_agent.localhost import host_name, pid_alive
 from craft_agent.models import (
+    DECIDED_STATES,
     SCHEMA_VERSION,
     AuditRecord,
     ChangeCandidate,
     ImagePair,
+    PairSource,
     Triplet,
     TripletState,
     check_transition,
@@ -53,6 +58,17 @@ def _redacted(url: str) -> str:
 
 
 T = TypeVar("T")
+
+
+@dataclass
+class PairRemoval:
+    """What :meth:`Catalog.remove_pairs` removed."""
+
+    pairs: int
+    triplets: int
+    audited_triplets: int
+    candidates: int = 0
+    audits: int = 0
 
 
 def in_batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
@@ -113,6 +129,7 @@ class Catalog:
     def _create_or_check(self) -> None:
         try:
             Base.metadata.create_all(self.engine)
+            self._add_missing_columns()
             with self._session.begin() as session:
                 row = session.get(MetaRow, "schema_version")
                 if row is None:
@@ -131,6 +148,21 @@ class Catalog:
                 hint="use the craft-agent version that wrote it, or start a new workspace "
                 "(--workspace NEW_DIR) and re-ingest.",
             )
+
+    def _add_missing_columns(self) -> None:
+        """Add nullable columns that newer code declares to tables an older craft-agent created.
+
+        ``create_all`` creates missing tables only; an added nullable column needs no data migration, so it
+        does not bump the schema version.
+        """
+        inspector = inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in Base.metadata.sorted_tables:
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present and column.nullable:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
     def schema_version(self) -> int:
         with self._session() as session:
@@ -209,6 +241,86 @@ class Catalog:
             statement = statement.where(PairRow.domain == domain)
         with self._session() as session:
             return int(session.scalar(statement) or 0)
+
+    def pair_sources(self) -> Iterator[tuple[str, PairSource]]:
+        """Every pair's id and where it came from on disk, streamed (for re-ingestion and removal by source)."""
+        statement = select(PairRow.id, PairRow.record["source"]).order_by(PairRow.id)
+        with self._session() as session:
+            for pair_id, source in session.execute(statement.execution_options(yield_per=1000)).tuples():
+                yield pair_id, PairSource.model_validate(source)
+
+    def pair_ids_from(self, path: Path) -> list[str]:
+        """Ids of the pairs ingested from ``path``: an image file of theirs, a folder holding their files, or
+        the manifest that listed them."""
+        target = Path(os.path.abspath(path))
+        manifest = target.suffix.lower() in (".jsonl", ".csv") and not target.is_dir()
+        found = []
+        for pair_id, source in self.pair_sources():
+            if manifest:
+                if source.layout == "manifest" and Path(os.path.abspath(source.root)) == target.parent:
+                    found.append(pair_id)
+            elif any(f == target or f.is_relative_to(target) for f in source.files()):
+                found.append(pair_id)
+        return found
+
+    def remove_pairs(self, pair_ids: Sequence[str], force: bool = False) -> PairRemoval:
+        """Delete pairs with their candidates, triplets (and their state history) and audit records, at once.
+
+        Image files stay in the store: it is content-addressed, so other pairs may share them.
+
+        Args:
+            force: also remove pairs whose triplets hold audit work (see :data:`DECIDED_STATES`).
+
+        Returns:
+            How many records of each kind were removed.
+
+        Raises:
+            CatalogError: for an unknown pair id, or audited triplets without ``force`` (nothing is removed then).
+        """
+        ids = list(dict.fromkeys(pair_ids))
+        with self._session.begin() as session:
+            known = {
+                i
+                for chunk in in_batches(ids, 500)
+                for i in session.scalars(select(PairRow.id).where(PairRow.id.in_(chunk)))
+            }
+            missing = [i for i in ids if i not in known]
+            if missing:
+                more = f" (and {len(missing) - 1} more unknown ids)" if len(missing) > 1 else ""
+                raise CatalogError(
+                    f"no pair {missing[0]} in the catalog{more}.",
+                    hint="check the id (the --json summaries of ingest and candidates list pair ids).",
+                )
+            states: dict[str, str] = {}
+            audited_records: set[str] = set()
+            for chunk in in_batches(ids, 500):
+                statement = select(TripletRow.id, TripletRow.state).where(TripletRow.pair_id.in_(chunk))
+                states.update(session.execute(statement).tuples().all())
+            for chunk in in_batches(list(states), 500):
+                audited_records.update(
+                    session.scalars(select(AuditRow.triplet_id).where(AuditRow.triplet_id.in_(chunk)))
+                )
+            audited = {t for t, state in states.items() if TripletState(state) in DECIDED_STATES} | audited_records
+            if audited and not force:
+                whose = f"pair {ids[0]}" if len(ids) == 1 else f"these {len(ids)} pairs"
+                raise CatalogError(
+                    f"{len(audited)} triplet(s) of {whose} are audited (accepted, fixed, rejected, exported or with "
+                    "audit records); removing the pairs would lose that work.",
+                    hint="pass --force to remove them with their audits, or leave the pairs in the catalog.",
+                )
+            removal = PairRemoval(pairs=len(ids), triplets=len(states), audited_triplets=len(audited))
+            for chunk in in_batches(list(states), 500):
+                audits = select(func.count()).select_from(AuditRow).where(AuditRow.triplet_id.in_(chunk))
+                removal.audits += int(session.scalar(audits) or 0)
+                session.execute(delete(AuditRow).where(AuditRow.triplet_id.in_(chunk)))
+                session.execute(delete(TripletEventRow).where(TripletEventRow.triplet_id.in_(chunk)))
+                session.execute(delete(TripletRow).where(TripletRow.id.in_(chunk)))
+            for chunk in in_batches(ids, 500):
+                candidates = select(func.count()).select_from(CandidateRow).where(CandidateRow.pair_id.in_(chunk))
+                removal.candidates += int(session.scalar(candidates) or 0)
+                session.execute(delete(CandidateRow).where(CandidateRow.pair_id.in_(chunk)))
+                session.execute(delete(PairRow).where(PairRow.id.in_(chunk)))
+        return removal
 
     # -- candidates ---------------------------------------------------------------------------------
 
@@ -447,10 +559,32 @@ class Catalog:
                 yield AuditRecord.model_validate(record)
 
     def start_run(self, kind: str, config: dict[str, Any]) -> str:
-        """Record the start of a run (ingest, generate, export...) and return its id."""
+        """Record the start of a run (ingest, generate, export...) and return its id.
+
+        Runs left open by a process of this host that no longer exists (killed, crashed) are marked
+        ``interrupted`` first; runs of live processes and of other hosts are left alone.
+        """
         run_id = uuid.uuid4().hex
         with self._session.begin() as session:
-            session.add(RunRow(id=run_id, kind=kind, started_at=utc_now(), finished_at=None, config=config))
+            for row in session.scalars(select(RunRow).where(RunRow.finished_at.is_(None), _open_run)):
+                if _dead_here(row):
+                    row.status = "interrupted"
+                    row.summary = {
+                        "interrupted": f"process {row.pid} on {row.host} ended without finishing this run; "
+                        f"noticed at {utc_now().isoformat()} by run {run_id} ({kind})."
+                    }
+            session.add(
+                RunRow(
+                    id=run_id,
+                    kind=kind,
+                    started_at=utc_now(),
+                    finished_at=None,
+                    config=config,
+                    status="running",
+                    pid=os.getpid(),
+                    host=host_name(),
+                )
+            )
         return run_id
 
     def record_failure(self, run_id: str, input: str, error: str) -> None:
@@ -464,6 +598,7 @@ class Catalog:
                 raise CatalogError(f"no run {run_id} in the catalog.", hint="start it with start_run().")
             row.finished_at = utc_now()
             row.summary = summary
+            row.status = "finished"
 
     def failures(self, run_id: str) -> list[tuple[str, str]]:
         statement = select(FailureRow.input, FailureRow.error).where(FailureRow.run_id == run_id)
@@ -479,12 +614,19 @@ class Catalog:
                 {
                     "id": r.id,
                     "kind": r.kind,
+                    "status": _status(r),
                     "started_at": r.started_at.isoformat(),
                     "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "pid": r.pid,
+                    "host": r.host,
                     "summary": r.summary,
                 }
                 for r in session.scalars(statement)
             ]
+
+    def interrupted_runs(self) -> list[dict[str, Any]]:
+        """Runs that will never finish, oldest first: marked ``interrupted``, or open with a dead process here."""
+        return [run for run in self.runs() if run["status"] == "interrupted"]
 
     # -- overview -----------------------------------------------------------------------------------
 
@@ -497,6 +639,9 @@ class Catalog:
             candidates = int(session.scalar(select(func.count()).select_from(CandidateRow)) or 0)
             audits = int(session.scalar(select(func.count()).select_from(AuditRow)) or 0)
             groups = int(session.scalar(select(func.count(func.distinct(PairRow.group_id)))) or 0)
+        interrupted = [
+            {key: run[key] for key in ("id", "kind", "started_at", "pid", "host")} for run in self.interrupted_runs()
+        ]
         return {
             "catalog": _redacted(self.url),
             "schema_version": self.schema_version(),
@@ -506,7 +651,23 @@ class Catalog:
             "candidates": candidates,
             "triplets": self.triplet_counts(),
             "audits": audits,
+            "interrupted_runs": {"count": len(interrupted), "latest": interrupted[-1] if interrupted else None},
         }
+
+
+# An open run: started, not finished, not yet marked interrupted (NULL: written before runs had a status).
+_open_run = or_(RunRow.status.is_(None), RunRow.status == "running")
+
+
+def _dead_here(row: RunRow) -> bool:
+    """True for an open run whose process was on this host and no longer exists."""
+    return row.finished_at is None and row.pid is not None and row.host == host_name() and not pid_alive(row.pid)
+
+
+def _status(row: RunRow) -> str:
+    if row.status == "interrupted" or (row.status in (None, "running") and _dead_here(row)):
+        return "interrupted"
+    return row.status or ("finished" if row.finished_at else "running")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

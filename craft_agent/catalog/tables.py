@@ -77,6 +77,11 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None]
     config: Mapped[dict[str, Any]]
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # running, finished or interrupted; NULL in catalogs written before it existed (read from finished_at).
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The process that started the run, so a later run can tell a killed run from one still going.
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class FailureRow(Base):

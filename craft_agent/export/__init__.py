@@ -9,6 +9,7 @@ export is recorded as a run.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from craft_agent.export.mtrefseg import write_mtrefseg
 from craft_agent.export.parquet_shards import write_parquet
 from craft_agent.export.samples import SPLITS, Selection, SplitConfig, select_samples
 from craft_agent.export.wds_shards import write_webdataset
+from craft_agent.localhost import pid_alive
 
 WRITERS: dict[str, ShardWriter] = {
     "mtrefseg": write_mtrefseg,
@@ -89,6 +91,26 @@ def _provenance(selection: Selection) -> dict[str, dict[str, int]]:
     return {key: dict(sorted(counter.items())) for key, counter in summary.items()}
 
 
+def remove_dead_staging(out: Path) -> list[Path]:
+    """Remove what killed exports to ``out`` left beside it; returns the folders removed.
+
+    An export writes ``.<name>.partial-<pid>`` and, when replacing an export, moves the old one to
+    ``.<name>.old-<pid>`` for a moment. A folder whose process no longer exists is removed, except an
+    ``.old-`` one while ``out`` is missing (then it holds the only copy of the previous export). Folders of
+    live processes are never touched: another export may be writing there.
+    """
+    removed = []
+    for leftover in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        kind, _, pid = leftover.name.removeprefix(f".{out.name}.").rpartition("-")
+        if kind not in ("partial", "old") or not pid.isdigit() or not leftover.is_dir():
+            continue
+        if pid_alive(int(pid)) or (kind == "old" and not out.exists()):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover)
+    return removed
+
+
 def export_dataset(
     catalog: Catalog,
     store: ImageStore,
@@ -118,12 +140,18 @@ def export_dataset(
         )
     formats = [f for f in WRITERS if f in formats]  # canonical order, no repeats
     out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"the export destination {out} is a file, not a folder.",
+            hint="choose a new folder for the export (--out); --overwrite replaces only an earlier export folder.",
+        )
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty.", hint="choose a new folder or pass --overwrite.")
     splits = splits or SplitConfig()
     options = options or ExportOptions()
     selection = select_samples(catalog, splits, domain, include_unaudited)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_staging(out)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -173,6 +201,7 @@ def export_dataset(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    remove_dead_staging(out)  # a previous export a killed process had moved aside is obsolete now
     run_id = catalog.start_run("export", {**manifest["config"], "out": str(out), "formats": formats})
     total = sum(entry["bytes"] for entry in manifest["files"].values())
     summary = ExportSummary(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import numpy as np
 
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
-from craft_agent.errors import IngestError
+from craft_agent.errors import CatalogError, IngestError
 from craft_agent.imagery.layouts import ChangeSpec, Discovery, Failure, PairSpec, discover
 from craft_agent.imagery.normalize import (
     Window,
@@ -30,7 +31,7 @@ from craft_agent.imagery.normalize import (
     tile_windows,
     window_transform,
 )
-from craft_agent.imagery.raster import Raster, crs_to_text, read_band_set, read_mask, read_raster
+from craft_agent.imagery.raster import Raster, crs_to_text, pixel_limit, read_band_set, read_mask, read_raster
 from craft_agent.imagery.semantic import ClassTable, semantic_changes
 from craft_agent.models import (
     ChangeType,
@@ -42,10 +43,16 @@ from craft_agent.models import (
     RLEMask,
     TileWindow,
 )
-from craft_agent.settings import Settings
+from craft_agent.settings import DEFAULT_MAX_IMAGE_PIXELS, Settings
 
 ProgressCallback = Callable[[int, int, str], None]
 """Called as (done, total, current pair name) while ingesting."""
+
+MIN_PAIR_SIDE = 32
+"""Pairs narrower or lower than this (px) are refused: nothing in them could be segmented or described."""
+
+INVERTED_MASK_FRACTION = 0.99
+"""A change mask marking at least this share of a pair as changed is reported: its convention may be inverted."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class IngestOptions:
         class_table: JSON class table of semantic label maps; None: SECOND's palette.
         label_category: what every change of a binary change mask is (``building`` for LEVIR-CD or WHU-CD);
             None: the known dataset named by the source folder (:data:`KNOWN_SOURCES`), else unknown.
+        max_image_pixels: largest PNG/JPEG read (Pillow's decompression-bomb limit, see ``pixel_limit``).
     """
 
     domain: Domain = Domain.RS
@@ -78,6 +86,7 @@ class IngestOptions:
     gsd: float | None = None
     class_table: Path | None = None
     label_category: str | None = None
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -87,9 +96,30 @@ class IngestOptions:
             "tile_overlap": settings.tile_overlap,
             "stretch_percentiles": settings.stretch_percentiles,
             "max_nodata_fraction": settings.max_nodata_fraction,
+            "max_image_pixels": settings.max_image_pixels,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class IngestWarning:
+    """Something ingested that the user should check: the input as they would name it, and what to check."""
+
+    input: str
+    warning: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"input": self.input, "warning": self.warning}
+
+
+@dataclass
+class BuiltScene:
+    """What one found pair became: its records, the empty tiles left out, and what the user should hear."""
+
+    pairs: list[ImagePair]
+    skipped_empty_tiles: int = 0
+    warnings: list[IngestWarning] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +135,11 @@ class IngestSummary:
     present_ids: list[str] = field(default_factory=list)
     """Every pair of the source now in the catalog, newly ingested or already there."""
     tiled_scenes: int = 0
+    skipped_empty_tiles: int = 0
+    """Tiles of large scenes left out: nodata, or one flat colour in both dates."""
+    replaced: int = 0
+    """Pairs of earlier ingests of the same files removed because the files now give other pairs (--bands...)."""
+    warnings: list[IngestWarning] = field(default_factory=list)
     with_ground_truth: int = 0
     ignored_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -120,6 +155,9 @@ class IngestSummary:
             "layout": self.layout,
             "pairs": self.pair_ids,
             "tiled_scenes": self.tiled_scenes,
+            "skipped_empty_tiles": self.skipped_empty_tiles,
+            "replaced": self.replaced,
+            "warnings": [w.as_dict() for w in self.warnings],
             "with_ground_truth": self.with_ground_truth,
             "ignored_files": self.ignored_files,
             "seconds": round(self.seconds, 3),
@@ -161,15 +199,41 @@ def _relative(root: Path, path: Path) -> str:
 
 
 def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> list[ImagePair]:
-    """Read, align, normalise and (when large) tile one found pair into records, storing its images.
+    """The records of one found pair (see :func:`build_scene`, which also says what was left out and why).
 
     Raises:
         IngestError: naming the file at fault and the fix, for any problem with this pair.
     """
+    return build_scene(spec, options, store).pairs
+
+
+def build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> BuiltScene:
+    """Read, align, normalise and (when large) tile one found pair into records, storing its images.
+
+    Returns:
+        The records, the count of empty tiles left out, and warnings: guessed band order, a change mask
+        that may be inverted.
+
+    Raises:
+        IngestError: naming the file at fault and the fix, for any problem with this pair.
+    """
+    with pixel_limit(options.max_image_pixels):
+        return _build_scene(spec, options, store)
+
+
+def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> BuiltScene:
     pre = select_rgb(_read_date(spec.pre), options.bands)
     post = select_rgb(_read_date(spec.post), options.bands)
+    warnings = _band_guess_warnings(spec, pre, post)
     post = align_to(pre, post)
     height, width = pre.height, pre.width
+    if min(width, height) < MIN_PAIR_SIDE:
+        raise IngestError(
+            spec.pre.describe(),
+            f"pair {spec.name} is {width}x{height} px, smaller than the minimum of {MIN_PAIR_SIDE} px per side: "
+            "no change in it could be segmented or described.",
+            hint="remove the pair from the source, or ingest the full-size images it was cut from.",
+        )
     valid = pre.valid_mask() & post.valid_mask()
     if not valid.any():
         raise IngestError(
@@ -194,6 +258,17 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
         )
     if gt_mask is None and changes:
         gt_mask = np.logical_or.reduce([m for _, m in changes])
+    changed = float(gt_mask[valid].mean()) if gt_mask is not None else 0.0
+    if changed >= INVERTED_MASK_FRACTION:
+        warnings.append(
+            IngestWarning(
+                input=str(spec.mask) if spec.mask else spec.pre.describe(),
+                warning=f"the change mask of pair {spec.name} marks {changed:.1%} of the image "
+                "as changed: its convention may be inverted (0 = changed?). Fix: if so, invert the masks (changed "
+                "pixels nonzero), remove these pairs with `craft-agent catalog remove --source "
+                f"{spec.root}` and ingest again.",
+            )
+        )
     label_category = options.label_category or _known_source(spec.root)[1]
     if spec.mask is not None and gt_mask is not None and not changes and label_category:
         # a binary mask of one kind of change (building change datasets): its changes have that category
@@ -215,10 +290,12 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
     scene_id = pair_id_of(pre_rgb, post_rgb, pre.georef())
     group = _group_of(spec, options, fallback=scene_id)
     pairs = []
+    skipped = 0
     for window in windows:
         tiled = len(windows) > 1
         pair = _pair_for_window(spec, window, tiled, pre, pre_rgb, post_rgb, valid, gt_mask, changes, options, store)
         if pair is None:
+            skipped += 1
             continue
         pairs.append(
             pair.model_copy(
@@ -236,10 +313,27 @@ def build_pairs(spec: PairSpec, options: IngestOptions, store: ImageStore) -> li
     if not pairs:
         raise IngestError(
             spec.pre.describe(),
-            f"pair {spec.name}: every tile is more than {options.max_nodata_fraction:.0%} nodata.",
+            f"pair {spec.name}: every tile is more than {options.max_nodata_fraction:.0%} nodata or one flat colour "
+            "in both dates.",
             hint="check the nodata value and the overlap of the two dates.",
         )
-    return pairs
+    return BuiltScene(pairs=pairs, skipped_empty_tiles=skipped, warnings=warnings)
+
+
+def _band_guess_warnings(spec: PairSpec, pre: Raster, post: Raster) -> list[IngestWarning]:
+    """A warning when the RGB bands of either date were guessed: a wrong guess swaps the colours silently."""
+    guessed = [raster for raster in (pre, post) if raster.band_guess]
+    if not guessed:
+        return []
+    files = " and ".join(raster.label for raster in guessed)
+    return [
+        IngestWarning(
+            input=guessed[0].label,
+            warning=f"pair {spec.name} ({files}): {guessed[0].band_guess}. If the bands are B, G, R, NIR "
+            "(PlanetScope order) the colours are swapped. Fix: ingest the source again with --bands 3,2,1; "
+            "the new pairs replace these.",
+        )
+    ]
 
 
 KNOWN_SOURCES: dict[str, tuple[float | None, str | None]] = {
@@ -332,6 +426,8 @@ def _pair_for_window(
         return None
     tile_pre = np.ascontiguousarray(pre_rgb[rows, cols])
     tile_post = np.ascontiguousarray(post_rgb[rows, cols])
+    if tiled and _flat(tile_pre) and _flat(tile_post) and (gt_mask is None or not gt_mask[rows, cols].any()):
+        return None  # nothing to see or refer to (and every such tile would be a duplicate of the others)
     georef = None
     if pre.crs is not None and pre.transform is not None:
         transform = window_transform(pre.transform, window)
@@ -379,6 +475,11 @@ def _pair_for_window(
     )
 
 
+def _flat(image: np.ndarray) -> bool:
+    """True when every pixel has the same colour."""
+    return bool((image == image[:1, :1]).all())
+
+
 def ingest(
     src: Path,
     catalog: Catalog,
@@ -414,13 +515,14 @@ def ingest(
     )
     summary.workspace = str(store.workspace)
     summary.failed.extend(discovery.failures)
+    earlier = _earlier_pairs(catalog, discovery)
     seen: dict[str, str] = {}
     total = len(discovery.specs)
     for done, spec in enumerate(discovery.specs):
         if progress:
             progress(done, total, spec.name)
         try:
-            pairs = build_pairs(spec, options, store)
+            built = build_scene(spec, options, store)
         except IngestError as exc:
             summary.failed.append(Failure.from_error(exc))
             continue
@@ -433,6 +535,10 @@ def ingest(
                 )
             )
             continue
+        pairs = built.pairs
+        summary.warnings.extend(built.warnings)
+        summary.skipped_empty_tiles += built.skipped_empty_tiles
+        _replace_earlier(catalog, spec, earlier.get(pairs[0].source.files(), []), pairs, summary)
         if len(pairs) > 1:
             summary.tiled_scenes += 1
         for pair in pairs:
@@ -461,3 +567,35 @@ def ingest(
     summary.seconds = time.perf_counter() - started
     catalog.finish_run(summary.run_id, summary.to_json())
     return summary
+
+
+def _earlier_pairs(catalog: Catalog, discovery: Discovery) -> dict[tuple[Path, ...], list[str]]:
+    """Pairs already in the catalog from the folders of this source, by their image files."""
+    roots = {os.path.abspath(spec.root) for spec in discovery.specs}
+    found: dict[tuple[Path, ...], list[str]] = {}
+    for pair_id, source in catalog.pair_sources():
+        if os.path.abspath(source.root) in roots:
+            found.setdefault(source.files(), []).append(pair_id)
+    return found
+
+
+def _replace_earlier(
+    catalog: Catalog, spec: PairSpec, earlier: list[str], pairs: list[ImagePair], summary: IngestSummary
+) -> None:
+    """Remove the pairs an earlier ingest made from the same files when these now give other pairs (other
+    --bands, tiling or nodata settings), so a place is not in the catalog twice; audited ones are kept."""
+    new_ids = {pair.id for pair in pairs}
+    stale = [pair_id for pair_id in earlier if pair_id not in new_ids]
+    if not stale:
+        return
+    try:
+        summary.replaced += catalog.remove_pairs(stale).pairs
+    except CatalogError as exc:
+        summary.warnings.append(
+            IngestWarning(
+                input=spec.pre.describe(),
+                warning=f"pair {spec.name} now gives other pairs than when it was ingested before; the "
+                f"{len(stale)} earlier pair(s) are kept because {exc.message} Fix: remove them with `craft-agent "
+                f"catalog remove --pair ID --force` ({', '.join(stale[:5])}), or keep both.",
+            )
+        )

@@ -42,6 +42,7 @@ def select_rgb(raster: Raster, bands: tuple[int, int, int] | None = None) -> Ras
     count = raster.pixels.shape[2]
     names = [_normalise_band_name(n) for n in raster.band_names]
     lowered = [n.lower() for n in names]
+    guess = None
     if bands is not None:
         if max(bands) > count or min(bands) < 1:
             raise IngestError(
@@ -66,6 +67,7 @@ def select_rgb(raster: Raster, bands: tuple[int, int, int] | None = None) -> Ras
         index, note = [0, 0, 0], "single band shown as grey"
     elif count == 4:
         index, note = [0, 1, 2], "4 unnamed bands read as R, G, B, NIR"
+        guess = "its 4 bands carry no colour interpretation, so they were read as R, G, B, NIR (NAIP order)"
     else:
         raise IngestError(
             raster.label,
@@ -83,6 +85,7 @@ def select_rgb(raster: Raster, bands: tuple[int, int, int] | None = None) -> Ras
         captured=raster.captured,
         label=raster.label,
         notes=notes,
+        band_guess=guess,
     )
 
 

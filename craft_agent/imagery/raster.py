@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -45,6 +47,8 @@ class Raster:
         band_names: one name per band ("red", "B04", "band3"...).
         captured: capture date when the file name or tags give one.
         label: how to name this raster in messages (its path).
+        band_guess: what was assumed about the bands when nothing in the file said which is which (the
+            user should hear of it: a wrong guess swaps the colours), else None.
     """
 
     pixels: np.ndarray
@@ -55,6 +59,7 @@ class Raster:
     captured: date | None
     label: str
     notes: list[str] = field(default_factory=list)
+    band_guess: str | None = None
 
     @property
     def height(self) -> int:
@@ -128,20 +133,61 @@ def check_readable(path: Path) -> None:
         raise IngestError(str(path), f"{path} is an empty file (0 bytes).", hint="re-copy or re-download it.")
 
 
+@contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Within the block, :func:`read_plain_image` refuses images of more than ``max_pixels`` pixels.
+
+    This is Pillow's guard against decompression bombs (``PIL.Image.MAX_IMAGE_PIXELS``), set from the
+    ``max_image_pixels`` setting while a pair is read and restored afterwards.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _too_many_pixels(path: Path) -> IngestError:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read again, to say how large the image is
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return IngestError(
+        str(path),
+        f"{path} is {width}x{height} = {width * height:,} pixels, more than the {limit:,} pixels allowed for "
+        "PNG/JPEG images (Pillow's guard against decompression bombs).",
+        hint=f"convert it to a tiled GeoTIFF (e.g. `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE {path} "
+        f"{path.with_suffix('.tif').name}`): GeoTIFFs are read through rasterio, which has no such limit, and large "
+        f"pairs are cut into tiles; or, if you trust the file, raise the limit with "
+        f"CRAFT_MAX_IMAGE_PIXELS={width * height}.",
+    )
+
+
 def read_plain_image(path: Path) -> Raster:
     """Read a PNG/JPEG/... with Pillow. Alpha 0 counts as nodata; 16-bit greys keep their depth.
 
     Raises:
-        IngestError: for corrupt or truncated files and unsupported modes.
+        IngestError: for corrupt or truncated files, unsupported modes, and images over Pillow's pixel limit
+            (see :func:`pixel_limit`).
     """
     check_readable(path)
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            # Pillow only warns up to twice its limit: refuse at the limit itself, as the setting says
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
             opened.load()
             mode = opened.mode
             image = opened.convert("RGBA") if mode == "P" else opened
             mode = "RGBA" if mode == "P" else mode
             array = np.asarray(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels(path) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise IngestError(
             str(path),
