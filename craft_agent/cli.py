@@ -7,6 +7,7 @@ go to stderr). Exit status: 0 when everything worked, 1 when the run completed b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -50,8 +51,10 @@ app.add_typer(examples_app, name="examples")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(bench_app, name="bench")
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: messages are not broken into lines at 80 columns; a path or a command in a hint stays whole
+# and copyable in a log or a pipe (a terminal wraps long lines by itself)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -1313,6 +1316,44 @@ def bench_change(
                 str(metrics["classical_pixel_f1"]),
             )
         out.print(table)
+        out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK)
+
+
+@bench_app.command("reliability")
+def bench_reliability(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+    quick: Annotated[bool, typer.Option("--quick", help="The CI-sized variant: fewer pairs and trials.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the kill moments and the LLM faults.")] = 0,
+    label_studio: Annotated[
+        bool, typer.Option("--label-studio/--no-label-studio", help="Include the local Label Studio server's part.")
+    ] = True,
+    scratch: Annotated[
+        Path | None, typer.Option(help="Keep the run's workspaces and exports here (default: a temporary folder).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fault injection: kill -9 during generate/ingest/export, Label Studio restarts, LLM faults, bad input,
+    a secrets scan and the server's exposure; prints the figures (zeros where zeros are due)."""
+    import tempfile
+
+    from craft_agent.bench.reliability import run_reliability_bench
+    from craft_agent.bench.vision import write_report
+
+    with contextlib.ExitStack() as stack:
+        folder = scratch or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="craft-reliability-")))
+        if scratch and scratch.exists() and any(scratch.iterdir()):
+            raise fail(CraftError(f"--scratch {scratch} is not empty.", hint="pass a new or empty folder."), as_json)
+        folder.mkdir(parents=True, exist_ok=True)
+        with progress_bar("bench reliability", not as_json) as update:
+            report = run_reliability_bench(
+                folder, quick=quick, seed=seed, label_studio=label_studio, progress=lambda n, d, t: update(d, t, n)
+            )
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        out.print_json(json.dumps({k: v for k, v in report.items() if k != "config"}))
         out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)
 

@@ -383,7 +383,8 @@ def bad_inputs() -> list[BadInput]:
 
     def bad_manifest(case: Path) -> list[str]:
         source = _pair_folder(case / "src")
-        (source / "manifest.json").write_text('{"pairs": [ {"pre": ')
+        good = json.dumps({"pre": "pre/p0.png", "post": "post/p0.png", "name": "p0"})
+        (source / "manifest.jsonl").write_text(good + '\n{"pre": "pre/p1.png", "post": \n')
         return _ingest(case, source)
 
     def bomb(case: Path) -> list[str]:
@@ -430,7 +431,7 @@ def bad_inputs() -> list[BadInput]:
         BadInput("corrupt PNG", corrupt, lambda c: "p0"),
         BadInput("truncated PNG", truncated, lambda c: "p0"),
         BadInput("text file named .png", not_an_image, lambda c: "p0"),
-        BadInput("malformed manifest.json", bad_manifest, lambda c: "manifest.json"),
+        BadInput("malformed manifest.jsonl row", bad_manifest, lambda c: "manifest.jsonl"),
         BadInput("1 x 1 pair", lambda c: _ingest(c, _pair_folder(c / "src", (1, 1))), lambda c: "p0"),
         BadInput(
             "mask of another size",
@@ -529,10 +530,11 @@ def try_bad_inputs(cli: Cli, scratch: Path) -> dict[str, Any]:
         done = cli.run(*case.make(folder), env=case.env, timeout=300)
         text = " ".join((done.stdout + done.stderr).split())
         traceback = "Traceback (most recent call last)" in text
-        answered = done.returncode != 0 or case.warning
-        clear = answered and not traceback and case.names(folder) in text and ("error" in text.lower() or case.warning)
-        if case.warning:
-            clear = clear and "warning" in text.lower()
+        lowered = text.lower()
+        # an error: a failing exit status and a message with what to do; a warning: said, whatever the status
+        advised = "fix" in lowered or "error" in lowered
+        said = "warning" in lowered if case.warning else done.returncode != 0 and advised
+        clear = said and not traceback and case.names(folder) in text
         result["tracebacks"] += traceback
         result["clear_errors"] += clear
         if not clear:
@@ -544,16 +546,26 @@ def try_bad_inputs(cli: Cli, scratch: Path) -> dict[str, Any]:
 
 
 def scan_secrets(roots: list[Path], secrets: list[str]) -> dict[str, Any]:
-    """Every file under ``roots`` searched for each secret, as is and base64-encoded."""
+    """Every file under ``roots`` searched for each secret, as is and base64-encoded.
+
+    The local Label Studio server's own credential stores (its ``credentials.json``, database and ``.env``
+    in the workspace's private ``label-studio`` folder) hold the token by design and are left out and
+    counted; ``bench reliability`` checks that folder is private instead.
+    """
+    from craft_agent.bench.label_studio_faults import SECRET_STORES
+
     needles = [s.encode() for s in secrets if s] + [base64.b64encode(s.encode()) for s in secrets if s]
-    scanned, found = 0, []
+    scanned, stores, found = 0, 0, []
     for root in roots:
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            if path.parent.name == "label-studio" and path.name.split("-")[0] in SECRET_STORES:
+                stores += 1
+                continue
             scanned += 1
             data = path.read_bytes()
             if any(needle in data for needle in needles):
                 found.append(str(path))
-    return {"files_scanned": scanned, "found": len(found), "where": found}
+    return {"files_scanned": scanned, "found": len(found), "where": found, "credential_stores_left_out": stores}
 
 
 # The whole run ------------------------------------------------------------------------------------------------
