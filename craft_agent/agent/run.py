@@ -7,33 +7,29 @@ reason and the run goes on; a spent budget stops the run cleanly after recording
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import sqlite3
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import BaseModel, Field
 
 from craft_agent.agent.graph import build_graph
 from craft_agent.agent.nodes import AgentConfig, AgentResources
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.errors import CraftError
-from craft_agent.imagery.layouts import Failure
 from craft_agent.llm.base import BudgetExceededError, LLMBackend
 from craft_agent.masks import MaskEngine
+from craft_agent.runs import Failure, ProgressCallback, StageRun
 
 CHECKPOINTS_FILE = "agent_checkpoints.sqlite"
-ProgressCallback = Callable[[int, int, str], None]
 
 
-@dataclass
-class GenerateSummary:
+class GenerateSummary(BaseModel):
     """What a generate run did; ``to_json()`` is the CLI's ``--json`` output."""
 
     pairs: int = 0
@@ -41,23 +37,48 @@ class GenerateSummary:
     skipped: int = 0
     triplets: int = 0
     uncorrected: int = 0
-    failed: list[Failure] = field(default_factory=list)
+    failed: list[Failure] = Field(default_factory=list)
     stopped_by_budget: bool = False
     fallbacks: int = 0
-    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    fallback_reasons: dict[str, int] = Field(default_factory=dict)
     llm_backend: str = "offline"
     llm_steps: int = 0
     """Language steps of this run, answered by the model or by the fallback."""
     cost_known: bool = True
     """False when the model's price is unknown: ``cost_usd`` is then 0 for want of a price, not because the
     run was free."""
-    rejected: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = Field(default_factory=dict)
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     seconds: float = 0.0
     run_id: str = ""
+
+    def add(self, outcome: PairOutcome) -> None:
+        """Count one pair's outcome."""
+        if outcome.status == "skipped":
+            self.skipped += 1
+            return
+        self.resumed += outcome.status == "resumed"
+        self.pairs += 1
+        self.triplets += len(outcome.triplet_ids)
+        self.uncorrected += outcome.uncorrected
+        for reason, count in outcome.rejected.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+    def add_usage(self, resources: AgentResources, llm: LLMBackend) -> None:
+        """The language steps, fallbacks, tokens and cost of ``resources`` (one drafter's), added."""
+        self.llm_backend = llm.name
+        self.llm_steps += resources.steps
+        self.fallbacks += resources.fallbacks
+        for reason, count in resources.fallback_reasons.items():
+            self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + count
+        self.cost_known = bool(getattr(llm, "priced", True))
+        self.llm_calls += resources.usage.calls
+        self.prompt_tokens += resources.usage.prompt_tokens
+        self.completion_tokens += resources.usage.completion_tokens
+        self.cost_usd += resources.usage.cost_usd
 
     @property
     def mostly_fallbacks(self) -> bool:
@@ -124,81 +145,98 @@ def generate(
     Raises:
         CraftError: only when the run cannot start (prompts missing, checkpoint file unusable).
     """
-    started = time.perf_counter()
-    resources = AgentResources(
-        catalog=catalog,
-        store=store,
-        llm=llm,
-        engine=engine,
-        prompts=prompts or PromptLibrary(),
-        config=config or AgentConfig(),
-        package_versions=_versions(),
-        fallback=None if llm.name == "offline" else OfflineBackend(),
-    )
     summary = GenerateSummary()
-    summary.run_id = catalog.start_run(
-        "generate", {"llm": llm.name, "model": llm.model_id, "masks": engine.name, **resources.config.model_dump()}
-    )
-    connection = sqlite3.connect(workspace / CHECKPOINTS_FILE, check_same_thread=False)
-    try:
-        app = build_graph(resources, SqliteSaver(connection))
+    with PairDrafter(catalog, store, llm, engine, workspace, config, prompts) as drafter:
+        run_config = {"llm": llm.name, "model": llm.model_id, "masks": engine.name, **drafter.config.model_dump()}
         ids = pair_ids if pair_ids is not None else [p.id for p in catalog.iter_pairs()]
-        for done, pair_id in enumerate(ids):
-            if progress:
-                progress(done, len(ids), pair_id)
-            settings: Any = {"configurable": {"thread_id": thread_for(pair_id, resources)}, "recursion_limit": 200}
-            snapshot = app.get_state(settings)
-            # A thread is done only when its last node wrote the triplet ids and nothing is pending. A kill
-            # just after a step's checkpoint was saved leaves tasks pending while ``next`` is already empty,
-            # so ``next`` alone would call such a pair done and lose its triplets.
-            pending = bool(snapshot.next or snapshot.tasks)
-            try:
-                if "triplet_ids" in snapshot.values and not pending:
-                    summary.skipped += 1
-                    continue
-                # durability="sync": each node's checkpoint is on disk before the next node starts, so a
-                # kill at any moment resumes at the node that was running (the default writes asynchronously
-                # and a kill can lose the latest checkpoints).
-                if pending:
-                    summary.resumed += 1
-                    final = app.invoke(None, settings, durability="sync")
-                else:
-                    final = app.invoke({"pair_id": pair_id}, settings, durability="sync")
-            except BudgetExceededError as exc:
-                summary.failed.append(Failure(input=pair_id, error=str(exc)))
-                summary.stopped_by_budget = True
-                break
-            except CraftError as exc:
-                summary.failed.append(Failure(input=pair_id, error=str(exc)))
-                continue
-            except Exception as exc:  # one broken pair must never sink the run
-                summary.failed.append(
-                    Failure(input=pair_id, error=f"{type(exc).__name__}: {exc}. Fix: report this pair as a bug.")
-                )
-                continue
-            summary.pairs += 1
-            # candidates the review rejected, by the nuisance that explains them (shadow, season, registration...)
-            for rejection in final.get("rejected", []):
-                reason = str(rejection.get("nuisance") or "other")
-                summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
-            for triplet_id in final.get("triplet_ids", []):
-                summary.triplets += 1
-                summary.uncorrected += catalog.get_triplet(triplet_id).uncorrected
-        if progress:
-            progress(len(ids), len(ids), "")
-    finally:
-        connection.close()
-    summary.llm_backend = llm.name
-    summary.llm_steps = resources.steps
-    summary.fallbacks = resources.fallbacks
-    summary.fallback_reasons = dict(resources.fallback_reasons)
-    summary.cost_known = bool(getattr(llm, "priced", True))
-    summary.llm_calls = resources.usage.calls
-    summary.prompt_tokens = resources.usage.prompt_tokens
-    summary.completion_tokens = resources.usage.completion_tokens
-    summary.cost_usd = resources.usage.cost_usd
-    for failure in summary.failed:
-        catalog.record_failure(summary.run_id, failure.input, failure.error)
-    summary.seconds = time.perf_counter() - started
-    catalog.finish_run(summary.run_id, summary.to_json())
+        with StageRun(catalog, "generate", run_config, summary, progress, stop_on=(BudgetExceededError,)) as run:
+            for pair_id in run.items(ids):
+                outcome = run.attempt(pair_id, functools.partial(drafter.draft, pair_id), what=f"drafting {pair_id}")
+                if outcome is not None:
+                    summary.add(outcome)
+            summary.stopped_by_budget = run.stopped_by is not None
+            summary.add_usage(drafter.resources, llm)
     return summary
+
+
+class PairOutcome(BaseModel):
+    """What drafting one pair did."""
+
+    pair_id: str
+    status: Literal["skipped", "resumed", "drafted"]
+    """``skipped``: done by an earlier run; ``resumed``: an interrupted thread finished now."""
+    triplet_ids: list[str] = Field(default_factory=list)
+    uncorrected: int = 0
+    rejected: dict[str, int] = Field(default_factory=dict)
+    """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...)."""
+
+
+class PairDrafter:
+    """The graph, its checkpoints and the resources for drafting pairs one at a time (``draft``).
+
+    Used by :func:`generate` and by the Prefect per-pair tasks (one drafter per task: the resources hold
+    per-pair state and are not shared between threads).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: ImageStore,
+        llm: LLMBackend,
+        engine: MaskEngine,
+        workspace: Path,
+        config: AgentConfig | None = None,
+        prompts: PromptLibrary | None = None,
+    ) -> None:
+        self.config = config or AgentConfig()
+        self.resources = AgentResources(
+            catalog=catalog,
+            store=store,
+            llm=llm,
+            engine=engine,
+            prompts=prompts or PromptLibrary(),
+            config=self.config,
+            package_versions=_versions(),
+            fallback=None if llm.name == "offline" else OfflineBackend(),
+        )
+        self.catalog = catalog
+        self._connection = sqlite3.connect(workspace / CHECKPOINTS_FILE, check_same_thread=False, timeout=60)
+        self._app = build_graph(self.resources, SqliteSaver(self._connection))
+
+    def __enter__(self) -> PairDrafter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._connection.close()
+
+    def draft(self, pair_id: str) -> PairOutcome:
+        """Run (or resume, or skip when done) the pair's checkpointed thread.
+
+        Raises:
+            BudgetExceededError: the LLM budget is spent.
+            CraftError: the pair cannot be drafted (an image unreadable, the endpoint down...).
+        """
+        settings: Any = {"configurable": {"thread_id": thread_for(pair_id, self.resources)}, "recursion_limit": 200}
+        snapshot = self._app.get_state(settings)
+        # A thread is done only when its last node wrote the triplet ids and nothing is pending. A kill just
+        # after a step's checkpoint was saved leaves tasks pending while ``next`` is already empty, so ``next``
+        # alone would call such a pair done and lose its triplets.
+        pending = bool(snapshot.next or snapshot.tasks)
+        if "triplet_ids" in snapshot.values and not pending:
+            return PairOutcome(pair_id=pair_id, status="skipped")
+        # durability="sync": each node's checkpoint is on disk before the next node starts, so a kill at any
+        # moment resumes at the node that was running (the default writes asynchronously and a kill can lose
+        # the latest checkpoints).
+        final = self._app.invoke(None if pending else {"pair_id": pair_id}, settings, durability="sync")
+        rejected: dict[str, int] = {}
+        for rejection in final.get("rejected", []):
+            reason = str(rejection.get("nuisance") or "other")
+            rejected[reason] = rejected.get(reason, 0) + 1
+        ids = list(final.get("triplet_ids", []))
+        return PairOutcome(
+            pair_id=pair_id,
+            status="resumed" if pending else "drafted",
+            triplet_ids=ids,
+            uncorrected=sum(self.catalog.get_triplet(i).uncorrected for i in ids),
+            rejected=rejected,
+        )

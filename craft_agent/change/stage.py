@@ -6,37 +6,33 @@ deterministic, and one pair that fails is recorded with its reason while the res
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
 from craft_agent.change.labels import has_change_labels, label_candidates, snap_to_image
-from craft_agent.errors import ConfigError, CraftError
-from craft_agent.imagery.layouts import Failure
+from craft_agent.errors import ConfigError
 from craft_agent.masks import MaskEngine, segment_candidates
 from craft_agent.metrics import inside_fractions
 from craft_agent.models import ChangeCandidate, ImagePair, RLEMask
+from craft_agent.runs import Failure, ProgressCallback, StageRun
 
-ProgressCallback = Callable[[int, int, str], None]
 
-
-@dataclass
-class CandidateSummary:
+class CandidateSummary(BaseModel):
     """What a candidates run did; ``to_json()`` is the CLI's ``--json`` output."""
 
     pairs: int = 0
     skipped: int = 0
     candidates: int = 0
     confident: int = 0
-    failed: list[Failure] = field(default_factory=list)
-    by_type: dict[str, int] = field(default_factory=dict)
-    by_mode: dict[str, int] = field(default_factory=dict)
+    failed: list[Failure] = Field(default_factory=list)
+    by_type: dict[str, int] = Field(default_factory=dict)
+    by_mode: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
     run_id: str = ""
 
@@ -193,40 +189,48 @@ def propose_candidates(
         checkpoint: the learned detector's checkpoint.
         snap: refine label masks with the mask engine (see :func:`snap_to_image`).
     """
-    started = time.perf_counter()
     summary = CandidateSummary()
-    summary.run_id = catalog.start_run(
-        "candidates", {"detector": detector_name, "masks": engine.name, "proposals": proposals}
-    )
-    pairs = list(catalog.iter_pairs())
-    for done, pair in enumerate(pairs):
-        if progress:
-            progress(done, len(pairs), pair.name)
-        try:
-            mode = proposal_mode(proposals, pair)
-            if not redo and any(is_from_mode(c, mode, detector_name) for c in catalog.candidates_for(pair.id)):
+    config = {"detector": detector_name, "masks": engine.name, "proposals": proposals}
+    with StageRun(catalog, "candidates", config, summary, progress) as run:
+        for pair in run.items(catalog.iter_pairs(), name=lambda pair: pair.name):
+            work = functools.partial(
+                candidates_of_pair, catalog, store, engine, pair, detector_name, redo, proposals, checkpoint, snap
+            )
+            outcome = run.attempt(pair.name, work)
+            if outcome is None:
+                continue
+            mode, refined = outcome
+            if refined is None:
                 summary.skipped += 1
                 continue
-            pre, post = store.load(pair.pre), store.load(pair.post)
-            refined = detect_candidates(detector_name, engine, pair, pre, post, mode, checkpoint, snap)
-        except CraftError as exc:
-            summary.failed.append(Failure(input=pair.name, error=str(exc)))
-            continue
-        except Exception as exc:  # one broken pair must never sink the run
-            summary.failed.append(
-                Failure(input=pair.name, error=f"{type(exc).__name__}: {exc}. Fix: report this pair as a bug.")
-            )
-            continue
-        summary.candidates += catalog.add_candidates(refined)
-        summary.pairs += 1
-        summary.by_mode[mode] = summary.by_mode.get(mode, 0) + 1
-        for candidate in refined:
-            summary.by_type[candidate.change_type.value] = summary.by_type.get(candidate.change_type.value, 0) + 1
-            summary.confident += candidate.scores.get("confidence", 0.0) > 0
-    if progress:
-        progress(len(pairs), len(pairs), "")
-    for failure in summary.failed:
-        catalog.record_failure(summary.run_id, failure.input, failure.error)
-    summary.seconds = time.perf_counter() - started
-    catalog.finish_run(summary.run_id, summary.to_json())
+            summary.candidates += catalog.add_candidates(refined)
+            summary.pairs += 1
+            summary.by_mode[mode] = summary.by_mode.get(mode, 0) + 1
+            for candidate in refined:
+                summary.by_type[candidate.change_type.value] = summary.by_type.get(candidate.change_type.value, 0) + 1
+                summary.confident += candidate.scores.get("confidence", 0.0) > 0
     return summary
+
+
+def candidates_of_pair(
+    catalog: Catalog,
+    store: ImageStore,
+    engine: MaskEngine,
+    pair: ImagePair,
+    detector_name: str = "classical",
+    redo: bool = False,
+    proposals: str = "auto",
+    checkpoint: Path | None = None,
+    snap: bool = False,
+) -> tuple[str, list[ChangeCandidate] | None]:
+    """One pair's proposal mode and its candidates, detected and segmented now; None for the candidates when
+    the pair already has candidates of that mode (and ``redo`` is off). Nothing is written.
+
+    Raises:
+        CraftError: when an image cannot be read or the detector's checkpoint is unusable.
+    """
+    mode = proposal_mode(proposals, pair)
+    if not redo and any(is_from_mode(c, mode, detector_name) for c in catalog.candidates_for(pair.id)):
+        return mode, None
+    pre, post = store.load(pair.pre), store.load(pair.post)
+    return mode, detect_candidates(detector_name, engine, pair, pre, post, mode, checkpoint, snap)

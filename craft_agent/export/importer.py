@@ -16,8 +16,8 @@ from pathlib import Path
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.imagery.ingest import IngestOptions, ingest
-from craft_agent.imagery.layouts import Failure
 from craft_agent.models import AuditRecord, GroundTruthChange, ImagePair, Triplet, TripletState, Verdict, triplet_id
+from craft_agent.runs import Failure
 
 
 @dataclass

@@ -7,22 +7,22 @@ nothing: pair ids are content hashes and the catalog ignores ids it already has.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import CatalogError, IngestError
-from craft_agent.imagery.layouts import ChangeSpec, Discovery, Failure, PairSpec, discover
+from craft_agent.imagery.layouts import ChangeSpec, Discovery, PairSpec, discover
 from craft_agent.imagery.normalize import (
     Window,
     align_to,
@@ -43,9 +43,9 @@ from craft_agent.models import (
     RLEMask,
     TileWindow,
 )
+from craft_agent.runs import Failure, ProgressCallback, StageRun
 from craft_agent.settings import DEFAULT_MAX_IMAGE_PIXELS, Settings
 
-ProgressCallback = Callable[[int, int, str], None]
 """Called as (done, total, current pair name) while ingesting."""
 
 MIN_PAIR_SIDE = 32
@@ -122,26 +122,25 @@ class BuiltScene:
     warnings: list[IngestWarning] = field(default_factory=list)
 
 
-@dataclass
-class IngestSummary:
+class IngestSummary(BaseModel):
     """What an ingest run did. ``to_json()`` is the CLI's ``--json`` output."""
 
     source: str
     layout: str
     ingested: int = 0
     skipped: int = 0
-    failed: list[Failure] = field(default_factory=list)
-    pair_ids: list[str] = field(default_factory=list)
-    present_ids: list[str] = field(default_factory=list)
+    failed: list[Failure] = Field(default_factory=list)
+    pair_ids: list[str] = Field(default_factory=list)
+    present_ids: list[str] = Field(default_factory=list)
     """Every pair of the source now in the catalog, newly ingested or already there."""
     tiled_scenes: int = 0
     skipped_empty_tiles: int = 0
     """Tiles of large scenes left out: nodata, or one flat colour in both dates."""
     replaced: int = 0
     """Pairs of earlier ingests of the same files removed because the files now give other pairs (--bands...)."""
-    warnings: list[IngestWarning] = field(default_factory=list)
+    warnings: list[IngestWarning] = Field(default_factory=list)
     with_ground_truth: int = 0
-    ignored_files: list[str] = field(default_factory=list)
+    ignored_files: list[str] = Field(default_factory=list)
     seconds: float = 0.0
     run_id: str = ""
     workspace: str = ""
@@ -502,71 +501,63 @@ def ingest(
     Raises:
         IngestError: only when the source as a whole is unusable (missing, empty, no layout).
     """
-    started = time.perf_counter()
     discovery: Discovery = discover(src)
     summary = IngestSummary(source=str(src), layout=discovery.layout, ignored_files=discovery.ignored)
-    summary.run_id = catalog.start_run(
-        "ingest",
-        {
-            "source": str(src),
-            "layout": discovery.layout,
-            "options": {k: (v.value if isinstance(v, Domain) else v) for k, v in options.__dict__.items()},
-        },
-    )
     summary.workspace = str(store.workspace)
     summary.failed.extend(discovery.failures)
+    config = {
+        "source": str(src),
+        "layout": discovery.layout,
+        "options": {k: (v.value if isinstance(v, Domain) else v) for k, v in options.__dict__.items()},
+    }
     earlier = _earlier_pairs(catalog, discovery)
     seen: dict[str, str] = {}
-    total = len(discovery.specs)
-    for done, spec in enumerate(discovery.specs):
-        if progress:
-            progress(done, total, spec.name)
-        try:
-            built = build_scene(spec, options, store)
-        except IngestError as exc:
-            summary.failed.append(Failure.from_error(exc))
-            continue
-        except Exception as exc:  # one broken pair must never sink the run
+    with StageRun(catalog, "ingest", config, summary, progress) as run:
+        for spec in run.items(discovery.specs, name=lambda spec: spec.name):
+            built = run.attempt(
+                spec.pre.describe(),
+                functools.partial(build_scene, spec, options, store),
+                what=f"reading pair {spec.name} (check that both files open in an image viewer)",
+            )
+            if built is not None:
+                _add_scene(catalog, spec, built, earlier, seen, summary)
+    return summary
+
+
+def _add_scene(
+    catalog: Catalog,
+    spec: PairSpec,
+    built: BuiltScene,
+    earlier: dict[tuple[Path, ...], list[str]],
+    seen: dict[str, str],
+    summary: IngestSummary,
+) -> None:
+    """The pairs of one read scene into the catalog (a tiled scene gives several), counted in ``summary``."""
+    pairs = built.pairs
+    summary.warnings.extend(built.warnings)
+    summary.skipped_empty_tiles += built.skipped_empty_tiles
+    _replace_earlier(catalog, spec, earlier.get(pairs[0].source.files(), []), pairs, summary)
+    if len(pairs) > 1:
+        summary.tiled_scenes += 1
+    for pair in pairs:
+        if pair.id in seen:
             summary.failed.append(
                 Failure(
                     input=spec.pre.describe(),
-                    error=f"pair {spec.name} could not be read ({type(exc).__name__}: {exc}). "
-                    "Fix: check both files open in an image viewer; if they do, report this as a bug.",
+                    error=f"pair {pair.name} has the same content as pair {seen[pair.id]} in this source; "
+                    "it was not ingested twice. Fix: remove the duplicate copy from the source.",
                 )
             )
             continue
-        pairs = built.pairs
-        summary.warnings.extend(built.warnings)
-        summary.skipped_empty_tiles += built.skipped_empty_tiles
-        _replace_earlier(catalog, spec, earlier.get(pairs[0].source.files(), []), pairs, summary)
-        if len(pairs) > 1:
-            summary.tiled_scenes += 1
-        for pair in pairs:
-            if pair.id in seen:
-                summary.failed.append(
-                    Failure(
-                        input=spec.pre.describe(),
-                        error=f"pair {pair.name} has the same content as pair {seen[pair.id]} in this source; "
-                        "it was not ingested twice. Fix: remove the duplicate copy from the source.",
-                    )
-                )
-                continue
-            seen[pair.id] = pair.name
-            summary.present_ids.append(pair.id)
-            if catalog.add_pair(pair):
-                summary.ingested += 1
-                summary.pair_ids.append(pair.id)
-            else:
-                summary.skipped += 1
-            if pair.gt_mask is not None:
-                summary.with_ground_truth += 1
-    if progress:
-        progress(total, total, "")
-    for failure in summary.failed:
-        catalog.record_failure(summary.run_id, failure.input, failure.error)
-    summary.seconds = time.perf_counter() - started
-    catalog.finish_run(summary.run_id, summary.to_json())
-    return summary
+        seen[pair.id] = pair.name
+        summary.present_ids.append(pair.id)
+        if catalog.add_pair(pair):
+            summary.ingested += 1
+            summary.pair_ids.append(pair.id)
+        else:
+            summary.skipped += 1
+        if pair.gt_mask is not None:
+            summary.with_ground_truth += 1
 
 
 def _earlier_pairs(catalog: Catalog, discovery: Discovery) -> dict[tuple[Path, ...], list[str]]:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from craft_agent.errors import IngestError
 from craft_agent.imagery.raster import IMAGE_SUFFIXES, date_from_name
+from craft_agent.runs import Failure
 
 DATE_FOLDERS = [
     ("A", "B"),
@@ -90,21 +91,6 @@ class PairSpec:
     date_pre: date | None = None
     date_post: date | None = None
     changes: list[ChangeSpec] = field(default_factory=list)
-
-
-@dataclass
-class Failure:
-    """Something that could not be ingested: the input as the user would name it, and why."""
-
-    input: str
-    error: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"input": self.input, "error": self.error}
-
-    @classmethod
-    def from_error(cls, error: IngestError) -> Failure:
-        return cls(input=error.input, error=str(error))
 
 
 @dataclass
