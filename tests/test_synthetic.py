@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,81 @@ def test_generation_does_not_touch_the_global_rng() -> None:
     generate_scene(1, 128, "rs")
     generate_scene(1, 128, "ns")
     assert np.random.random() == expected
+
+
+# sha256 of the pre and post images and of every change mask, for a few seeds that between them exercise
+# every kind of change; computed before the generator was split into a package. Any edit to the drawing
+# code, to the random draws or to their order changes them. If an edit is meant to change the scenes,
+# recompute these digests in the same change and say so; otherwise the edit has a bug. (A new OpenCV or
+# NumPy may round differently and change them too: check the other tests still pass, then recompute.)
+PINNED_DIGESTS: dict[tuple[int, int, str], dict[str, Any]] = {
+    (2, 256, "rs"): {
+        "pre": "f0d809e1557779c83f114592fc98f4875b3201b4e13bda498053d8a9c88d8731",
+        "post": "d962e130114d85c0feec4b17a909b81e8e7ff2826c0af45c8d5166e8cf2db645",
+        "masks": [
+            "75929b8e300862c5be36b73977988dc4315d3ed613eafef8642e70a62eacee88",
+            "980bb212e8f708aea3ac44b6d19686d18e25502872c28167e3215e5713c4d777",
+            "003def4c166556692c428708937759fe75b4046986e043db0d12256557a5309b",
+            "6d0abefda4ff9dfbc66d0a873bf177a86c2ee8a85cc926fce6b12f4671bb7d42",
+            "0692eb906b6f71c23c75d4e076bd80d500d2679b0ad2489d1d3fa93f973aea18",
+            "46dc461f2f785b1dfe45a9a8afbed8ae9de8de81924004ec57456dc8ca6d9825",
+        ],
+    },
+    (6, 256, "rs"): {
+        "pre": "e005865c2bfd0ab6785498cb4157429a7b7064090f087bd007db89729a914cbe",
+        "post": "f243bce857f4ac594a45e99c606cafff32d9f58ebca2555ea99637d69124c341",
+        "masks": [
+            "aad4c5fdc6ebdc056af3e0e5f0a41feb7fa433cb6c8f9096e6f1ccc33a939aa5",
+            "d2ed5e478364daed1ba46a6e896fb62e2d5d64dee89b3d10f09a9f258b895065",
+            "dff814f5ad8d3a87732f3e8ecc509f5d205e50441c76b6ed7a696b92220d04dc",
+        ],
+    },
+    (8, 128, "rs"): {
+        "pre": "f912486e9d85a4dc1f788dfab0b0a58ae4dd3ea29ed9c7d8541e5f97343c6bca",
+        "post": "9523567c294c3df9bb456ba239827c70782dcbad0e55a5b5afbd0f168aab5f05",
+        "masks": [
+            "bbef38129ba642f58f3b4398918fd9da966710b7d9b38c37a997f00f05183ad5",
+            "7fa5ed70ebb1f0a9effebab64d142b9789e180e6cc400fc6cefd46c995e307c9",
+            "fd5c837a54219910d0289a82a812f39f3e15cc6b6ad4d74543d33d9d7c2721a9",
+            "f24a52ab8ded1b571d18a7dba7374093a79812cb4483e05a39342c4320945004",
+        ],
+    },
+    (33, 256, "ns"): {
+        "pre": "217d5ca39f7acb13ab4dc1db35d5b2dbcd85066b95c03540e0ca854427930256",
+        "post": "3da8b4df6dcde7a255ea701beea5b4cce106fc2b5fdf02efd01c4d872a6f548d",
+        "masks": [
+            "ac4262f8e94d1c911af057a4c3c0389cabc6281ddcf623c3f0aa9323cb0ca67a",
+            "de81e363ac27837e2fe77c31b52eddd693d275147d6ee862d05d1cb604d96828",
+            "dafb5d4c06c7ef3a315233527868daa83de97d96e991949241bade44ff44bbcb",
+            "ab273dc45d212426c18a01be94a66112ade23adb1e1a98dcfffc7c39c89b6863",
+        ],
+    },
+    (56, 256, "ns"): {
+        "pre": "713bea937cf247bec595fd2cac79cdebbe7efd275ae34c21575f15988e9b40d4",
+        "post": "a7f3005eb5815504f3ff632c20d7ee38746393c63d910c49cb66938f21f54e2a",
+        "masks": [
+            "275d6763048bf869366e5019e203fcc41573cd3a02ce0cd21d0e11558fd8f993",
+            "870ff8401079d580b93ecb2bb1f9ab2ac9dab73f3c202c7c9b6d002b2429519e",
+            "8231d62f41b52ac647d82da53344216d1f8ab842429c8805889c42a898ecc8c4",
+            "164d55bdb015c28b226918a6c73d8c7bfde15f255ff0f5552514ddeab3514a0c",
+        ],
+    },
+}
+
+
+def sha256_of(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("seed", "size", "domain"), list(PINNED_DIGESTS))
+def test_scenes_are_bit_identical_to_the_pinned_digests(seed: int, size: int, domain: str) -> None:
+    scene = generate_scene(seed, size, domain)  # type: ignore[arg-type]
+    digests = {
+        "pre": sha256_of(scene.pre),
+        "post": sha256_of(scene.post),
+        "masks": [sha256_of(change.mask) for change in scene.changes],
+    }
+    assert digests == PINNED_DIGESTS[(seed, size, domain)]
 
 
 # -- ground truth ----------------------------------------------------------------------------------------------
