@@ -1,15 +1,21 @@
-"""Prompt templates: one file per prompt in ``prompts/``; each file's sha256 goes into provenance."""
+"""Prompt templates: one file per prompt in ``prompts/``; each file's sha256 goes into provenance.
+
+The templates ship inside the package (``craft_agent/prompts/``, with a top-level ``prompts`` link in the
+repository) and load through :mod:`importlib.resources`, so an installed wheel finds them as a checkout does.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from craft_agent.errors import ConfigError
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+DEFAULT_PROMPTS_DIR: Traversable = files("craft_agent") / "prompts"
 PROMPT_NAMES = ("system", "grid_review", "correction", "beautify", "disambiguate")
 
 
@@ -39,17 +45,23 @@ class Prompt:
 class PromptLibrary:
     """Loads every prompt of :data:`PROMPT_NAMES` from a folder.
 
+    Args:
+        folder: where the ``<name>.md`` files are; the package's own prompts by default.
+
     Raises:
         ConfigError: when a prompt file is missing.
     """
 
-    def __init__(self, folder: Path = DEFAULT_PROMPTS_DIR) -> None:
+    def __init__(self, folder: Path | Traversable = DEFAULT_PROMPTS_DIR) -> None:
         self.folder = folder
         self.prompts: dict[str, Prompt] = {}
         for name in PROMPT_NAMES:
             path = folder / f"{name}.md"
             if not path.is_file():
-                raise ConfigError(f"prompt file {path} is missing.", hint="restore prompts/ from the repository.")
+                raise ConfigError(
+                    f"prompt file {path} is missing.",
+                    hint="reinstall craft-agent, or restore craft_agent/prompts/ from git.",
+                )
             data = path.read_bytes()
             self.prompts[name] = Prompt(name=name, text=data.decode("utf-8"), sha256=hashlib.sha256(data).hexdigest())
 

@@ -1,7 +1,8 @@
 """The audit page's contract: triplet -> Label Studio task, and annotation -> :class:`AuditRecord`.
 
 Pure functions over the data model; nothing here talks to a server. The page itself is
-``auditing/labeling_config.xml``; the control names below must match it (a test checks they do).
+``auditing/labeling_config.xml``, package data of ``craft_agent`` loaded through :mod:`importlib.resources`;
+the control names below must match it (a test checks they do).
 
 Masks travel as Label Studio brush RLE (the SDK's ``mask2rle`` / ``decode_rle`` on 0/255 masks, exact both
 ways) on the image where the target is visible: the later image for "appear", the earlier one for
@@ -15,6 +16,8 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from craft_agent.errors import AuditError
 from craft_agent.models import AuditRecord, ChangeType, ImagePair, RLEMask, Triplet, Verdict, utc_now
 
-AUDITING_DIR = Path(__file__).resolve().parents[2] / "auditing"
+AUDITING_DIR: Traversable = files("craft_agent") / "auditing"
 LABEL_CONFIG_PATH = AUDITING_DIR / "labeling_config.xml"
 
 IMAGE_A, IMAGE_B = "image_a", "image_b"
@@ -36,8 +39,11 @@ AUDITOR_VERDICTS = ("accept", "needs_fix", "reject")
 """The verdict choices' aliases on the page."""
 
 
-def label_config(path: Path = LABEL_CONFIG_PATH) -> str:
+def label_config(path: Path | Traversable = LABEL_CONFIG_PATH) -> str:
     """The labeling config XML.
+
+    Args:
+        path: the config file; the package's own ``auditing/labeling_config.xml`` by default.
 
     Raises:
         AuditError: when the file is missing.
@@ -45,7 +51,10 @@ def label_config(path: Path = LABEL_CONFIG_PATH) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise AuditError(f"cannot read the labeling config {path}: {exc}.", hint="restore auditing/ from git.") from exc
+        raise AuditError(
+            f"cannot read the labeling config {path}: {exc}.",
+            hint="reinstall craft-agent, or restore craft_agent/auditing/ from git.",
+        ) from exc
 
 
 def revision_of(triplet: Triplet) -> str:
