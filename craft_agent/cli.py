@@ -595,6 +595,63 @@ def catalog_remove(
     raise typer.Exit(EXIT_OK)
 
 
+@app.command("preview")
+def preview_command(
+    workspace: WorkspaceOption = None,
+    pair: Annotated[
+        list[str] | None, typer.Option("--pair", help="Only this pair (id or name); repeat for several.")
+    ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only triplets in this state: drafted, queued_for_audit, accepted, rejected, fixed or exported; "
+            "repeat for several."
+        ),
+    ] = None,
+    change_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only appear, disappear, state_change or no_target; repeat for several."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder of the sheet (default WORKSPACE/preview); its earlier pages are replaced."),
+    ] = None,
+    per_page: Annotated[int, typer.Option(min=1, help="Rows per PNG page.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Contact sheet of triplets (PNG pages and one self-contained index.html) to judge a run before its audit."""
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.preview import write_preview
+
+    try:
+        settings = settings_for(workspace)
+        with Catalog.from_settings(settings) as catalog, progress_bar("preview", not as_json) as update:
+            summary = write_preview(
+                catalog,
+                ImageStore(settings.workspace),
+                out_dir or settings.workspace / "preview",
+                pairs=pair or (),
+                states=state or (),
+                types=change_type or (),
+                per_page=per_page,
+                progress=update,
+            )
+    except CraftError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(summary.model_dump(mode="json", include={"out", "pages", "html", "triplets"}))
+    else:
+        counts = "; ".join(
+            ", ".join(f"{n} {name}" for name, n in group.items()) for group in (summary.by_state, summary.by_type)
+        )
+        out.print(
+            f"[bold green]{summary.triplets}[/] triplet(s) ({counts}) on {summary.pages} page(s) in {summary.out}",
+            highlight=False,
+        )
+        out.print(f"open {summary.html}", highlight=False)
+    raise typer.Exit(EXIT_OK)
+
+
 @bench_app.command("vision")
 def bench_vision(
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
