@@ -1,7 +1,10 @@
-"""Prefect flow: run the CRAFT agent over a workspace (for scheduled re-generation on new imagery).
+"""Prefect flow: ingest new imagery (optional), then draft every pair as its own task run.
 
-Thin: the agent's own checkpoints make a re-run resume where it stopped; the logic is in
-:func:`craft_agent.agent.run.generate`.
+Thin: each pair is :func:`craft_agent.pipeline.draft_pair` in a task, mapped over the catalog's pairs under
+the task runner's concurrency limit (threads by default, a Dask cluster with ``engine="dask"``). A failing
+pair is retried (transient faults), then recorded in the catalog; it never fails the flow. A pair already
+drafted under the same options is a cache hit (its checkpointed thread would skip it anyway), so a scheduled
+re-run only works on new or changed pairs (pair ids are content hashes). A Markdown artifact summarises the run.
 """
 
 from __future__ import annotations
@@ -9,40 +12,113 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import TaskRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from craft_agent.agent.run import generate
-from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.llm import UsageMeter, create_llm_backend
-from craft_agent.masks import create_mask_engine
+from craft_agent.agent.run import GenerateSummary
+from craft_agent.catalog import Catalog
+from craft_agent.errors import CraftError
+from craft_agent.pipeline import DraftOptions, draft_pair, merge_summaries, summary_markdown
+from craft_agent.runs import Failure
 from craft_agent.settings import load_settings
+from flows.ingest import ingest_flow
 
 
-@task(name="generate-triplets")
-def generate_task(
-    workspace: str, llm: str | None, masks: str | None, budget_usd: float | None, budget_tokens: int | None = None
-) -> dict[str, Any]:
-    settings = load_settings(workspace=Path(workspace))
-    backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd, budget_tokens))
-    engine = create_mask_engine(settings, masks)
-    with Catalog.from_settings(settings) as catalog:
-        return generate(catalog, ImageStore(settings.workspace), backend, engine, settings.workspace).to_json()
+def _pair_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key: the pair (its id hashes its content) under these options in this workspace."""
+    options: DraftOptions = parameters["options"]
+    return f"draft-{Path(parameters['workspace']).resolve()}-{parameters['pair_id']}-{options.fingerprint()}"
 
 
-@flow(name="craft-generate")
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry faults that may pass (an endpoint down, a locked database), not a pair that cannot be read."""
+    try:
+        state.result()
+    except CraftError as exc:
+        return type(exc).__name__ in ("LLMUnavailableError", "CatalogError")
+    except Exception:
+        return True
+    return False
+
+
+@task(
+    name="draft-pair",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_transient,
+    cache_key_fn=_pair_key,
+    persist_result=True,
+)
+def draft_pair_task(workspace: str, pair_id: str, options: DraftOptions) -> GenerateSummary:
+    """One pair: candidates and the agent (see :func:`craft_agent.pipeline.draft_pair`)."""
+    return draft_pair(workspace, pair_id, options)
+
+
+def draft_pairs(
+    workspace: str, pair_ids: list[str], options: DraftOptions, summary: GenerateSummary
+) -> GenerateSummary:
+    """Map the per-pair task over ``pair_ids`` and add the outcomes (and failures) to ``summary``."""
+    futures = draft_pair_task.map(unmapped(workspace), pair_ids, unmapped(options))
+    parts = []
+    for pair_id, future in zip(pair_ids, futures, strict=True):
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            if state.name == "Cached":  # drafted by an earlier run under the same options
+                summary.skipped += 1
+            else:
+                parts.append(state.result())
+            continue
+        try:
+            state.result()
+        except CraftError as exc:
+            summary.failed.append(Failure.from_error(exc, pair_id))
+        except Exception as exc:  # a pair must never fail the flow
+            summary.failed.append(Failure.unexpected(pair_id, f"drafting {pair_id}", exc))
+    return merge_summaries(parts, summary)
+
+
+def task_runner(engine: str = "threads", workers: int = 4, address: str | None = None) -> Any:
+    """The task runner of ``engine``: ``threads`` (this process) or ``dask`` (a LocalCluster of ``workers``
+    processes, or the scheduler at ``address``)."""
+    if engine == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if engine == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    raise CraftError(f"unknown engine {engine!r}.", hint="use threads or dask.")
+
+
+@flow(name="craft-generate", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
 def generate_flow(
     workspace: str,
-    llm: str | None = None,
-    masks: str | None = None,
-    budget_usd: float | None = None,
-    budget_tokens: int | None = None,
+    source: str | None = None,
+    options: DraftOptions | None = None,
+    audit_url: str | None = None,
 ) -> dict[str, Any]:
-    """Draft triplets for every pair of ``workspace``; returns the run summary."""
-    summary = generate_task(workspace, llm, masks, budget_usd, budget_tokens)
+    """Ingest ``source`` (when given) into ``workspace``, then draft every pair; returns the run summary."""
     logger = get_run_logger()
-    logger.info("drafted %d triplet(s) from %d pair(s)", summary["triplets"], summary["pairs"])
-    if summary["mostly_fallbacks"]:
-        logger.warning(
-            "%d of %d LLM steps fell back to the offline backend", summary["offline_fallbacks"], summary["llm"]["steps"]
-        )
-    return summary
+    options = options or DraftOptions()
+    if source:
+        ingest_flow([source], workspace)
+    settings = load_settings(workspace=Path(workspace))
+    summary = GenerateSummary()
+    with Catalog.from_settings(settings) as catalog:
+        pair_ids = [pair.id for pair in catalog.iter_pairs()]
+        summary.run_id = catalog.start_run("generate", {"flow": "craft-generate", **options.model_dump()})
+        draft_pairs(workspace, pair_ids, options, summary)
+        for failure in summary.failed:
+            catalog.record_failure(summary.run_id, failure.input, failure.error)
+        catalog.finish_run(summary.run_id, summary.to_json())
+    create_markdown_artifact(
+        key="craft-generate", markdown=summary_markdown(summary, workspace, audit_url), description="generate run"
+    )
+    logger.info("drafted %d triplet(s) from %d pair(s)", summary.triplets, summary.pairs)
+    if summary.mostly_fallbacks:
+        logger.warning("%d of %d LLM steps fell back to the offline backend", summary.fallbacks, summary.llm_steps)
+    return summary.to_json()

@@ -1,0 +1,124 @@
+"""Drafting one pair end to end, as the Prefect per-pair tasks run it (in a thread or on a Dask worker).
+
+Everything a worker needs comes from the workspace path and :class:`DraftOptions` (plain, picklable values):
+the settings, catalog, image store, LLM backend and mask engine are opened in the worker. The work is the
+same per-item code the CLI runs: :func:`craft_agent.change.stage.candidates_of_pair` then
+:meth:`craft_agent.agent.run.PairDrafter.draft`, so a flow and ``craft-agent generate`` draft the same
+triplets with the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from craft_agent.agent.nodes import AgentConfig
+from craft_agent.agent.run import GenerateSummary, PairDrafter
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change.stage import candidates_of_pair
+from craft_agent.llm import UsageMeter, create_llm_backend
+from craft_agent.masks import create_mask_engine
+from craft_agent.settings import load_settings
+
+
+class DraftOptions(BaseModel):
+    """How to draft (the ``generate`` command's options), as plain values a worker can receive."""
+
+    llm: str | None = None
+    masks: str | None = None
+    detector: str = "classical"
+    checkpoint: str | None = None
+    proposals: str = "auto"
+    snap: bool = False
+    max_rounds: int = 2
+    expressions: int = 3
+    no_target_ratio: float = 0.1
+    budget: int | None = None
+
+    def agent_config(self) -> AgentConfig:
+        return AgentConfig(
+            max_rounds=self.max_rounds,
+            expressions_per_target=self.expressions,
+            no_target_ratio=self.no_target_ratio,
+            proposals=self.proposals,
+            detector=self.detector,
+            checkpoint=self.checkpoint,
+            budget=self.budget,
+            snap=self.snap,
+        )
+
+    def fingerprint(self) -> str:
+        """A short hash of the options: a cached result is only reused under the same options."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def draft_pair(workspace: str, pair_id: str, options: DraftOptions) -> GenerateSummary:
+    """Find the pair's candidates (unless it has them) and run the agent's checkpointed thread on it.
+
+    Returns:
+        A summary of this one pair (skipped when an earlier run drafted it), with its LLM usage.
+
+    Raises:
+        CraftError: the pair cannot be drafted (unknown pair, unreadable image, endpoint down, budget...).
+    """
+    settings = load_settings(workspace=Path(workspace))
+    llm = create_llm_backend(settings, options.llm, usage=UsageMeter())
+    engine = create_mask_engine(settings, options.masks)
+    checkpoint = Path(options.checkpoint) if options.checkpoint else None
+    summary = GenerateSummary()
+    with Catalog.from_settings(settings) as catalog:
+        store = ImageStore(settings.workspace)
+        pair = catalog.get_pair(pair_id)
+        _, found = candidates_of_pair(
+            catalog, store, engine, pair, options.detector, False, options.proposals, checkpoint, options.snap
+        )
+        if found:
+            catalog.add_candidates(found)
+        with PairDrafter(catalog, store, llm, engine, settings.workspace, options.agent_config()) as drafter:
+            summary.add(drafter.draft(pair_id))
+            summary.add_usage(drafter.resources, llm)
+    return summary
+
+
+def merge_summaries(parts: list[GenerateSummary], into: GenerateSummary) -> GenerateSummary:
+    """Per-pair summaries added up into ``into`` (counts, rejections, LLM usage and failures)."""
+    for part in parts:
+        for name in ("pairs", "resumed", "skipped", "triplets", "uncorrected", "fallbacks", "llm_steps", "llm_calls"):
+            setattr(into, name, getattr(into, name) + getattr(part, name))
+        for name in ("prompt_tokens", "completion_tokens", "cost_usd"):
+            setattr(into, name, getattr(into, name) + getattr(part, name))
+        for reason, count in part.rejected.items():
+            into.rejected[reason] = into.rejected.get(reason, 0) + count
+        for reason, count in part.fallback_reasons.items():
+            into.fallback_reasons[reason] = into.fallback_reasons.get(reason, 0) + count
+        into.failed.extend(part.failed)
+        into.llm_backend = part.llm_backend
+        into.cost_known = into.cost_known and part.cost_known
+    return into
+
+
+def summary_markdown(summary: GenerateSummary, workspace: str, audit_url: str | None = None) -> str:
+    """The run's summary as the Markdown of a Prefect artifact."""
+    data: dict[str, Any] = summary.to_json()
+    llm = data["llm"]
+    cost = "unknown (no price)" if llm["cost_usd"] is None else f"${llm['cost_usd']:.4f}"
+    lines = [
+        f"# CRAFT-Agent generate: `{workspace}`",
+        "",
+        "| pairs drafted | already done | resumed | triplets | uncorrected | failed |",
+        "|---|---|---|---|---|---|",
+        f"| {data['pairs']} | {data['skipped']} | {data['resumed']} | {data['triplets']} | {data['uncorrected']} "
+        f"| {len(data['failed'])} |",
+        "",
+        f"LLM ({llm['backend']}): {llm['steps']} steps, {data['offline_fallbacks']} fell back to offline, "
+        f"{llm['calls']} calls, {llm['prompt_tokens']} + {llm['completion_tokens']} tokens, {cost}.",
+    ]
+    if data["failed"]:
+        lines += ["", "## Failures", "", "| input | error |", "|---|---|"]
+        lines += [f"| `{f['input']}` | {f['error'].replace('|', '/')} |" for f in data["failed"][:50]]
+    if audit_url:
+        lines += ["", f"Audit: [{audit_url}]({audit_url}) (`craft-agent audit push` sends the drafts)."]
+    return "\n".join(lines) + "\n"
