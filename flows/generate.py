@@ -9,6 +9,7 @@ re-run only works on new or changed pairs (pair ids are content hashes). A Markd
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,8 @@ def task_runner(engine: str = "threads", workers: int = 4, address: str | None =
 
         if address:
             return DaskTaskRunner(address=address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+        cluster = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "silence_logs": logging.WARNING}
+        return DaskTaskRunner(cluster_kwargs=cluster)
     raise CraftError(f"unknown engine {engine!r}.", hint="use threads or dask.")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -77,3 +78,16 @@ def test_a_scheduled_regeneration_fires_and_picks_up_a_dropped_pair(tmp_path: Pa
             [sys.executable, "-m", "craft_agent", "flows", "stop", "-w", str(workspace)], env=env, capture_output=True
         )
         assert stopped.returncode == 0, stopped.stderr
+
+
+def test_bench_flows_drafts_the_same_triplets_sequentially_on_threads_and_on_dask(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRAFT_", "PREFECT_"))}
+    out = tmp_path / "flows.json"
+    command = ["bench", "flows", "--out", str(out), "--pairs", "3", "--size", "128", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "craft_agent", *command], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["identical"] is True and report["triplets"] > 0 and report["dask_workers"] == 2
+    assert all(report[f"{way}_s"] > 0 for way in ("sequential", "threads", "dask"))
