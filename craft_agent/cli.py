@@ -1445,6 +1445,35 @@ def bench_reliability(
     raise typer.Exit(EXIT_OK)
 
 
+@bench_app.command("flows")
+def bench_flows(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+    pairs: Annotated[int, typer.Option(min=1, help="Generated pairs drafted each way.")] = 20,
+    size: Annotated[int, typer.Option(min=64, help="Side of the generated pairs (px).")] = 256,
+    workers: Annotated[int, typer.Option(min=1, help="Dask worker processes.")] = 2,
+    as_json: JsonOption = False,
+) -> None:
+    """The same pairs drafted by the plain loop, by the flow on threads and on Dask: times and identical ids."""
+    import tempfile
+
+    from craft_agent.bench.flows import run_flows_bench
+    from craft_agent.bench.vision import write_report
+
+    with (
+        tempfile.TemporaryDirectory(prefix="craft-bench-flows-") as scratch,
+        progress_bar("bench flows", not as_json) as update,
+    ):
+        report = run_flows_bench(
+            Path(scratch), pairs=pairs, size=size, workers=workers, progress=lambda n, d, t: update(d, t, n)
+        )
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        out.print_json(json.dumps(report))
+    raise typer.Exit(EXIT_OK if report["identical"] else EXIT_PARTIAL)
+
+
 FLOW_NAMES = ("generate", "audit-sync", "export", "craft")
 
 
