@@ -11,8 +11,8 @@ PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 .PHONY: help venv demo test lint typecheck pytest schema clean local-llm browser
 
 help:
-	@echo "make demo   - generate example scenes, ingest them into $(WORKSPACE)/demo, find changes, draft triplets,"
-	@echo "              export an (unaudited) preview of the dataset and validate it"
+	@echo "make demo   - generate example scenes, draft triplets through the Prefect generate flow, start the"
+	@echo "              local Label Studio and push them for audit, and write a contact sheet to look at"
 	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
 	@echo "make schema - regenerate docs/schema from the data model"
 
@@ -29,14 +29,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: venv
 	$(BIN)/craft-agent examples make --out $(WORKSPACE)/examples --pairs 8 --seed 0
-	$(BIN)/craft-agent ingest $(WORKSPACE)/examples --workspace $(WORKSPACE)/demo
-	$(BIN)/craft-agent candidates --workspace $(WORKSPACE)/demo
-	$(BIN)/craft-agent generate --workspace $(WORKSPACE)/demo
-	$(BIN)/craft-agent catalog info --workspace $(WORKSPACE)/demo
-	$(BIN)/craft-agent export --workspace $(WORKSPACE)/demo --out $(WORKSPACE)/demo-preview --overwrite \
-	  --format mtrefseg,webdataset,parquet,grefcoco --include-unaudited
-	$(BIN)/craft-agent validate $(WORKSPACE)/demo-preview
-	$(BIN)/craft-agent doctor --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent flows run generate --workspace $(WORKSPACE)/demo --source $(WORKSPACE)/examples \
+	  --llm offline --masks classical
+	$(BIN)/craft-agent audit serve --workspace $(WORKSPACE)/demo --detach
+	$(BIN)/craft-agent audit push --workspace $(WORKSPACE)/demo
+	$(BIN)/craft-agent preview --workspace $(WORKSPACE)/demo --out $(WORKSPACE)/demo/preview
+	@echo
+	@echo "== the drafted triplets, one row each: $(WORKSPACE)/demo/preview/index.html (and page-*.png)"
+	@echo "== audit them in Label Studio:"
+	@$(BIN)/craft-agent audit serve --workspace $(WORKSPACE)/demo --detach
+	@echo "== next: $(BIN)/craft-agent audit pull --workspace $(WORKSPACE)/demo          (read the audits back)"
+	@echo "         $(BIN)/craft-agent audit status --workspace $(WORKSPACE)/demo        (progress, acceptance)"
+	@echo "         $(BIN)/craft-agent export --workspace $(WORKSPACE)/demo --out $(WORKSPACE)/dataset --format mtrefseg,webdataset"
+	@echo "         $(BIN)/craft-agent flows serve --workspace $(WORKSPACE)/demo --watch $(WORKSPACE)/examples --every 900"
+	@echo "         $(BIN)/craft-agent audit stop --workspace $(WORKSPACE)/demo          (stop Label Studio)"
 
 lint: venv
 	$(BIN)/ruff check craft_agent flows tests
