@@ -357,3 +357,23 @@ def test_a_run_made_mostly_by_the_fallback_says_so_and_exits_1(tmp_path: Path) -
     assert triplets and all(t.provenance.backends["llm"] == "offline-fallback" for t in triplets)
     assert all(set(t.provenance.steps.values()) == {"offline-fallback"} for t in triplets)
     assert all(t.provenance.model_ids == {} for t in triplets)
+
+
+@pytest.mark.postgres
+def test_beside_a_postgresql_catalog_the_agent_checkpoints_go_there_too(postgres_url: str, tmp_path: Path) -> None:
+    # many workers share one catalog on PostgreSQL; a SQLite checkpoint file could not be shared between machines
+    import psycopg
+
+    write_examples(tmp_path / "examples", pairs=2, seed=3, size=192)
+    workspace = tmp_path / "ws"
+    with Catalog(postgres_url) as catalog:
+        store = ImageStore(workspace)
+        assert ingest(tmp_path / "examples", catalog, store, IngestOptions()).ingested == 2
+        first = generate(catalog, store, OfflineBackend(), ClassicalMaskEngine(), workspace)
+        again = generate(catalog, store, OfflineBackend(), ClassicalMaskEngine(), workspace)
+        plain = catalog.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    assert first.pairs == 2 and first.triplets > 0 and (again.pairs, again.skipped) == (0, 2)
+    assert not (workspace / "agent_checkpoints.sqlite").exists()
+    with psycopg.connect(plain) as connection:
+        threads = connection.execute("SELECT count(DISTINCT thread_id) FROM checkpoints").fetchone()
+    assert threads is not None and threads[0] == 2

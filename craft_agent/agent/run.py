@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib.metadata
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,23 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def open_checkpoints(catalog: Catalog, workspace: Path) -> tuple[Callable[[], None], Any]:
+    """The agent's checkpoint saver and how to close it: beside a PostgreSQL catalog, in that database (its
+    own tables), so workers on several machines share the threads; else a SQLite file in the workspace."""
+    if catalog.dialect == "postgresql":
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+
+        url = catalog.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        saver = PostgresSaver(connection)
+        saver.setup()  # creates or migrates its tables; idempotent
+        return connection.close, saver
+    sqlite = sqlite3.connect(workspace / CHECKPOINTS_FILE, check_same_thread=False, timeout=60)
+    return sqlite.close, SqliteSaver(sqlite)
+
+
 def thread_for(pair_id: str, resources: AgentResources) -> str:
     """Checkpoint thread of a pair under this configuration (another config or model starts afresh)."""
     fingerprint = (
@@ -200,14 +218,14 @@ class PairDrafter:
             fallback=None if llm.name == "offline" else OfflineBackend(),
         )
         self.catalog = catalog
-        self._connection = sqlite3.connect(workspace / CHECKPOINTS_FILE, check_same_thread=False, timeout=60)
-        self._app = build_graph(self.resources, SqliteSaver(self._connection))
+        self._close, saver = open_checkpoints(catalog, workspace)
+        self._app = build_graph(self.resources, saver)
 
     def __enter__(self) -> PairDrafter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._connection.close()
+        self._close()
 
     def draft(self, pair_id: str) -> PairOutcome:
         """Run (or resume, or skip when done) the pair's checkpointed thread.
