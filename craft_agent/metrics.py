@@ -6,6 +6,10 @@
   recalled when some candidate mask overlaps it with IoU >= a threshold.
 - Candidate precision: share of candidates with at least a quarter of their pixels inside GT change.
 - MTRefSeg per-sample IoU: I / (U + 1e-6); both empty -> 1; GT empty but prediction not -> 0.
+- Referring segmentation over expressions (:class:`ReferringScores`): MTRefSeg's mIoU (mean per-sample IoU),
+  oIoU (sum of intersections over sum of unions) and Pr@0.5..0.9 (share of samples with IoU >= t, empty
+  samples included); gRefCOCO's N-acc (empty targets answered with an empty mask) and T-acc (non-empty targets
+  answered with a non-empty mask); RSRefSeg2's cIoU / gIoU as the names of oIoU / mIoU.
 """
 
 from __future__ import annotations
@@ -109,3 +113,72 @@ class ObjectCounts:
     @property
     def precision(self) -> float:
         return self.candidate_hits / self.candidates if self.candidates else 1.0
+
+
+PRECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class ReferringScores:
+    """Accumulated referring-segmentation scores, one :meth:`add` per (expression, predicted mask)."""
+
+    ious: list[float] = field(default_factory=list)
+    intersection: int = 0
+    union: int = 0
+    empty_targets: int = 0
+    empty_answered_empty: int = 0
+    targets: int = 0
+    targets_answered: int = 0
+
+    def add(self, prediction: np.ndarray, target: np.ndarray) -> float:
+        """Score one prediction (boolean masks of one shape); returns its IoU."""
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction {prediction.shape} and target {target.shape} differ in shape")
+        prediction, target = prediction.astype(bool), target.astype(bool)
+        iou = sample_iou(prediction, target)
+        self.ious.append(iou)
+        self.intersection += int(np.logical_and(prediction, target).sum())
+        self.union += int(np.logical_or(prediction, target).sum())
+        if target.any():
+            self.targets += 1
+            self.targets_answered += bool(prediction.any())
+        else:
+            self.empty_targets += 1
+            self.empty_answered_empty += not prediction.any()
+        return iou
+
+    @property
+    def miou(self) -> float:
+        return float(np.mean(self.ious)) if self.ious else 0.0
+
+    @property
+    def oiou(self) -> float:
+        """Sum of intersections over sum of unions (1.0 when every mask, predicted and true, is empty)."""
+        if not self.ious:
+            return 0.0
+        return self.intersection / self.union if self.union else 1.0
+
+    def precision_at(self, threshold: float) -> float:
+        return sum(iou >= threshold for iou in self.ious) / len(self.ious) if self.ious else 0.0
+
+    @property
+    def n_acc(self) -> float | None:
+        """gRefCOCO's N-acc: empty targets answered with an empty mask (None without empty targets)."""
+        return self.empty_answered_empty / self.empty_targets if self.empty_targets else None
+
+    @property
+    def t_acc(self) -> float | None:
+        """gRefCOCO's T-acc: non-empty targets answered with a non-empty mask (None without such targets)."""
+        return self.targets_answered / self.targets if self.targets else None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "samples": len(self.ious),
+            "miou": round(self.miou, 6),
+            "oiou": round(self.oiou, 6),
+            "precision_at": {f"{t:.1f}": round(self.precision_at(t), 6) for t in PRECISION_THRESHOLDS},
+            "n_acc": None if self.n_acc is None else round(self.n_acc, 6),
+            "t_acc": None if self.t_acc is None else round(self.t_acc, 6),
+            "ciou": round(self.oiou, 6),
+            "giou": round(self.miou, 6),
+        }
