@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
@@ -56,3 +59,35 @@ def test_all_empty_and_no_samples() -> None:
     assert nothing.as_json()["samples"] == 0 and nothing.miou == 0.0 and nothing.n_acc is None
     with pytest.raises(ValueError, match="differ in shape"):
         nothing.add(np.zeros((2, 2), bool), np.zeros((3, 2), bool))
+
+
+def test_predictions_are_scored_against_an_export(tmp_path: Path) -> None:
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.data import MTRSDataset
+    from craft_agent.errors import ConfigError
+    from craft_agent.evaluate import score_predictions
+    from craft_agent.export import export_dataset
+    from tests.data import audit_through_the_catalog, draft_triplets_from_truth
+
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        audit_through_the_catalog(catalog, draft_triplets_from_truth(catalog, store, tmp_path / "src", pairs=3))
+        export_dataset(catalog, store, tmp_path / "export", ["mtrefseg"])
+    samples = list(MTRSDataset(tmp_path / "export", "mtrefseg"))
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    # perfect answers for every expression of every sample but the first, whose expressions have none
+    expressions = sum(len(s["expressions"]) for s in samples)
+    for sample in samples[1:]:
+        cv2.imwrite(str(predictions / f"{sample['sample_id']}.png"), sample["mask"].astype(np.uint8) * 255)
+    report = score_predictions(predictions, tmp_path / "export")
+    first = samples[0]
+    assert report["samples"] == expressions and report["missing"] == len(first["expressions"])
+    perfect = sum(len(s["expressions"]) for s in samples[1:])
+    expected = (perfect + (len(first["expressions"]) if not first["mask"].any() else 0)) / expressions
+    assert report["miou"] == pytest.approx(expected, abs=1e-4)
+    # one expression's own file wins over the sample-wide one; a wrongly sized one is refused by name
+    cv2.imwrite(str(predictions / f"{first['sample_id']}_0.png"), np.zeros((5, 5), np.uint8))
+    with pytest.raises(ConfigError, match=f"{first['sample_id']}_0.png is 5x5"):
+        score_predictions(predictions, tmp_path / "export")
