@@ -9,6 +9,11 @@ Every reader yields the same dict per sample::
 ``MTRSDataset`` (a map-style ``torch.utils.data.Dataset``) reads the MTRefSeg layout, Parquet and
 gRefCOCO exports; ``MTRSIterableDataset`` streams WebDataset shards. :func:`open_dataset` picks by format.
 ``root`` is the export folder (holding ``manifest.json``) or the format's own folder.
+
+Batching: samples hold a varying number of expressions (and ``None`` for a no-target sample's type), which
+PyTorch's default collate cannot batch; pass :func:`collate_samples`::
+
+    DataLoader(MTRSDataset(root), batch_size=8, collate_fn=collate_samples)
 """
 
 from __future__ import annotations
@@ -210,6 +215,34 @@ class MTRSIterableDataset(IterableDataset[Sample]):
                 "change_code": int(record["change_code"]),
                 "category": record["category"],
             }
+
+
+def collate_samples(batch: list[Sample]) -> dict[str, Any]:
+    """A batch of samples: ``image_a`` / ``image_b`` as uint8 tensors (B, H, W, 3), ``mask`` as a bool tensor
+    (B, H, W), ``change_code`` as an int64 tensor, and every other field as a list of the samples' values
+    (``expressions``: one list of strings per sample).
+
+    Raises:
+        ConfigError: when the samples' images differ in size (resize them in a transform first).
+    """
+    import torch
+
+    if not batch:
+        return {}
+    shapes = {sample["image_a"].shape for sample in batch} | {sample["image_b"].shape for sample in batch}
+    if len(shapes) > 1:
+        raise ConfigError(
+            f"the samples of one batch have images of different sizes ({sorted(shapes)}).",
+            hint="resize or crop the samples to one size in a transform before batching, or use batch_size=1.",
+        )
+    stacked = {
+        "image_a": torch.from_numpy(np.stack([s["image_a"] for s in batch])),
+        "image_b": torch.from_numpy(np.stack([s["image_b"] for s in batch])),
+        "mask": torch.from_numpy(np.stack([s["mask"] for s in batch])),
+        "change_code": torch.tensor([int(s["change_code"]) for s in batch], dtype=torch.int64),
+    }
+    listed = {key: [s[key] for s in batch] for key in batch[0] if key not in stacked}
+    return {**listed, **stacked}
 
 
 def open_dataset(root: Path, fmt: str, split: str | None = None) -> MTRSDataset | MTRSIterableDataset:

@@ -91,3 +91,25 @@ def test_predictions_are_scored_against_an_export(tmp_path: Path) -> None:
     cv2.imwrite(str(predictions / f"{first['sample_id']}_0.png"), np.zeros((5, 5), np.uint8))
     with pytest.raises(ConfigError, match=f"{first['sample_id']}_0.png is 5x5"):
         score_predictions(predictions, tmp_path / "export")
+
+
+def test_a_dataloader_batches_samples_with_the_collate_function(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.data import MTRSDataset, collate_samples
+    from craft_agent.export import export_dataset
+    from tests.data import audit_through_the_catalog, draft_triplets_from_truth
+
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        audit_through_the_catalog(catalog, draft_triplets_from_truth(catalog, store, tmp_path / "src", pairs=2))
+        export_dataset(catalog, store, tmp_path / "export", ["mtrefseg"])
+    dataset = MTRSDataset(tmp_path / "export", "mtrefseg")
+    batches = list(DataLoader(dataset, batch_size=2, collate_fn=collate_samples))
+    assert sum(len(b["sample_id"]) for b in batches) == len(dataset) >= 3
+    first = batches[0]
+    assert first["image_a"].shape[0] == first["mask"].shape[0] == len(first["expressions"]) == 2
+    assert first["image_a"].shape[-1] == 3 and str(first["mask"].dtype) == "torch.bool"
+    assert all(isinstance(e, list) and all(isinstance(t, str) for t in e) for e in first["expressions"])
