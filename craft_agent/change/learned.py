@@ -80,6 +80,8 @@ class SiameseChangeNet(nn.Module):
     def __init__(self, base: int = 16, levels: int = 4) -> None:
         super().__init__()
         widths = [base * 2**i for i in range(levels)]
+        self.widths = widths
+        """Channels of the fused features per level, finest first."""
         self.encoder = nn.ModuleList([_block(3 if i == 0 else widths[i - 1], width) for i, width in enumerate(widths)])
         self.fuse = nn.ModuleList([nn.Conv2d(2 * width, width, 1) for width in widths])
         self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(levels - 1)])
@@ -93,18 +95,26 @@ class SiameseChangeNet(nn.Module):
             features.append(image)
         return features
 
-    def forward(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+    def fuse_dates(self, pre: torch.Tensor, post: torch.Tensor) -> list[torch.Tensor]:
+        """Both dates through the shared encoder, fused per level (finest first)."""
         # one encoder pass over both dates (a batch twice as large) instead of two passes
         features = self._encode(torch.cat([pre, post]))
         fused = []
         for fuse, feature in zip(self.fuse, features, strict=True):
             a, b = feature.chunk(2)
             fused.append(fuse(torch.cat([(a - b).abs(), a + b], dim=1)))
+        return fused
+
+    def decode(self, fused: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (N, 1, H, W) from the fused features of every level (the referring model conditions them)."""
         x = fused[-1]
         for index in reversed(range(len(self.decoder))):
             x = self.decoder[index](torch.cat([self.up[index](x), fused[index]], dim=1))
         logits: torch.Tensor = self.head(x)
         return logits
+
+    def forward(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.fuse_dates(pre, post))
 
 
 def normalise_image(image: np.ndarray) -> np.ndarray:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-import os
 import random
 import tempfile
 import time
@@ -35,7 +33,6 @@ import cv2
 import numpy as np
 import torch
 from pydantic import BaseModel
-from torch.nn import functional
 
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore, encode_png, write_atomic
@@ -49,6 +46,13 @@ from craft_agent.change.learned import (
 from craft_agent.errors import ConfigError, CraftError
 from craft_agent.metrics import PixelCounts
 from craft_agent.settings import CATALOG_FILENAME
+from craft_agent.train.common import (
+    cosine_learning_rate,
+    read_checkpoint_to_resume,
+    save_checkpoint,
+    seed_everything,
+    segmentation_loss,
+)
 
 CHECKPOINT_NAME = "change.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -244,43 +248,8 @@ def _batch(
     return pre, post, mask
 
 
-def change_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft Dice over the batch (Dice keeps rare change pixels from being ignored)."""
-    bce = functional.binary_cross_entropy_with_logits(logits, target)
-    probability = torch.sigmoid(logits)
-    dice = 1.0 - (2.0 * (probability * target).sum() + 1.0) / (probability.sum() + target.sum() + 1.0)
-    return bce + dice
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write through a temporary file and a rename, so an interrupted save never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def _read_resume_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(
-            f"--resume was given but {path} does not exist.", hint="drop --resume to start a new run in that folder."
-        )
-    try:
-        saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip, EOF and runtime errors for a damaged file
-        raise ConfigError(
-            f"cannot resume from {path}: the file is damaged ({type(exc).__name__}).",
-            hint="start a new run in another --out folder.",
-        ) from exc
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"cannot resume from {path}: not a change checkpoint.", hint="use another --out folder.")
-    return saved
+change_loss = segmentation_loss
+"""The change model's loss (BCE + Dice), kept under its old name."""
 
 
 def evaluate(net: torch.nn.Module, pairs: list[TrainingPair], device: torch.device, threshold: float) -> PixelCounts:
@@ -334,6 +303,7 @@ def train_change_model(
     log_every: int = 10,
     predictions: int = 4,
     exclude: frozenset[str] = frozenset(),
+    pairs: list[TrainingPair] | None = None,
 ) -> ChangeTrainingSummary:
     """Train (or go on training) the learned change proposer.
 
@@ -356,6 +326,7 @@ def train_change_model(
         predictions: pairs drawn in ``predictions.png``.
         exclude: pairs left out of this run entirely, as ``"<source>/<pair name>"`` (``bench change`` holds
             pairs out this way).
+        pairs: pairs already in memory, trained on besides ``data`` (stage 1 of ``train --stage refer``).
 
     Returns:
         The summary (also saved inside the checkpoint).
@@ -370,7 +341,7 @@ def train_change_model(
     checkpoint_path = out / CHECKPOINT_NAME
     saved: dict[str, Any] | None = None
     if resume:
-        saved = _read_resume_checkpoint(checkpoint_path)
+        saved = read_checkpoint_to_resume(checkpoint_path, CHECKPOINT_FORMAT, "change")
         config = ChangeTrainingConfig.model_validate(saved["config"])
     else:
         if checkpoint_path.exists():
@@ -380,9 +351,10 @@ def train_change_model(
             )
         config = ChangeTrainingConfig(crop=crop, batch=batch, val_fraction=val_fraction, seed=seed)
     target = resolve_device(device)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     loaded = load_change_data(data)
-    loaded.pairs = [p for p in loaded.pairs if f"{p.source}/{p.name}" not in exclude]
+    loaded.pairs = [p for p in loaded.pairs + list(pairs or []) if f"{p.source}/{p.name}" not in exclude]
+    loaded.sources += sorted({p.source for p in pairs or []})
     if not loaded.pairs:
         raise ConfigError(
             f"no pair with a change mask in {', '.join(map(str, data))} "
@@ -436,7 +408,7 @@ def train_change_model(
             if (steps and done >= steps) or (budget_s and elapsed >= budget_s):
                 break
             fraction = done / steps if steps else elapsed / budget_s  # type: ignore[operator]
-            learning_rate = config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
+            learning_rate = cosine_learning_rate(config.learning_rate, fraction)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate
             pre, post, mask = (t.to(target) for t in _batch(train_pairs, weights, config.batch, config.crop, rng))
@@ -453,7 +425,7 @@ def train_change_model(
                 log.write(json.dumps(line) + "\n")
                 log.flush()
             if step % checkpoint_every == 0:
-                _save_checkpoint(checkpoint_path, payload(None))
+                save_checkpoint(checkpoint_path, payload(None))
             if progress:
                 if steps:
                     progress(done + 1, steps, f"step {step} loss {loss_value:.3f}")
@@ -484,5 +456,5 @@ def train_change_model(
         predictions_pairs=[p.name for p in shown],
         config=config,
     )
-    _save_checkpoint(checkpoint_path, payload(summary))
+    save_checkpoint(checkpoint_path, payload(summary))
     return summary

@@ -1,0 +1,86 @@
+"""The baseline MTRS model: stage 1 carried over, training, resume, the 'nothing' answer and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change.learned import SiameseChangeNet
+from craft_agent.errors import ConfigError
+from craft_agent.export import export_dataset
+from craft_agent.export.samples import SplitConfig
+from craft_agent.refer.model import ReferSegNet, tokenize, word_ids
+from craft_agent.train.refer import evaluate_checkpoint, load_examples, predict, train_refer_model
+from tests.data import audit_through_the_catalog, draft_triplets_from_truth
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("refer")
+    workspace = root / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        triplets = draft_triplets_from_truth(catalog, store, root / "src", pairs=6, size=128)
+        audit_through_the_catalog(catalog, triplets)
+        export_dataset(catalog, store, root / "export", ["mtrefseg"], splits=SplitConfig(ratios=(0.5, 0.25, 0.25)))
+    return root / "export"
+
+
+def test_words_hash_the_same_everywhere_and_pad() -> None:
+    assert word_ids("The RED roof", 8192) == word_ids("the red roof", 8192)
+    assert all(1 <= i < 8192 for i in word_ids("a b c", 8192)) and word_ids("", 8192)
+    ids, words = tokenize(["the red roof that appeared", "trees"], 8192)
+    assert ids.shape == (2, 5) and words.tolist() == [[True] * 5, [True] + [False] * 4]
+
+
+def test_before_fine_tuning_the_model_answers_with_the_stage1_change_mask() -> None:
+    torch.manual_seed(0)
+    net = ReferSegNet(base=8, levels=3).eval()
+    stage1 = SiameseChangeNet(8, 3).eval()
+    net.change.load_state_dict(stage1.state_dict())
+    pre, post = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    ids, words = tokenize(["the building that appeared", "the trees that were cut down"], net.text.buckets)
+    with torch.no_grad():
+        logits, exists = net(pre, post, ids, words)
+        assert torch.allclose(logits, stage1(pre, post), atol=1e-5)  # FiLM and attention start as the identity
+    assert exists.shape == (2,)
+
+
+def test_training_resumes_and_evaluates_next_to_the_baselines(export: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = train_refer_model([export], run, steps=3, device="cpu", size=64, batch=2, stage1=False)
+    assert first.step == 3 and first.train_examples > 0 and first.stage1 is None and (run / "refer.pt").is_file()
+    assert (run / "predictions.png").is_file() and (run / "metrics.jsonl").exists()
+    with pytest.raises(ConfigError, match="already exists"):
+        train_refer_model([export], run, steps=1, device="cpu", size=64, stage1=False)
+    again = train_refer_model([export], run, steps=2, device="cpu", resume=True)
+    assert (again.step, again.steps_this_run, again.resumed) == (5, 2, True) and again.config.size == 64
+    report = evaluate_checkpoint(run / "refer.pt", [export], split=None, device="cpu")
+    assert report["samples"] > 0 and report["split"] == "all" and 0 <= report["miou"] <= 1
+    assert report["baselines"]["change_mask"] > report["baselines"]["empty"] >= 0
+
+
+def test_stage1_is_trained_first_by_default_and_carried_over(export: Path, tmp_path: Path) -> None:
+    summary = train_refer_model([export], tmp_path / "run", steps=4, device="cpu", size=64, batch=2)
+    stage1 = tmp_path / "run" / "stage1" / "change.pt"
+    assert summary.stage1 == str(stage1) and stage1.is_file()
+    saved = torch.load(stage1, map_location="cpu", weights_only=True)
+    assert saved["step"] == 1  # 30 % of the budget of 4 steps, at least one
+
+
+def test_the_model_can_answer_nothing(export: Path) -> None:
+    examples = load_examples([export], 64)
+    net = ReferSegNet()
+    with torch.no_grad():
+        net.exists[-1].bias.fill_(-50.0)  # "there is no such change"
+        net.change.head.bias.fill_(50.0)  # every pixel changed, were it asked
+    masks = predict(net, examples[:3], torch.device("cpu"), 0.5)
+    assert all(m.shape == e.full_mask.shape and not m.any() for m, e in zip(masks, examples[:3], strict=True))
+    with torch.no_grad():
+        net.exists[-1].bias.fill_(50.0)
+    assert all(m.all() for m in predict(net, examples[:3], torch.device("cpu"), 0.5))
+    assert np.mean([e.mask.any() for e in examples]) > 0
