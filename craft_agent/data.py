@@ -45,6 +45,11 @@ def _rgb(data: bytes | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _image_bytes(cell: bytes | dict[str, Any]) -> bytes:
+    """The PNG bytes of a Parquet image cell: a ``datasets`` ``Image`` struct, or plain bytes (older exports)."""
+    return cell["bytes"] if isinstance(cell, dict) else cell
+
+
 def _binary(data: bytes | Path) -> np.ndarray:
     raw = data.read_bytes() if isinstance(data, Path) else data
     mask = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -147,8 +152,8 @@ class MTRSDataset(Dataset[Sample]):
             "pair_id": row["pair_id"],
             "split": row["split"],
             "domain": row["domain"],
-            "image_a": _rgb(row["image_a"]),
-            "image_b": _rgb(row["image_b"]),
+            "image_a": _rgb(_image_bytes(row["image_a"])),
+            "image_b": _rgb(_image_bytes(row["image_b"])),
             "mask": mask,
             "expressions": list(sample["expressions"]),
             "change_type": sample["change_type"],

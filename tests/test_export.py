@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import signal
@@ -23,6 +25,7 @@ from craft_agent.export.importer import import_mtrefseg
 from craft_agent.export.manifest import MANIFEST, PREVIEW_NOTE
 from craft_agent.export.samples import SplitConfig, split_of
 from craft_agent.imagery import IngestOptions
+from craft_agent.models import RLEMask
 from tests.data import audit_through_the_catalog, draft_triplets_from_truth
 
 FORMATS = list(WRITERS)
@@ -117,25 +120,157 @@ def test_mtrefseg_layout_is_what_the_published_loaders_read(exported: Path) -> N
     assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
 
 
-def test_parquet_loads_with_hugging_face_datasets(
-    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Local files only: never reach for the hub (read when datasets is first imported).
+@pytest.fixture
+def hf_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Hugging Face ``datasets`` on local files only: it never reaches for the hub."""
+    # Read when datasets is first imported.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    datasets = pytest.importorskip("datasets")
+    return pytest.importorskip("datasets")
+
+
+def test_parquet_images_decode_as_pil_images_in_hugging_face_datasets(
+    exported: Path, tmp_path: Path, hf_datasets: Any
+) -> None:
     files = {
         split: str(exported / "parquet" / f"{split}-*.parquet")
         for split in ("train", "val", "test")
         if list((exported / "parquet").glob(f"{split}-*.parquet"))
     }
-    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
+    loaded = hf_datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
     total = sum(len(row["samples"]) for split in loaded.values() for row in split)
     manifest = json.loads((exported / MANIFEST).read_text())
     assert total == manifest["counts"]["samples"]
-    row = loaded["train"][0]
-    assert isinstance(row["image_a"], bytes) and row["samples"][0]["mask_counts"]
+    assert loaded["train"].features["image_a"] == hf_datasets.Image()
+    assert loaded["train"].features["image_b"] == hf_datasets.Image()
+    import cv2
+
+    for split, rows in loaded.items():
+        for row in rows:
+            for column, folder in (("image_a", "A"), ("image_b", "B")):
+                image = row[column]
+                assert image.size == (row["width"], row["height"])
+                stored = cv2.imread(str(exported / "mtrefseg" / split / folder / f"{row['pair_id']}.png"))
+                assert np.array_equal(np.asarray(image.convert("RGB")), cv2.cvtColor(stored, cv2.COLOR_BGR2RGB))
+            # Masks stay COCO RLE, one struct per target of the pair.
+            for sample in row["samples"]:
+                mask = RLEMask(size=tuple(sample["mask_size"]), counts=sample["mask_counts"])
+                assert mask.size == (row["height"], row["width"])
+
+
+def test_load_dataset_on_the_export_folder_reads_its_parquet_splits(
+    exported: Path, tmp_path: Path, hf_datasets: Any
+) -> None:
+    manifest = json.loads((exported / MANIFEST).read_text())
+    loaded = hf_datasets.load_dataset(str(exported), cache_dir=str(tmp_path / "hf"))
+    present = [split for split, n in manifest["counts"]["samples_by_split"].items() if n]
+    assert sorted(loaded) == sorted(present)
+    for split in present:
+        assert len(loaded[split]) == manifest["counts"]["pairs_by_split"][split]
+        assert sum(len(row["samples"]) for row in loaded[split]) == manifest["counts"]["samples_by_split"][split]
+        assert {row["split"] for row in loaded[split]} == {split}
+    assert loaded[present[0]].features["image_a"] == hf_datasets.Image()
+    card = _front_matter(exported / "README.md")
+    assert card["license"] == "unknown" and card["task_categories"] == ["image-segmentation"]
+    assert card["size_categories"] == ["n<1K"] and card["pretty_name"] == manifest["name"]
+    assert "referring-segmentation" in card["tags"]
+
+
+def _front_matter(readme: Path) -> dict[str, Any]:
+    import yaml
+
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("---\n"), "the card has no YAML front matter"
+    return dict(yaml.safe_load(text.split("---\n")[1]))
+
+
+def _rows_in_closed_shards(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for path in folder.glob("*.parquet"):
+        with contextlib.suppress(OSError, ValueError):  # still being written: no footer yet
+            rows += pq.read_metadata(path).num_rows
+    return rows
+
+
+def test_parquet_shards_are_written_while_the_pairs_are_read(
+    audited: Audited, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from craft_agent.export import parquet_shards
+    from craft_agent.export.base import ImageSource
+    from craft_agent.export.samples import select_samples
+
+    selection = select_samples(audited.catalog, SplitConfig(ratios=(1.0, 0.0, 0.0)))
+    pairs, per_shard = len(selection.pairs), 2
+    assert pairs > 2 * per_shard, "the test needs three shards or more"
+    streamed = tmp_path / "streamed"
+
+    on_disk: list[int] = []
+
+    class WatchedImages(ImageSource):
+        """Notes, as each pair's images are read, how many rows the closed shards hold."""
+
+        def pair_png(self, pair_id: str) -> tuple[bytes, bytes]:
+            on_disk.append(_rows_in_closed_shards(streamed))
+            return super().pair_png(pair_id)
+
+    monkeypatch.setattr(parquet_shards, "ROW_GROUP_PAIRS", 1, raising=False)
+    parquet_shards.write_parquet(
+        selection, WatchedImages(audited.store, selection.pairs), streamed, ExportOptions(samples_per_shard=per_shard)
+    )
+    # Only the shard being written is held: every earlier one is on disk when a pair is read.
+    assert on_disk == [k // per_shard * per_shard for k in range(pairs)]
+    shards = sorted(streamed.glob("*.parquet"))
+    total = -(-pairs // per_shard)
+    assert [p.name for p in shards] == [f"train-{k:05d}-of-{total:05d}.parquet" for k in range(total)]
+
+    # The content does not depend on the sharding, and is the pairs' stored images and their samples.
+    whole = tmp_path / "whole"
+    parquet_shards.write_parquet(selection, ImageSource(audited.store, selection.pairs), whole, ExportOptions())
+    (single,) = whole.glob("*.parquet")
+    assert pq.ParquetFile(single).metadata.num_row_groups == pairs, "a shard is written a row group at a time"
+    rows = pa.concat_tables([pq.read_table(p) for p in shards]).to_pylist()
+    assert rows == pq.read_table(single).to_pylist()
+    assert [row["pair_id"] for row in rows] == sorted(selection.pairs)
+    images = ImageSource(audited.store, selection.pairs)
+    for row in rows:
+        pre, post = images.pair_png(row["pair_id"])
+        assert row["image_a"] == {"bytes": pre, "path": None} and row["image_b"] == {"bytes": post, "path": None}
+        expected = [s for s in selection.samples if s.pair_id == row["pair_id"]]
+        assert [(s["sample_id"], s["mask_counts"], s["expressions"]) for s in row["samples"]] == [
+            (s.sample_id, s.mask.counts, s.expressions) for s in expected
+        ]
+
+
+def test_write_shards_pulls_rows_as_it_writes_them(exported: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from craft_agent.export.parquet_shards import write_shards
+
+    rows = [row for path in sorted((exported / "parquet").glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+    assert len(rows) >= 5
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    on_disk = []
+
+    def generated() -> Iterator[dict[str, Any]]:
+        for row in rows:
+            on_disk.append(_rows_in_closed_shards(folder))
+            yield row
+
+    written = write_shards(generated(), len(rows), folder, "all", per_shard=2)
+    assert on_disk == [k // 2 * 2 for k in range(len(rows))]
+    assert [pq.read_metadata(p).num_rows for p in written] == [2] * (len(rows) // 2) + [1] * (len(rows) % 2)
+    assert [row for p in written for row in pq.read_table(p).to_pylist()] == rows
+    with pytest.raises(ValueError, match="announced"):
+        write_shards(iter(rows), len(rows) + 1, tmp_path, "short", per_shard=2)
+    with pytest.raises(ValueError, match="announced"):
+        write_shards(iter(rows), len(rows) - 1, tmp_path, "long", per_shard=2)
 
 
 def test_grefcoco_marks_no_target_with_minus_one(exported: Path) -> None:
@@ -197,6 +332,162 @@ def test_unaudited_preview_is_marked(audited: Audited, tmp_path: Path) -> None:
     kept = sum(a in ("accept", "fix_text", "fix_mask") for a in audited.outcome.values())
     assert summary.samples == kept + queued and summary.skipped["rejected"] > 0
     assert validate(out).ok
+
+
+def test_card_gives_audit_rates_sample_previews_and_warns_of_an_empty_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+    import matplotlib.figure
+
+    from craft_agent.models import AuditRecord, TripletState, Verdict
+
+    plotted: dict[str, list[float]] = {}
+    savefig = matplotlib.figure.Figure.savefig
+
+    def noting_ticks(figure: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        axis, name = figure.axes[0], Path(target).name
+        # Counts on y everywhere; words per expression on x too (the mask area's x is a percentage).
+        plotted[name] = [*axis.get_yticks(), *(axis.get_xticks() if name == "expression_length.png" else [])]
+        return savefig(figure, target, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", noting_ticks)
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        triplets = draft_triplets_from_truth(catalog, store, tmp_path / "src", pairs=1)
+        assert len(triplets) >= 4 and not triplets[0].mask.is_empty
+        for triplet, verdict in zip(triplets, (Verdict.ACCEPT, Verdict.REJECT, Verdict.NEEDS_FIX), strict=False):
+            audit = AuditRecord(
+                id=f"api-{triplet.id}", triplet_id=triplet.id, verdict=verdict, auditor="a@example.org", backend="api"
+            )
+            catalog.save_audits([audit])
+            queued = triplet.moved_to(TripletState.QUEUED_FOR_AUDIT)
+            catalog.upsert_triplet(queued)
+            decided = queued.model_copy(update={"audit_id": audit.id})
+            if verdict.resulting_state is not decided.state:  # a "needs fix" leaves it in the queue
+                decided = decided.moved_to(verdict.resulting_state)
+            catalog.upsert_triplet(decided)
+        out = tmp_path / "one-sample"
+        summary = export_dataset(catalog, store, out, ["mtrefseg"], license="CC-BY-4.0")
+        group = catalog.get_pair(triplets[0].pair_id).group_id
+    assert summary.samples == 1 and validate(out).ok
+    manifest = json.loads((out / MANIFEST).read_text())
+    readme = (out / "README.md").read_text()
+
+    # Audit rates over the triplets of the domain: 1 accepted, 1 rejected, 1 needs fix, the rest waiting.
+    assert manifest["audit"] == {
+        "accepted": 1,
+        "fixed": 0,
+        "rejected": 1,
+        "needs_fix": 1,
+        "awaiting_audit": len(triplets) - 3,
+        "audited": 3,
+        "rejection_rate": 0.3333,
+        "needs_fix_rate": 0.3333,
+        "fix_rate": 0.0,
+    }
+    assert "rejection rate 33.3 %" in readme and "needs-fix rate 33.3 %" in readme
+
+    # The one pair's scene group fell into one split; the other two are empty, and the export says so.
+    empty = [split for split in ("train", "val", "test") if split != split_of(group, SplitConfig())]
+    assert len(summary.warnings) == 2 and summary.warnings == manifest["warnings"]
+    for split, warning in zip(empty, summary.warnings, strict=True):
+        assert warning.startswith(f"the {split} split is empty: none of the export's 1 scene group fell into it")
+        assert f"> **Warning:** {warning}" in readme
+
+    # Wording in the right number, and whole counts on integer ticks.
+    from craft_agent.export.card import count_of
+
+    assert "- 1 sample on 1 pair (" in readme and "from 1 auditor;" in readme
+    assert (
+        count_of(1, "sample") == "1 sample"
+        and count_of(2, "sample") == "2 samples"
+        and count_of(0, "pair") == "0 pairs"
+    )
+    for plot in ("audit.png", "expression_length.png", "mask_area.png"):
+        assert plotted[plot] and all(float(tick).is_integer() for tick in plotted[plot]), plot
+
+    # A preview of the sample: both dates side by side with the mask outlined, listed in the manifest.
+    assert "| ![sample 1](card/sample-1.png) | " + triplets[0].expressions[0] in readme
+    assert "card/sample-1.png" in manifest["files"] and not (out / "card" / "sample-2.png").exists()
+    preview = cv2.imread(str(out / "card" / "sample-1.png"))
+    assert preview.shape[1] > preview.shape[0]
+    outline = (preview[..., 2] > 230) & (preview[..., 1] > 200) & (preview[..., 0] < 40)  # the yellow outline
+    assert outline[:, : preview.shape[1] // 2].any() and outline[:, preview.shape[1] // 2 :].any()
+
+    # No Parquet: the card declares no configs and says what to read instead.
+    card = _front_matter(out / "README.md")
+    assert "configs" not in card and card["license"] == "cc-by-4.0"
+    assert "This export holds only mtrefseg: no Parquet shards" in readme
+
+
+_VALIDATE_IN_A_CHILD = """
+import json, sys
+from pathlib import Path
+from craft_agent.export import validate
+print(json.dumps({"optimize": sys.flags.optimize, "errors": validate(Path(sys.argv[1])).errors}))
+"""
+
+
+def test_validation_does_not_rely_on_assert(exported: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from craft_agent.export.manifest import file_table
+
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    # MTRefSeg: a sample file whose sample_id is not its name.
+    sample_file = sorted((broken / "mtrefseg").rglob("referring_expression/*.json"))[0]
+    record = json.loads(sample_file.read_text())
+    sample_file.write_text(json.dumps({**record, "sample_id": "somebody-else"}))
+    # gRefCOCO: an annotation whose area is not its mask's.
+    instances_file = broken / "grefcoco" / "instances.json"
+    instances = json.loads(instances_file.read_text())
+    instances["annotations"][0]["area"] += 1
+    instances_file.write_text(json.dumps(instances))
+    # Parquet: a valid RLE mask of another size than its images.
+    shard = sorted((broken / "parquet").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    small = RLEMask.empty(7, 7)
+    rows[0]["samples"][0].update(mask_size=list(small.size), mask_counts=small.counts)
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+    # WebDataset: a json whose RLE mask differs from mask.png.
+    tar_path = sorted((broken / "webdataset").glob("*.tar"))[0]
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    key = next(
+        m.name.split(".")[0]
+        for m, data in members
+        if m.name.endswith(".json") and not RLEMask(**json.loads(data)["mask_rle"]).is_empty
+    )
+    with tarfile.open(tar_path, "w") as tar:
+        for member, data in members:
+            if member.name == f"{key}.json":
+                sample = json.loads(data)
+                sample["mask_rle"]["counts"] = RLEMask.empty(*sample["mask_rle"]["size"]).counts
+                data = json.dumps(sample).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    manifest = json.loads((broken / MANIFEST).read_text())
+    manifest["files"] = file_table(broken)
+    (broken / MANIFEST).write_text(json.dumps(manifest))
+
+    # python -O strips assert statements: every check must still find its problem.
+    done = subprocess.run(
+        [sys.executable, "-O", "-c", _VALIDATE_IN_A_CHILD, str(broken)], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    assert found["optimize"] == 1
+    errors = "\n".join(found["errors"])
+    assert f"{sample_file.stem}.json: not a valid MTRefSeg sample (sample_id differs from the file name)" in errors
+    assert "bad annotation (area differs from the mask)" in errors
+    bad_sample = f"{rows[0]['pair_id']}:{rows[0]['samples'][0]['sample_id']}"
+    assert f"parquet/{shard.name}:{bad_sample}: bad mask (mask is (7, 7)" in errors
+    assert f"webdataset/{tar_path.name}:{key}: bad json (mask.png and the json's RLE mask differ)" in errors
 
 
 def test_splits_follow_scene_groups_and_stay_put_when_data_is_added() -> None:
@@ -348,6 +639,7 @@ def test_cli_export_validate_import(audited: Audited, tmp_path: Path) -> None:
     summary = json.loads(done.stdout)
     assert summary["formats"] == ["mtrefseg", "webdataset", "parquet"] and summary["samples"] > 0
     assert "CC-BY-4.0" in (out / "README.md").read_text()
+    assert summary["warnings"] == json.loads((out / MANIFEST).read_text())["warnings"]
     assert json.loads(craft("validate", str(out), "--json").stdout)["ok"] is True
     refused = craft("export", "--workspace", str(audited.workspace), "--out", str(out), "--format", "mtrefseg")
     assert refused.returncode == 2 and "--overwrite" in refused.stderr

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import ConfigError
 from craft_agent.export.base import ExportOptions, ImageSource, ShardWriter
-from craft_agent.export.card import write_card
+from craft_agent.export.card import split_warnings, write_card
 from craft_agent.export.grefcoco import write_grefcoco
 from craft_agent.export.manifest import MANIFEST, PREVIEW_NOTE, ValidationReport, file_table, validate
 from craft_agent.export.mtrefseg import write_mtrefseg
@@ -57,6 +57,8 @@ class ExportSummary:
     seconds: float
     dataset_version: str
     files: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """What the export's user should know, e.g. a split that got no samples (also in the card)."""
 
 
 def _counts(selection: Selection) -> dict[str, Any]:
@@ -184,9 +186,11 @@ def export_dataset(
             },
             "counts": _counts(selection),
             "skipped": selection.skipped,
+            "audit": selection.audit.model_dump(mode="json"),
+            "warnings": split_warnings(selection, splits),
             "provenance": _provenance(selection),
         }
-        write_card(selection, staging, manifest)
+        write_card(selection, images, staging, manifest)
         # Hash only what the card added: every shard was hashed once above.
         card_files = file_table(staging, skip=set(content))
         manifest["files"] = dict(sorted({**content, **card_files}.items()))
@@ -216,6 +220,7 @@ def export_dataset(
         seconds=round(time.monotonic() - started, 3),
         dataset_version=manifest["dataset_version"],
         files=len(manifest["files"]) + 1,
+        warnings=manifest["warnings"],
     )
     catalog.finish_run(run_id, {"samples": summary.samples, "bytes": total, "dataset_version": summary.dataset_version})
     return summary

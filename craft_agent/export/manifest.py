@@ -100,10 +100,15 @@ def _validate_mtrefseg(root: Path, report: ValidationReport) -> Counter[str]:
                 image_b = split_dir / "B" / sample["img_B"]
                 masks = [split_dir / "masks" / m["path"] for m in sample["mask"]]
                 expressions = sample["referring_expressions"]
-                assert sample["sample_id"] == path.stem, "sample_id differs from the file name"
-                assert expressions and len(masks) == len(expressions), "one mask per expression is required"
-            except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+                sample_id = sample["sample_id"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 report.errors.append(f"{where}: not a valid MTRefSeg sample ({exc})")
+                continue
+            if sample_id != path.stem:
+                report.errors.append(f"{where}: not a valid MTRefSeg sample (sample_id differs from the file name)")
+                continue
+            if not expressions or len(masks) != len(expressions):
+                report.errors.append(f"{where}: not a valid MTRefSeg sample (one mask per expression is required)")
                 continue
             size_a = _image_size(image_a.read_bytes(), where + " img_A", report) if image_a.is_file() else None
             size_b = _image_size(image_b.read_bytes(), where + " img_B", report) if image_b.is_file() else None
@@ -146,11 +151,13 @@ def _validate_webdataset(root: Path, report: ValidationReport) -> Counter[str]:
             try:
                 record = json.loads(parts["json"])
                 rle = RLEMask(size=tuple(record["mask_rle"]["size"]), counts=record["mask_rle"]["counts"])
-                decoded = _decode_png(parts["mask.png"], True)
-                same = decoded is not None and np.array_equal(rle.to_array() > 0, decoded > 127)
-                assert same, "mask.png and the json's RLE mask differ"
-            except (ValueError, KeyError, TypeError, AssertionError) as exc:
+                from_json = rle.to_array() > 0
+            except (ValueError, KeyError, TypeError) as exc:
                 report.errors.append(f"{where}: bad json ({exc})")
+                continue
+            decoded = _decode_png(parts["mask.png"], True)
+            if decoded is None or not np.array_equal(from_json, decoded > 127):
+                report.errors.append(f"{where}: bad json (mask.png and the json's RLE mask differ)")
                 continue
             counts[split] += 1
     return counts
@@ -162,31 +169,41 @@ def _validate_parquet(root: Path, report: ValidationReport) -> Counter[str]:
     counts: Counter[str] = Counter()
     for path in sorted(root.glob("*.parquet")):
         try:
-            table = pq.read_table(path)
-        except (OSError, ValueError) as exc:
+            # Batch by batch: a shard of large images need not fit in memory.
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+                for row in batch.to_pylist():
+                    _check_parquet_row(row, f"parquet/{path.name}:{row.get('pair_id')}", report, counts)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             report.errors.append(f"parquet/{path.name}: unreadable ({exc})")
-            continue
-        for row in table.to_pylist():
-            where = f"parquet/{path.name}:{row.get('pair_id')}"
-            size = _image_size(row["image_a"], where, report)
-            if (
-                size is None
-                or size != _image_size(row["image_b"], where, report)
-                or size != (row["height"], row["width"])
-            ):
-                report.errors.append(f"{where}: images unreadable or not {row['width']}x{row['height']}")
-                continue
-            for sample in row["samples"]:
-                report.masks_checked += 1
-                try:
-                    mask = RLEMask(size=tuple(sample["mask_size"]), counts=sample["mask_counts"])
-                    assert mask.size == size, f"mask is {mask.size}, image is {size}"
-                    mask.to_array()
-                except (ValueError, TypeError, AssertionError) as exc:
-                    report.errors.append(f"{where}:{sample.get('sample_id')}: bad mask ({exc})")
-                    continue
-                counts[row["split"]] += 1
     return counts
+
+
+def _parquet_png(cell: Any) -> bytes:
+    """The PNG bytes of a Parquet image cell: a ``datasets`` ``Image`` struct, or plain bytes (older exports)."""
+    return bytes(cell["bytes"] if isinstance(cell, dict) else cell)
+
+
+def _check_parquet_row(row: dict[str, Any], where: str, report: ValidationReport, counts: Counter[str]) -> None:
+    size = _image_size(_parquet_png(row["image_a"]), where, report)
+    if (
+        size is None
+        or size != _image_size(_parquet_png(row["image_b"]), where, report)
+        or size != (row["height"], row["width"])
+    ):
+        report.errors.append(f"{where}: images unreadable or not {row['width']}x{row['height']}")
+        return
+    for sample in row["samples"]:
+        report.masks_checked += 1
+        try:
+            mask = RLEMask(size=tuple(sample["mask_size"]), counts=sample["mask_counts"])
+            mask.to_array()
+        except (ValueError, TypeError) as exc:
+            report.errors.append(f"{where}:{sample.get('sample_id')}: bad mask ({exc})")
+            continue
+        if mask.size != size:
+            report.errors.append(f"{where}:{sample.get('sample_id')}: bad mask (mask is {mask.size}, image is {size})")
+            continue
+        counts[row["split"]] += 1
 
 
 def _validate_grefcoco(root: Path, report: ValidationReport) -> Counter[str]:
@@ -217,11 +234,15 @@ def _validate_grefcoco(root: Path, report: ValidationReport) -> Counter[str]:
                 continue
             try:
                 mask = RLEMask(size=tuple(ann["segmentation"]["size"]), counts=ann["segmentation"]["counts"])
-                assert mask.size == (image["height"], image["width"]), "mask and image sizes differ"
-                assert mask.area == ann["area"], "area differs from the mask"
-            except (ValueError, KeyError, TypeError, AssertionError) as exc:
+                sizes_differ = mask.size != (image["height"], image["width"])
+                area_differs = mask.area != ann["area"]
+            except (ValueError, KeyError, TypeError) as exc:
                 report.errors.append(f"{where}: bad annotation ({exc})")
                 continue
+            if sizes_differ:
+                report.errors.append(f"{where}: bad annotation (mask and image sizes differ)")
+            elif area_differs:
+                report.errors.append(f"{where}: bad annotation (area differs from the mask)")
         counts[ref["split"]] += 1
     return counts
 

@@ -1,14 +1,18 @@
 """Parquet shards, one row per pair: ``parquet/<split>-00000-of-00002.parquet``, loadable with Hugging Face
 ``datasets`` (``load_dataset("parquet", data_files={"train": "parquet/train-*.parquet"})``).
 
-Columns: the pair (id, name, domain, group, split, width, height), both images as PNG bytes, and
-``samples``: one struct per expression target with its expressions, COCO RLE mask (``size``, ``counts``),
-change type and MTRefSeg code, category, audit summary and provenance (JSON text).
+Columns: the pair (id, name, domain, group, split, width, height), both images (``image_a`` earlier,
+``image_b`` later) as ``datasets`` ``Image`` structs holding the PNG bytes, so ``datasets`` decodes them to
+PIL images, and ``samples``: one struct per expression target with its expressions, COCO RLE mask
+(``mask_size``, ``mask_counts``), change type and MTRefSeg code, category, audit summary and provenance
+(JSON text). Shards are written as the pairs are read, so memory stays bounded however large a split.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,13 @@ SAMPLE_TYPE = pa.struct(
         ("provenance", pa.string()),
     ]
 )
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+"""Hugging Face ``datasets``' storage of an ``Image`` feature; ``path`` is left empty (the bytes are the image)."""
+IMAGE_COLUMNS = ("image_a", "image_b")
+# Declared in the schema's metadata, where ``datasets`` looks for its features: the image columns decode to
+# PIL images. The other columns are left to its inference from the Arrow types (their feature syntax
+# changed between ``datasets`` versions; the Arrow types did not).
+HF_FEATURES = {"info": {"features": {name: {"_type": "Image"} for name in IMAGE_COLUMNS}}}
 SCHEMA = pa.schema(
     [
         ("pair_id", pa.string()),
@@ -44,11 +55,35 @@ SCHEMA = pa.schema(
         ("split", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
-        ("image_a", pa.binary()),
-        ("image_b", pa.binary()),
+        ("image_a", IMAGE_TYPE),
+        ("image_b", IMAGE_TYPE),
         ("samples", pa.list_(SAMPLE_TYPE)),
-    ]
+    ],
+    metadata={"huggingface": json.dumps(HF_FEATURES, sort_keys=True)},
 )
+ROW_GROUP_PAIRS = 100
+ROW_GROUP_BYTES = 64 << 20
+"""A row group is written once it holds this many pairs or image bytes: the writer's memory bound, and
+row groups small enough for the Hugging Face viewer."""
+
+
+def _leaf_columns(name: str, kind: pa.DataType) -> list[str]:
+    """Parquet's paths of the leaf columns under an Arrow field (the keys of per-column options)."""
+    if pa.types.is_struct(kind):
+        return [path for child in kind for path in _leaf_columns(f"{name}.{child.name}", child.type)]
+    if pa.types.is_list(kind):
+        return _leaf_columns(f"{name}.list.element", kind.value_type)
+    return [name]
+
+
+_LEAVES = [path for field in SCHEMA for path in _leaf_columns(field.name, field.type)]
+# The images are PNG already: compressing them again costs time and saves nothing.
+_STORED = {f"{name}.bytes" for name in IMAGE_COLUMNS}
+_OPTIONS: dict[str, Any] = {
+    "compression": {path: "NONE" if path in _STORED else "ZSTD" for path in _LEAVES},
+    "use_dictionary": [path for path in _LEAVES if path not in _STORED],
+    "write_statistics": False,
+}
 
 
 def _sample_struct(sample: ExportSample) -> dict[str, Any]:
@@ -69,37 +104,68 @@ def _sample_struct(sample: ExportSample) -> dict[str, Any]:
     }
 
 
+def _rows(
+    selection: Selection, images: ImageSource, split: str, samples: list[ExportSample]
+) -> Iterator[dict[str, Any]]:
+    """One row per pair of ``samples``, by pair id; a pair's images are read only when its row is asked for."""
+    by_pair: dict[str, list[ExportSample]] = {}
+    for sample in samples:
+        by_pair.setdefault(sample.pair_id, []).append(sample)
+    for pair_id, pair_samples in sorted(by_pair.items()):
+        pair = selection.pairs[pair_id]
+        pre, post = images.pair_png(pair_id)
+        yield {
+            "pair_id": pair_id,
+            "pair_name": pair.name,
+            "domain": pair.domain.value,
+            "group_id": pair.group_id,
+            "split": split,
+            "width": pair.width,
+            "height": pair.height,
+            "image_a": {"bytes": pre, "path": None},
+            "image_b": {"bytes": post, "path": None},
+            "samples": [_sample_struct(s) for s in pair_samples],
+        }
+
+
+def write_shards(rows: Iterable[dict[str, Any]], count: int, root: Path, split: str, per_shard: int) -> list[Path]:
+    """Stream ``count`` rows into ``root/<split>-NNNNN-of-MMMMM.parquet``, ``per_shard`` rows a shard.
+
+    Rows are pulled from ``rows`` as they are written: a shard is closed before the next one's first row is
+    asked for, and at most one row group (:data:`ROW_GROUP_PAIRS` rows or :data:`ROW_GROUP_BYTES` of
+    images) is held in memory. Returns the shards written, in order.
+
+    Raises:
+        ValueError: when ``rows`` does not hold exactly ``count`` rows (the shard names count the shards).
+    """
+    per_shard = max(1, per_shard)
+    total = -(-count // per_shard)
+    remaining = iter(rows)
+    written = []
+    consumed = 0
+    for index in range(total):
+        path = root / f"{split}-{index:05d}-of-{total:05d}.parquet"
+        held: list[dict[str, Any]] = []
+        held_bytes = 0
+        with pq.ParquetWriter(path, SCHEMA, **_OPTIONS) as writer:
+            for row in itertools.islice(remaining, per_shard):
+                consumed += 1
+                held.append(row)
+                held_bytes += sum(len(row[name]["bytes"]) for name in IMAGE_COLUMNS)
+                if len(held) >= ROW_GROUP_PAIRS or held_bytes >= ROW_GROUP_BYTES:
+                    writer.write_table(pa.Table.from_pylist(held, schema=SCHEMA))
+                    held, held_bytes = [], 0
+            if held:
+                writer.write_table(pa.Table.from_pylist(held, schema=SCHEMA))
+        written.append(path)
+    if consumed != count or next(remaining, None) is not None:
+        found = f"{consumed}" if consumed != count else "more"
+        raise ValueError(f"Parquet shards of {split}: {count} rows were announced, the rows held {found}")
+    return written
+
+
 def write_parquet(selection: Selection, images: ImageSource, root: Path, options: ExportOptions) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for split, samples in by_split(selection):
-        rows: list[dict[str, Any]] = []
-        for pair_id in sorted({s.pair_id for s in samples}):
-            pair = selection.pairs[pair_id]
-            pre, post = images.pair_png(pair_id)
-            rows.append(
-                {
-                    "pair_id": pair_id,
-                    "pair_name": pair.name,
-                    "domain": pair.domain.value,
-                    "group_id": pair.group_id,
-                    "split": split,
-                    "width": pair.width,
-                    "height": pair.height,
-                    "image_a": pre,
-                    "image_b": post,
-                    "samples": [_sample_struct(s) for s in samples if s.pair_id == pair_id],
-                }
-            )
-        per_shard = max(1, options.samples_per_shard)
-        shards = [rows[i : i + per_shard] for i in range(0, len(rows), per_shard)]
-        for index, shard in enumerate(shards):
-            table = pa.Table.from_pylist(shard, schema=SCHEMA)
-            path = root / f"{split}-{index:05d}-of-{len(shards):05d}.parquet"
-            # The images are PNG already: compressing them again costs time and saves nothing.
-            pq.write_table(
-                table,
-                path,
-                compression={name: ("NONE" if name in ("image_a", "image_b") else "ZSTD") for name in SCHEMA.names},
-                use_dictionary=[n for n in SCHEMA.names if n not in ("image_a", "image_b")],
-                write_statistics=False,
-            )
+        pairs = len({s.pair_id for s in samples})
+        write_shards(_rows(selection, images, split, samples), pairs, root, split, options.samples_per_shard)

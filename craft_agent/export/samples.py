@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 from craft_agent.catalog import Catalog
 from craft_agent.errors import ConfigError
-from craft_agent.models import AuditRecord, ImagePair, RLEMask, Triplet, TripletState
+from craft_agent.models import AuditRecord, ImagePair, RLEMask, Triplet, TripletState, Verdict
 
 SPLITS = ("train", "val", "test")
 AUDITED_STATES = (TripletState.ACCEPTED, TripletState.FIXED, TripletState.EXPORTED)
@@ -80,14 +80,55 @@ class ExportSample(BaseModel):
         return self.mask.is_empty
 
 
+class AuditRates(BaseModel):
+    """How the audit went for the triplets of the export's domain, exported or not: the triplets counted by
+    the verdict that decided their state (a ``needs_fix`` one waits in the queue for a fix).
+
+    The rates are shares of the audited triplets (accepted + fixed + rejected + needs fix); None when no
+    triplet was audited.
+    """
+
+    accepted: int = 0
+    fixed: int = 0
+    rejected: int = 0
+    needs_fix: int = 0
+    awaiting_audit: int = Field(default=0, description="Drafted or queued triplets no auditor decided on yet.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def audited(self) -> int:
+        return self.accepted + self.fixed + self.rejected + self.needs_fix
+
+    def _rate(self, count: int) -> float | None:
+        return round(count / self.audited, 4) if self.audited else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rejection_rate(self) -> float | None:
+        return self._rate(self.rejected)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def needs_fix_rate(self) -> float | None:
+        return self._rate(self.needs_fix)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fix_rate(self) -> float | None:
+        """Share of the audited triplets the auditor kept after editing them."""
+        return self._rate(self.fixed)
+
+
 @dataclass
 class Selection:
-    """The samples of an export and the pairs they use, ordered by (split, pair, sample)."""
+    """The samples of an export and the pairs they use, ordered by (split, pair, sample), and how the
+    audit went for the export's domain."""
 
     samples: list[ExportSample]
     pairs: dict[str, ImagePair]
     skipped: dict[str, int]
     unaudited_preview: bool
+    audit: AuditRates = field(default_factory=AuditRates)
 
 
 def _sample(triplet: Triplet, pair: ImagePair, audits: Sequence[AuditRecord], split: str) -> ExportSample:
@@ -146,8 +187,14 @@ def select_samples(
     states = AUDITED_STATES + (UNAUDITED_STATES if include_unaudited else ())
     skipped = {"rejected": 0, "awaiting_audit": 0, "uncorrected": 0, "other_domain": 0}
     chosen: list[Triplet] = []
+    in_domain: list[Triplet] = []
     pairs: dict[str, ImagePair] = {}
     for triplet in catalog.iter_triplets():
+        if triplet.pair_id not in pairs:
+            pairs[triplet.pair_id] = catalog.get_pair(triplet.pair_id)
+        other_domain = domain != "all" and pairs[triplet.pair_id].domain.value != domain
+        if not other_domain:
+            in_domain.append(triplet)
         if triplet.state is TripletState.REJECTED:
             skipped["rejected"] += 1
             continue
@@ -157,9 +204,7 @@ def select_samples(
         if triplet.uncorrected and triplet.state in UNAUDITED_STATES:
             skipped["uncorrected"] += 1
             continue
-        if triplet.pair_id not in pairs:
-            pairs[triplet.pair_id] = catalog.get_pair(triplet.pair_id)
-        if domain != "all" and pairs[triplet.pair_id].domain.value != domain:
+        if other_domain:
             skipped["other_domain"] += 1
             continue
         chosen.append(triplet)
@@ -169,7 +214,8 @@ def select_samples(
             hint="audit triplets first (`craft-agent audit push`, then `audit pull`), or pass --include-unaudited "
             "for a preview that is marked as such.",
         )
-    audits = catalog.audits_by_triplet([t.id for t in chosen])
+    decided = [t for t in in_domain if t.audit_id is not None and t.state is not TripletState.REJECTED]
+    audits = catalog.audits_by_triplet(sorted({t.id for t in chosen} | {t.id for t in decided}))
     samples = [_sample(t, pairs[t.pair_id], audits[t.id], split_of(pairs[t.pair_id].group_id, splits)) for t in chosen]
     samples.sort(key=lambda s: (SPLITS.index(s.split), s.pair_id, s.sample_id))
     used = {s.pair_id for s in samples}
@@ -178,4 +224,26 @@ def select_samples(
         pairs={pid: pair for pid, pair in sorted(pairs.items()) if pid in used},
         skipped=skipped,
         unaudited_preview=include_unaudited,
+        audit=audit_rates(in_domain, audits),
     )
+
+
+def audit_rates(triplets: Sequence[Triplet], audits: dict[str, list[AuditRecord]]) -> AuditRates:
+    """Count ``triplets`` by the verdict of the audit that decided their state (``audits`` by triplet id
+    must hold the records of every triplet with an ``audit_id``)."""
+    rates = AuditRates()
+    for triplet in triplets:
+        decisive = next((a for a in audits.get(triplet.id, []) if a.id == triplet.audit_id), None)
+        if triplet.state is TripletState.REJECTED:
+            rates.rejected += 1
+        elif triplet.state in AUDITED_STATES:
+            edited = triplet.state is TripletState.FIXED or (decisive is not None and decisive.verdict is Verdict.FIX)
+            if edited:
+                rates.fixed += 1
+            else:
+                rates.accepted += 1
+        elif decisive is not None and decisive.verdict is Verdict.NEEDS_FIX:
+            rates.needs_fix += 1
+        else:
+            rates.awaiting_audit += 1
+    return rates
