@@ -515,6 +515,34 @@ def test_a_workspace_port_taken_by_another_process_is_named_clearly(tmp_path: Pa
     assert server.process is None and not server.pid_path.exists()
 
 
+def test_supervise_stops_the_server_when_asked_and_reports_one_that_exits_on_its_own(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from craft_agent.audit.server import stop_requested
+
+    server = LocalLabelStudio(Settings(workspace=tmp_path / "ws"))
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    server.process = subprocess.Popen(sleeper, start_new_session=True)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    server.supervise(stop, poll_s=0.05)
+    assert server.process is None  # stopped by supervise, not left running
+    server.process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+    server.log_path.write_text("boom: the last words of the server\n")
+    with pytest.raises(AuditError, match="Label Studio exited on its own") as info:
+        server.supervise(threading.Event(), poll_s=0.05)
+    assert "boom: the last words of the server" in str(info.value) and str(server.log_path) in (info.value.hint or "")
+    assert server.process is None
+    # Ctrl-C sets the event instead of interrupting; the earlier handler is back afterwards.
+    before = signal.getsignal(signal.SIGINT)
+    with stop_requested() as requested:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert requested.wait(5)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_cli_serve_push_pull_status_stop(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

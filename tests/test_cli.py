@@ -172,6 +172,8 @@ def test_reading_commands_refuse_a_missing_workspace_and_name_the_ones_nearby(
         answer = json.loads(done.stdout)
         assert answer["error"] == "workspace wss does not exist.", command
         assert "workspaces found nearby: ws;" in answer["fix"], command
+    stop = runner.invoke(app, ["flows", "stop", "-w", "wss"])  # no --json: the error in words, not a traceback
+    assert stop.exit_code == 2 and "error: workspace wss does not exist." in stop.stderr, stop.output
     assert not (tmp_path / "wss").exists() and not (tmp_path / "exported").exists()
     empty = runner.invoke(app, ["catalog", "info", "-w", "not_a_workspace"])
     assert empty.exit_code == 2 and "holds no catalog (catalog.sqlite)" in empty.stderr

@@ -4,10 +4,11 @@ Label Studio pins ``openai<2`` and would downgrade this project's stack, so the 
 own (:class:`LabelStudioInstall`, created on first use). :class:`LocalLabelStudio` starts it with the admin
 user and API token set before the first start (Label Studio reads them only when it creates the
 organisation), local-file serving rooted at the workspace, SQLite under the workspace or PostgreSQL when
-configured, and stops it by PID. It comes back on the port it had before (kept in ``state.json``), so the
-URL a running push or an open browser tab holds stays valid across restarts. The server's folder is the
-owner's alone (0700, files 0600): its database holds the API token in plain text. Measured facts behind the
-details are in ``shared/DESIGN.md``.
+configured, and stops it by PID (in the foreground, :meth:`LocalLabelStudio.supervise` keeps it running until
+Ctrl-C). It comes back on the port it had before (kept in ``state.json``), so the URL a running push or an
+open browser tab holds stays valid across restarts. The server's folder is the owner's alone (0700, files
+0600): its database holds the API token in plain text. Measured facts behind the details are in
+``shared/DESIGN.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -429,6 +431,25 @@ class LocalLabelStudio:
         self.pid_path.unlink(missing_ok=True)
         return True
 
+    def supervise(self, stop: threading.Event, poll_s: float = 1.0) -> None:
+        """Keep the server this object started running until ``stop`` is set, then stop it.
+
+        Args:
+            stop: set it (e.g. from a signal handler, see :func:`stop_requested`) to end the supervision.
+            poll_s: how often the server process is checked.
+
+        Raises:
+            AuditError: when the server exits on its own before ``stop`` is set; the message quotes its log.
+        """
+        while not stop.is_set() and self.process is not None and self.process.poll() is None:
+            stop.wait(poll_s)
+        crashed = not stop.is_set()
+        self.stop()
+        if crashed:
+            raise AuditError(
+                f"Label Studio exited on its own:\n{self.log_tail()}", hint=f"read {self.log_path} and serve again."
+            )
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -463,6 +484,22 @@ def _group_alive(pgid: int, process: subprocess.Popen[bytes] | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def stop_requested() -> Iterator[threading.Event]:
+    """An event that SIGINT (Ctrl-C) or SIGTERM sets during the block, instead of interrupting it.
+
+    The earlier handlers come back when the block ends. Only the main thread may set signal handlers.
+    """
+    stop = threading.Event()
+    interrupts = (signal.SIGINT, signal.SIGTERM)
+    previous = {interrupt: signal.signal(interrupt, lambda *_: stop.set()) for interrupt in interrupts}
+    try:
+        yield stop
+    finally:
+        for interrupt, handler in previous.items():
+            signal.signal(interrupt, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
 
 
 @contextlib.contextmanager

@@ -1,0 +1,181 @@
+"""``bench vision`` and ``bench agent``: candidates, masks and whole drafts scored against ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from craft_agent.cli.common import (
+    EXIT_OK,
+    CheckpointOption,
+    DetectorOption,
+    JsonOption,
+    MasksOption,
+    ReportOption,
+    WorkspaceOption,
+    detector_choice,
+    emit_json,
+    handled,
+    out,
+    progress_bar,
+    require_sources,
+    settings_for,
+)
+
+
+@handled
+def bench_vision(
+    out_file: ReportOption,
+    data: Annotated[
+        Path | None, typer.Option(help="Folder of sources (one sub-folder per source with pre/ post/ mask/).")
+    ] = None,
+    masks: MasksOption = None,
+    synthetic_pairs: Annotated[int, typer.Option(help="Generated scenes to score as well (0: none).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the generated scenes.")] = 0,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Change detector: classical or learned (default: learned if CRAFT_CHANGE_CHECKPOINT is set)."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="change.pt of the learned detector. Env: CRAFT_CHANGE_CHECKPOINT.")
+    ] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure change candidates and masks against ground truth, next to a plain baseline."""
+    from craft_agent.bench.vision import run_vision_bench, write_report
+    from craft_agent.change import default_detector
+    from craft_agent.masks import create_mask_engine
+
+    require_sources(data)
+    settings = settings_for(workspace, existing=False, change_checkpoint=checkpoint)
+    detector = detector or default_detector(settings)[0]
+    engine = create_mask_engine(settings, masks)
+    with progress_bar("bench vision", not as_json) as update:
+        report = run_vision_bench(
+            data,
+            engine,
+            synthetic_pairs,
+            seed,
+            progress=lambda name, done, total: update(done, total, name),
+            detector=detector,
+            checkpoint=settings.change_checkpoint if detector == "learned" else None,
+        )
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+    else:
+        table = Table(title=f"bench vision ({report['engine']} masks, {report['detector']} candidates)")
+        columns = [
+            ("source", None),
+            ("pairs", "pairs"),
+            ("recall@.5", "object_recall_50"),
+            ("recall@.25", "object_recall_25"),
+            ("precision", "precision"),
+            ("pixel F1", "pixel_f1"),
+            ("pixel IoU", "pixel_iou"),
+            ("baseline F1", "baseline_pixel_f1"),
+            ("type acc.", "type_accuracy"),
+            ("s/pair", "sec_per_pair"),
+            ("peak MB", "peak_mb"),
+        ]
+        for title, _ in columns:
+            table.add_column(title, justify="left" if title == "source" else "right")
+        for name, metrics in report["sources"].items():
+            table.add_row(name, *[str(metrics.get(key, "-")) for _, key in columns[1:]])
+        out.print(table)
+        for name, problems in report["problems"].items():
+            out.print(f"[yellow]{name}[/]: {len(problems)} problem(s), e.g. {problems[0]}", highlight=False)
+        out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK)
+
+
+@handled
+def bench_agent(
+    out_file: ReportOption,
+    pairs: Annotated[int, typer.Option(help="Generated pairs to score (0: none).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the generated pairs.")] = 0,
+    data: Annotated[
+        Path | None, typer.Option(help="Also score every labelled source folder here, in labels and detector mode.")
+    ] = None,
+    masks: Annotated[str | None, typer.Option(help="Mask engine: classical or sam.")] = None,
+    detector: DetectorOption = None,
+    checkpoint: CheckpointOption = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the whole agent (offline, and openai when configured) against generated and real ground truth."""
+    from craft_agent.bench.agent import run_agent_bench
+    from craft_agent.bench.vision import write_report
+    from craft_agent.llm import UsageMeter, create_llm_backend
+    from craft_agent.masks import create_mask_engine
+
+    require_sources(data)
+    settings = settings_for(workspace, existing=False)
+    detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
+    backends = {"offline": lambda: create_llm_backend(settings, "offline")}
+    if settings.llm_base_url:
+        backends["openai"] = lambda: create_llm_backend(settings, "openai", usage=UsageMeter())
+    with progress_bar("bench agent", not as_json) as update:
+        report = run_agent_bench(
+            backends,
+            create_mask_engine(settings, masks),
+            pairs,
+            seed,
+            data=data,
+            detector=detector_name,
+            checkpoint=detector_checkpoint,
+            progress=lambda step: update(0, 0, step),
+        )
+    write_report(report, out_file)
+    if as_json:
+        emit_json(report)
+        raise typer.Exit(EXIT_OK)
+    if report["backends"]:
+        keys = [
+            "gt_coverage",
+            "mean_mask_iou",
+            "type_accuracy",
+            "triplet_precision",
+            "triplets_per_change",
+            "duplicate_expressions",
+            "llm_calls_per_triplet",
+            "pairs_per_min",
+        ]
+        table = Table(title=f"bench agent ({pairs} generated pairs, seed {seed}, {report['masks']} masks)")
+        table.add_column("backend")
+        for key in keys:
+            table.add_column(key.replace("_", " "), justify="right")
+        for name, metrics in report["backends"].items():
+            table.add_row(name, *[str(metrics[k]) for k in keys])
+        out.print(table)
+    if report["sources"]:
+        keys = [
+            "pairs",
+            "gt_objects",
+            "triplets_per_pair",
+            "precision",
+            "instance_recall",
+            "union_iou",
+            "empty_pairs_ok",
+            "type_accuracy",
+        ]
+        table = Table(title=f"bench agent on labelled sources (detector mode: {report['detector']})")
+        table.add_column("source")
+        table.add_column("mode")
+        for key in keys:
+            table.add_column(key.replace("_", " "), justify="right")
+        for name, modes in report["sources"].items():
+            if "error" in modes:
+                table.add_row(name, "-", modes["error"])
+                continue
+            for mode, metrics in modes.items():
+                table.add_row(name, mode, *["-" if metrics[k] is None else str(metrics[k]) for k in keys])
+        out.print(table)
+    out.print(f"report written to {out_file}")
+    raise typer.Exit(EXIT_OK)
