@@ -257,8 +257,8 @@ def test_train_cli(examples: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["step"] == 3 and summary["train_pairs"] == 4 and (tmp_path / "run" / "change.pt").is_file()
-    refused = craft("train", "--stage", "refer", "--data", str(examples), "--out", str(tmp_path / "r"), "--json")
-    assert refused.returncode == 2 and "refer" in json.loads(refused.stdout)["error"]
+    refused = craft("train", "--stage", "caption", "--data", str(examples), "--out", str(tmp_path / "r"), "--json")
+    assert refused.returncode == 2 and "caption" in json.loads(refused.stdout)["error"]
 
 
 def test_bench_vision_cli_learned_needs_a_checkpoint(tmp_path: Path) -> None:

@@ -84,3 +84,33 @@ def test_the_model_can_answer_nothing(export: Path) -> None:
         net.exists[-1].bias.fill_(50.0)
     assert all(m.all() for m in predict(net, examples[:3], torch.device("cpu"), 0.5))
     assert np.mean([e.mask.any() for e in examples]) > 0
+
+
+def test_train_refer_and_eval_through_the_cli(export: Path, tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    from craft_agent.data import MTRSDataset
+    from tests.test_cli import craft
+
+    run = tmp_path / "run"
+    common = ["--data", str(export), "--out", str(run), "--steps", "2", "--size", "64", "--batch", "2"]
+    done = craft("train", "--stage", "refer", *common, "--no-stage1", "--device", "cpu", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["step"] == 2 and (run / "refer.pt").is_file()
+    scored = craft("eval", "--data", str(export), "--checkpoint", str(run / "refer.pt"), "--split", "test", "--json")
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["split"] == "test" and set(report["precision_at"]) == {"0.5", "0.6", "0.7", "0.8", "0.9"}
+    # any model's masks: a perfect answer for every test sample scores ~1
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for sample in MTRSDataset(export, "mtrefseg", "test"):
+        cv2.imwrite(str(predictions / f"{sample['sample_id']}.png"), sample["mask"].astype("uint8") * 255)
+    perfect = craft("eval", "--data", str(export), "--predictions", str(predictions), "--split", "test", "--json")
+    assert perfect.returncode == 0, perfect.stderr
+    result = json.loads(perfect.stdout)
+    assert result["missing"] == 0 and result["miou"] > 0.99 and result["samples"] == report["samples"]
+    both = craft("eval", "--data", str(export), "--json")
+    assert both.returncode == 2 and "--checkpoint" in json.loads(both.stdout)["error"]

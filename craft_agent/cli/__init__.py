@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from craft_agent import __version__
-from craft_agent.cli import audit, bench, bench_systems, catalog, export, flows, ingest, pipeline, train
+from craft_agent.cli import audit, bench, bench_systems, catalog, export, flows, ingest, pipeline, refer, train
 from craft_agent.cli.common import EXIT_OK, out
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ app.command("export")(export.export_command)
 app.command("validate")(export.validate_command)
 app.command("import")(export.import_command)
 app.command("train")(train.train_command)
+app.command("eval")(refer.eval_command)
 
 audit_app = _group("Human audit in Label Studio: serve, push, pull, status (see auditing/GUIDE.md).")
 audit_app.command("serve")(audit.audit_serve)
@@ -88,6 +89,7 @@ bench_app.command("big-scene")(bench_systems.bench_big_scene)
 bench_app.command("change")(train.bench_change)
 bench_app.command("reliability")(bench_systems.bench_reliability)
 bench_app.command("flows")(bench_systems.bench_flows)
+bench_app.command("train")(refer.bench_train)
 app.add_typer(bench_app, name="bench")
 
 flows_app = _group("Prefect flows: a local Prefect server with scheduled regeneration and audit sync.")

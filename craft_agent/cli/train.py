@@ -24,10 +24,18 @@ from craft_agent.errors import CraftError
 @handled
 def train_command(
     data: Annotated[
-        list[Path], typer.Option("--data", help="Source folder with change masks, or a workspace; repeat for several.")
+        list[Path],
+        typer.Option(
+            "--data",
+            help="change: source folder with change masks, a workspace or an export; refer: an export. Repeatable.",
+        ),
     ],
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: change.pt, metrics.jsonl, predictions.png.")],
-    stage: Annotated[str, typer.Option(help="What to train: change (the learned change proposer).")] = "change",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Run folder: change.pt or refer.pt, metrics.jsonl, predictions.png.")
+    ],
+    stage: Annotated[
+        str, typer.Option(help="change (stage 1: the change model) or refer (stage 2: the MTRS baseline).")
+    ] = "change",
     minutes: Annotated[
         float | None, typer.Option(min=0.01, help="Wall-clock budget (default 12 when --steps is not given).")
     ] = None,
@@ -38,14 +46,21 @@ def train_command(
     crop: Annotated[int, typer.Option(min=32, help="Side of the training crops (px).")] = 256,
     batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 8,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out and scored.")] = 0.1,
+    size: Annotated[int, typer.Option(min=32, help="refer: side the images are resized to (px).")] = 256,
+    stage1: Annotated[
+        Path | None, typer.Option(help="refer: start from this change.pt (default: train stage 1 first).")
+    ] = None,
+    no_stage1: Annotated[bool, typer.Option("--no-stage1", help="refer: no stage 1 (the ablation).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a network: the learned change proposer from pairs with change masks (offline, from scratch)."""
-    if stage != "change":
-        raise CraftError(
-            f"--stage {stage!r} cannot be trained yet.",
-            hint="use --stage change; the referring segmenter (refer) comes in a later release.",
-        )
+    """Train a network: the change model (stage 1, also the learned change proposer) or the MTRS baseline (refer)."""
+    if stage not in ("change", "refer"):
+        raise CraftError(f"--stage {stage!r} is unknown.", hint="use --stage change or --stage refer.")
+    if stage == "refer":
+        from craft_agent.cli.refer import train_refer
+
+        train_refer(data, out_dir, minutes, steps, device, seed, resume, size, batch, stage1, no_stage1, as_json)
+        raise typer.Exit(EXIT_OK)
     from craft_agent.train.change import train_change_model
 
     with progress_bar("train change", not as_json) as update:
