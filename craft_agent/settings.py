@@ -18,6 +18,8 @@ from craft_agent.errors import ConfigError
 CATALOG_FILENAME = "catalog.sqlite"
 DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
 """Pillow's own refusal point (twice its ``Image.MAX_IMAGE_PIXELS`` warning level), kept as the default limit."""
+DEFAULT_WINDOWED_READ_PIXELS = 4096 * 4096
+"""GeoTIFF pairs over this many pixels are read window by window (a whole read of one costs about 1 GB at most)."""
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest PNG/JPEG (width x height) read; Pillow refuses larger ones as possible decompression "
         "bombs. GeoTIFFs are read through rasterio and have no such limit.",
+    )
+    windowed_read_pixels: int = Field(
+        default=DEFAULT_WINDOWED_READ_PIXELS,
+        ge=1,
+        description="GeoTIFF (GDAL raster) pairs of more pixels than this (width x height) are read window by "
+        "window, never whole, and their stretch percentiles come from a decimated read: a 10980 x 10980 "
+        "Sentinel-2 tile ingests in under 2 GB of memory.",
     )
 
     # Language model (issue 4 uses these; doctor reports them)

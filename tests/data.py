@@ -126,6 +126,24 @@ def make_band_set_source(root: Path, size: int = SIZE) -> Path:
     return root
 
 
+def make_large_geotiff_source(root: Path, width: int = 600, height: int = 500) -> Path:
+    """pre/ post/ mask/ for the windowed reader: 4-band uint16 GeoTIFFs with a nodata corner (0) and a rectangle
+    that brightens, and its 0/255 GeoTIFF mask. Several tiles and strips once a test lowers the tile size,
+    the windowed-read threshold and the strip size."""
+    rng = np.random.default_rng(12)
+    pre = rng.integers(500, 1500, size=(4, height, width), dtype=np.uint16)
+    post = pre.copy()
+    mask = np.zeros((1, height, width), dtype=np.uint8)
+    mask[0, 100:180, 200:320] = 255
+    post[:, 100:180, 200:320] += 1500
+    for data in (pre, post):
+        data[:, :60, :80] = 0
+    write_geotiff(root / "pre" / "scene.tif", pre, nodata=0, captured="2020:05:01 10:00:00")
+    write_geotiff(root / "post" / "scene.tif", post, nodata=0, captured="2021:05:01 10:00:00")
+    write_geotiff(root / "mask" / "scene.tif", mask)
+    return root
+
+
 def make_mtrefseg_source(root: Path) -> Path:
     """An MTRefSeg split: A/ B/ masks/ referring_expression/<sample_id>.json."""
     for index in range(2):
@@ -306,6 +324,7 @@ def main(out: Path) -> None:
     make_folder_source(out / "folders")
     make_geotiff_source(out / "geotiff")
     make_band_set_source(out / "bandset")
+    make_large_geotiff_source(out / "large_geotiff")
     make_mtrefseg_source(out / "mtrefseg")
     make_bad_corpus(out / "bad")
     make_bad_manifest(out / "bad_manifest")

@@ -11,7 +11,17 @@ from rasterio.warp import transform as warp_transform
 
 from craft_agent.errors import IngestError
 from craft_agent.imagery.normalize import align_to, select_rgb, stretch_pair, tile_windows
-from craft_agent.imagery.raster import Raster, date_from_name, read_geo_raster, read_mask, read_plain_image
+from craft_agent.imagery.raster import (
+    Raster,
+    RasterSource,
+    Window,
+    date_from_name,
+    open_mask,
+    read_band_set,
+    read_geo_raster,
+    read_mask,
+    read_plain_image,
+)
 from tests.data import save_png, write_geotiff
 
 
@@ -121,3 +131,45 @@ def test_dates_from_names() -> None:
     assert date_from_name("x_20171399.png") is None
     # old Sentinel-2 granule names hold the production time, which is not the capture date
     assert date_from_name("S2A_OPER_MSI_L1C_TL_EPA__20161227T091305_A001222_T22LHH_B02.tif") is None
+
+
+def test_raster_source_reads_windows_bands_and_decimated_views_of_the_whole_read(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    bands = rng.integers(0, 4000, size=(4, 90, 120), dtype=np.uint16)
+    bands[:, :10, :10] = 0
+    transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4500000.0)
+    path = write_geotiff(tmp_path / "scene.tif", bands, transform=transform, nodata=0)
+    whole = read_geo_raster(path)
+    source = RasterSource.open(path)
+    assert (source.width, source.height, source.count, source.dtype) == (120, 90, 4, np.uint16)
+    assert source.georef() == whole.georef() and source.masked == [True]
+    with source:  # files kept open between reads
+        window = source.read(Window(5, 8, 40, 30), bands=[2, 1, 0])
+    assert np.array_equal(window.pixels, whole.pixels[8:38, 5:45][..., [2, 1, 0]])
+    assert window.valid is not None and np.array_equal(window.valid, whole.valid_mask()[8:38, 5:45])
+    assert window.transform == transform @ Affine.translation(5, 8) and window.band_names == ["band3", "band2", "band1"]
+    decimated = source.read(out_shape=(30, 40))
+    assert decimated.pixels.shape == (30, 40, 4) and decimated.transform == transform @ Affine.scale(3, 3)
+    assert np.array_equal(decimated.pixels[5, 7], whole.pixels[16, 22])  # nearest: the centre of each 3x3 cell
+    # a band set reads as read_band_set reads it (valid where every file is, not any band as in one file)
+    files = [write_geotiff(tmp_path / "set" / f"B0{i + 1}.tif", bands[i : i + 1], nodata=0) for i in range(4)]
+    names = ["B01", "B02", "B03", "B04"]
+    stacked = RasterSource.open_band_set(files, names).read(Window(5, 8, 40, 30), bands=[3, 0])
+    assert np.array_equal(stacked.pixels, whole.pixels[8:38, 5:45][..., [3, 0]])
+    assert np.array_equal(stacked.valid_mask(), read_band_set(files, names).valid_mask()[8:38, 5:45])
+
+
+def test_raster_masks_are_read_by_window_with_the_convention_of_the_whole_mask(tmp_path: Path) -> None:
+    faint = np.full((1, 40, 50), 100, dtype=np.uint8)
+    faint[0, 35, 45] = 255  # one 255 far from the window read below: > 127 holds for the whole mask
+    ones = np.zeros((1, 40, 50), dtype=np.uint8)
+    ones[0, 2:6, 3:9] = 1
+    window = Window(0, 0, 20, 20)
+    for name, data in (("faint", faint), ("ones", ones)):
+        path = write_geotiff(tmp_path / f"{name}.tif", data)
+        mask = open_mask(path, (40, 50))
+        assert np.array_equal(mask.read(window), read_mask(path, (40, 50))[window.slices()])
+    assert not open_mask(tmp_path / "faint.tif", (40, 50)).read(window).any()
+    assert open_mask(tmp_path / "ones.tif", (40, 50)).read(window).sum() == 24
+    with pytest.raises(IngestError, match=r"mask .* is 50x40 but its images are 60x40"):
+        open_mask(tmp_path / "ones.tif", (40, 60))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,30 @@ from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import CatalogError, IngestError
 from craft_agent.imagery.layouts import ChangeSpec, Discovery, PairSpec, discover
 from craft_agent.imagery.normalize import (
+    DateImage,
+    LoadedPair,
+    PairImagery,
+    RgbTile,
     Window,
-    align_to,
+    open_windowed_pair,
+    scan_pair,
     select_rgb,
-    stretch_pair,
     tile_windows,
     window_transform,
 )
-from craft_agent.imagery.raster import Raster, crs_to_text, pixel_limit, read_band_set, read_mask, read_raster
+from craft_agent.imagery.raster import (
+    RASTER_SUFFIXES,
+    AnyMask,
+    ArrayMask,
+    MaskReader,
+    Raster,
+    RasterSource,
+    crs_to_text,
+    open_mask,
+    pixel_limit,
+    read_band_set,
+    read_raster,
+)
 from craft_agent.imagery.semantic import ClassTable, semantic_changes
 from craft_agent.models import (
     ChangeType,
@@ -44,7 +61,7 @@ from craft_agent.models import (
     TileWindow,
 )
 from craft_agent.runs import Failure, ProgressCallback, StageRun
-from craft_agent.settings import DEFAULT_MAX_IMAGE_PIXELS, Settings
+from craft_agent.settings import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_WINDOWED_READ_PIXELS, Settings
 
 """Called as (done, total, current pair name) while ingesting."""
 
@@ -74,6 +91,8 @@ class IngestOptions:
         label_category: what every change of a binary change mask is (``building`` for LEVIR-CD or WHU-CD);
             None: the known dataset named by the source folder (:data:`KNOWN_SOURCES`), else unknown.
         max_image_pixels: largest PNG/JPEG read (Pillow's decompression-bomb limit, see ``pixel_limit``).
+        windowed_read_pixels: GDAL raster pairs of more pixels than this (width x height) are read window by
+            window, never whole (see ``normalize.open_windowed_pair``).
     """
 
     domain: Domain = Domain.RS
@@ -87,6 +106,7 @@ class IngestOptions:
     class_table: Path | None = None
     label_category: str | None = None
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    windowed_read_pixels: int = DEFAULT_WINDOWED_READ_PIXELS
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -97,6 +117,7 @@ class IngestOptions:
             "stretch_percentiles": settings.stretch_percentiles,
             "max_nodata_fraction": settings.max_nodata_fraction,
             "max_image_pixels": settings.max_image_pixels,
+            "windowed_read_pixels": settings.windowed_read_pixels,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -171,10 +192,36 @@ def _read_date(spec_source: Any) -> Raster:
     return read_raster(spec_source.files[0])
 
 
+def _raster_source(spec_source: Any) -> RasterSource | None:
+    """The date's GDAL raster or band set, its header only; None for plain images (Pillow reads them whole)."""
+    if any(path.suffix.lower() not in RASTER_SUFFIXES for path in spec_source.files):
+        return None
+    if spec_source.is_band_set:
+        return RasterSource.open_band_set(list(spec_source.files), list(spec_source.band_names))
+    return RasterSource.open(spec_source.files[0])
+
+
+def _read_pair(spec: PairSpec, options: IngestOptions, opened: ExitStack) -> PairImagery:
+    """Both dates of a pair: window by window (files kept open in ``opened``) when both are GDAL rasters and
+    one has more than ``windowed_read_pixels`` pixels, else read whole."""
+    pre, post = _raster_source(spec.pre), _raster_source(spec.post)
+    if pre and post and max(pre.width * pre.height, post.width * post.height) > options.windowed_read_pixels:
+        return opened.enter_context(open_windowed_pair(pre, post, options.bands, options.stretch_percentiles))
+    earlier = select_rgb(_read_date(spec.pre), options.bands)
+    later = select_rgb(_read_date(spec.post), options.bands)
+    return LoadedPair.of(earlier, later, options.stretch_percentiles)
+
+
+def _id_digest(shape: tuple[int, ...], georef: GeoReference | None) -> hashlib._Hash:
+    """The digest of a pair id, fed its shape and georeference; the pixels of both images come next."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(shape), georef.model_dump(mode="json") if georef else None]).encode())
+    return digest
+
+
 def pair_id_of(pre: np.ndarray, post: np.ndarray, georef: GeoReference | None) -> str:
     """Content id of a pair: both images' pixels, their shape and the georeference."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([list(pre.shape), georef.model_dump(mode="json") if georef else None]).encode())
+    digest = _id_digest(pre.shape, georef)
     digest.update(np.ascontiguousarray(pre).tobytes())
     digest.update(np.ascontiguousarray(post).tobytes())
     return digest.hexdigest()[:16]
@@ -216,15 +263,14 @@ def build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> Bu
     Raises:
         IngestError: naming the file at fault and the fix, for any problem with this pair.
     """
-    with pixel_limit(options.max_image_pixels):
-        return _build_scene(spec, options, store)
+    with pixel_limit(options.max_image_pixels), ExitStack() as opened:
+        return _build_scene(spec, options, store, opened)
 
 
-def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> BuiltScene:
-    pre = select_rgb(_read_date(spec.pre), options.bands)
-    post = select_rgb(_read_date(spec.post), options.bands)
+def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore, opened: ExitStack) -> BuiltScene:
+    imagery = _read_pair(spec, options, opened)
+    pre, post = imagery.pre, imagery.post
     warnings = _band_guess_warnings(spec, pre, post)
-    post = align_to(pre, post)
     height, width = pre.height, pre.width
     if min(width, height) < MIN_PAIR_SIDE:
         raise IngestError(
@@ -233,18 +279,8 @@ def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> B
             "no change in it could be segmented or described.",
             hint="remove the pair from the source, or ingest the full-size images it was cut from.",
         )
-    valid = pre.valid_mask() & post.valid_mask()
-    if not valid.any():
-        raise IngestError(
-            spec.pre.describe(),
-            f"pair {spec.name} has no valid pixels: every pixel is nodata in one date or the other.",
-            hint="check the nodata value of the rasters, or remove the pair.",
-        )
-    pre_rgb, post_rgb, stretch_note = stretch_pair(pre.pixels, post.pixels, valid, options.stretch_percentiles)
-    pre_rgb = np.where(valid[..., None], pre_rgb, 0).astype(np.uint8)
-    post_rgb = np.where(valid[..., None], post_rgb, 0).astype(np.uint8)
-    gt_mask = read_mask(spec.mask, (height, width)) if spec.mask else None
-    changes = [(c, read_mask(c.mask, (height, width))) for c in spec.changes]
+    gt_mask = open_mask(spec.mask, (height, width)) if spec.mask else None
+    changes: list[tuple[ChangeSpec, MaskReader]] = [(c, open_mask(c.mask, (height, width))) for c in spec.changes]
     if spec.semantic is not None:
         changes += _semantic_changes(spec.semantic, ClassTable.load(options.class_table), (height, width))
     date_pre = spec.date_pre or pre.captured
@@ -256,8 +292,18 @@ def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> B
             hint="swap the two dates (earlier image first), or fix the dates in the manifest.",
         )
     if gt_mask is None and changes:
-        gt_mask = np.logical_or.reduce([m for _, m in changes])
-    changed = float(gt_mask[valid].mean()) if gt_mask is not None else 0.0
+        gt_mask = AnyMask([m for _, m in changes])
+    # one pass over the whole pair (strip by strip): the scene's content id and its valid and changed pixels
+    digest = _id_digest((height, width, 3), pre.georef())
+    spool = store.workspace if store.workspace.is_dir() else None
+    scan = scan_pair(imagery, digest.update, gt_mask, spool_dir=spool)
+    if scan.valid_pixels == 0:
+        raise IngestError(
+            spec.pre.describe(),
+            f"pair {spec.name} has no valid pixels: every pixel is nodata in one date or the other.",
+            hint="check the nodata value of the rasters, or remove the pair.",
+        )
+    changed = scan.changed_pixels / scan.valid_pixels if gt_mask is not None else 0.0
     if changed >= INVERTED_MASK_FRACTION:
         warnings.append(
             IngestWarning(
@@ -273,8 +319,8 @@ def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> B
         # a binary mask of one kind of change (building change datasets): its changes have that category
         changes = [(ChangeSpec(mask=spec.mask, category=label_category, attributes=(("label", "mask"),)), gt_mask)]
     notes = list(dict.fromkeys([*pre.notes, *post.notes]))  # both dates often say the same
-    if stretch_note:
-        notes.append(stretch_note)
+    if imagery.stretch_note:
+        notes.append(imagery.stretch_note)
     domain = Domain(spec.domain) if spec.domain else (Domain.RS if pre.georeferenced else options.domain)
     source = PairSource(
         root=str(spec.root),
@@ -286,13 +332,14 @@ def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> B
     )
     gsd = ground_sample_distance(pre, options.gsd, spec.root)
     windows = tile_windows(width, height, options.tile_size, options.tile_overlap)
-    scene_id = pair_id_of(pre_rgb, post_rgb, pre.georef())
+    scene_id = digest.hexdigest()[:16]
     group = _group_of(spec, options, fallback=scene_id)
     pairs = []
     skipped = 0
     for window in windows:
         tiled = len(windows) > 1
-        pair = _pair_for_window(spec, window, tiled, pre, pre_rgb, post_rgb, valid, gt_mask, changes, options, store)
+        tile = imagery.rgb_tile(window)
+        pair = _pair_for_window(spec, window, tiled, pre, tile, gt_mask, changes, options, store)
         if pair is None:
             skipped += 1
             continue
@@ -319,7 +366,7 @@ def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore) -> B
     return BuiltScene(pairs=pairs, skipped_empty_tiles=skipped, warnings=warnings)
 
 
-def _band_guess_warnings(spec: PairSpec, pre: Raster, post: Raster) -> list[IngestWarning]:
+def _band_guess_warnings(spec: PairSpec, pre: DateImage, post: DateImage) -> list[IngestWarning]:
     """A warning when the RGB bands of either date were guessed: a wrong guess swaps the colours silently."""
     guessed = [raster for raster in (pre, post) if raster.band_guess]
     if not guessed:
@@ -354,7 +401,7 @@ def _known_source(root: Path) -> tuple[float | None, str | None]:
     return None, None
 
 
-def ground_sample_distance(raster: Raster, given: float | None, root: Path) -> float | None:
+def ground_sample_distance(raster: DateImage, given: float | None, root: Path) -> float | None:
     """Metres per pixel of a pair: from a georeference in metres or degrees, else ``given`` (``ingest --gsd``),
     else the known dataset named by the source folder (:data:`KNOWN_SOURCES`), else None."""
     if raster.crs is not None and raster.transform is not None:
@@ -375,7 +422,7 @@ def ground_sample_distance(raster: Raster, given: float | None, root: Path) -> f
 
 def _semantic_changes(
     maps: tuple[Path, Path], table: ClassTable, expected_hw: tuple[int, int]
-) -> list[tuple[ChangeSpec, np.ndarray]]:
+) -> list[tuple[ChangeSpec, MaskReader]]:
     """The known changes of a pair of semantic label maps, one per (class before, class after)."""
     before, after = (read_raster(path).pixels for path in maps)
     for path, pixels in zip(maps, (before, after), strict=True):
@@ -386,7 +433,7 @@ def _semantic_changes(
                 f"got shape {pixels.shape}.",
                 hint="use the colour label maps made for these images (SECOND style), one per date.",
             )
-    changes = []
+    changes: list[tuple[ChangeSpec, MaskReader]] = []
     for change_type, category, old, new, mask in semantic_changes(table, before, after, str(maps[0])):
         spec = ChangeSpec(
             mask=maps[1],
@@ -394,7 +441,7 @@ def _semantic_changes(
             category=category,
             attributes=(("class_after", new), ("class_before", old), ("label", "semantic")),
         )
-        changes.append((spec, mask))
+        changes.append((spec, ArrayMask(mask)))
     return changes
 
 
@@ -402,19 +449,14 @@ def _pair_for_window(
     spec: PairSpec,
     window: Window,
     tiled: bool,
-    pre: Raster,
-    pre_rgb: np.ndarray,
-    post_rgb: np.ndarray,
-    valid: np.ndarray,
-    gt_mask: np.ndarray | None,
-    changes: list[tuple[Any, np.ndarray]],
+    pre: DateImage,
+    tile: RgbTile,
+    gt_mask: MaskReader | None,
+    changes: list[tuple[ChangeSpec, MaskReader]],
     options: IngestOptions,
     store: ImageStore,
 ) -> ImagePair | None:
-    rows = slice(window.row_off, window.row_off + window.height)
-    cols = slice(window.col_off, window.col_off + window.width)
-    tile_valid = valid[rows, cols]
-    nodata = 1.0 - float(tile_valid.mean())
+    nodata = 1.0 - float(tile.valid.mean())
     if nodata > options.max_nodata_fraction:
         if not tiled:
             raise IngestError(
@@ -423,9 +465,10 @@ def _pair_for_window(
                 hint="check the nodata value of the rasters, or raise CRAFT_MAX_NODATA_FRACTION.",
             )
         return None
-    tile_pre = np.ascontiguousarray(pre_rgb[rows, cols])
-    tile_post = np.ascontiguousarray(post_rgb[rows, cols])
-    if tiled and _flat(tile_pre) and _flat(tile_post) and (gt_mask is None or not gt_mask[rows, cols].any()):
+    tile_pre = np.ascontiguousarray(tile.pre)
+    tile_post = np.ascontiguousarray(tile.post)
+    tile_gt = gt_mask.read(window) if gt_mask is not None else None
+    if tiled and _flat(tile_pre) and _flat(tile_post) and (tile_gt is None or not tile_gt.any()):
         return None  # nothing to see or refer to (and every such tile would be a duplicate of the others)
     georef = None
     if pre.crs is not None and pre.transform is not None:
@@ -433,7 +476,7 @@ def _pair_for_window(
         georef = GeoReference(crs=crs_to_text(pre.crs), transform=tuple(transform)[:6])
     gt_changes = []
     for change, mask in changes:
-        tile_mask = mask[rows, cols]
+        tile_mask = mask.read(window)
         if tiled and not tile_mask.any():
             continue
         gt_changes.append(
@@ -468,7 +511,7 @@ def _pair_for_window(
         )
         if tiled
         else None,
-        gt_mask=RLEMask.from_array(gt_mask[rows, cols]) if gt_mask is not None else None,
+        gt_mask=RLEMask.from_array(tile_gt) if tile_gt is not None else None,
         gt_changes=gt_changes,
         notes=notes,
     )

@@ -4,6 +4,10 @@ Whatever the file, a read gives a :class:`Raster`: pixels (H, W, bands) in their
 mask (False on nodata), the georeference when there is one, band names and a capture date when the file
 says. Band selection to RGB and the 8-bit stretch happen afterwards (see ``normalize``), jointly for both
 dates of a pair.
+
+Scenes too large to hold whole (a Sentinel-2 tile is 10980 x 10980 px) are opened as a :class:`RasterSource`,
+which reads its header first and then any window, or the whole raster decimated, on request; ground-truth
+masks are read the same way through a :class:`MaskReader`.
 """
 
 from __future__ import annotations
@@ -12,17 +16,20 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 from PIL import Image, UnidentifiedImageError
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from craft_agent.errors import IngestError
@@ -35,9 +42,65 @@ IMAGE_SUFFIXES = RASTER_SUFFIXES | PLAIN_SUFFIXES
 _S2_PRODUCTION_NAME = re.compile(r"^S2[ABCD]_OPER_", re.IGNORECASE)
 _DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:T\d{6})?(?!\d)")
 
+STRIP_PIXELS = 1 << 23
+"""Pixels per strip (about 8 M: 760 rows of a Sentinel-2 tile) when a large raster is scanned from top to bottom."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window of an image in pixels."""
+
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+    def slices(self) -> tuple[slice, slice]:
+        """(rows, cols) to cut this window out of an (H, W, ...) array."""
+        return slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width)
+
+
+def row_strips(width: int, height: int) -> list[Window]:
+    """Full-width windows of at most :data:`STRIP_PIXELS` (at least one row each), top to bottom, without overlap."""
+    rows = max(1, STRIP_PIXELS // max(width, 1))
+    return [Window(0, row, width, min(rows, height - row)) for row in range(0, height, rows)]
+
+
+class Grid(Protocol):
+    """What alignment needs to know of an image: its size, georeference and name."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def crs(self) -> CRS | None: ...
+    @property
+    def transform(self) -> Affine | None: ...
+    @property
+    def georeferenced(self) -> bool: ...
+
+
+class Georeferenced:
+    """``georeferenced`` and ``georef()`` of anything with ``crs`` and ``transform`` (None without georeference)."""
+
+    crs: CRS | None
+    transform: Affine | None
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None and self.transform is not None
+
+    def georef(self) -> GeoReference | None:
+        if self.crs is None or self.transform is None:
+            return None
+        return GeoReference(crs=crs_to_text(self.crs), transform=tuple(self.transform)[:6])
+
 
 @dataclass
-class Raster:
+class Raster(Georeferenced):
     """One date's imagery as read from disk.
 
     Attributes:
@@ -68,15 +131,6 @@ class Raster:
     @property
     def width(self) -> int:
         return int(self.pixels.shape[1])
-
-    @property
-    def georeferenced(self) -> bool:
-        return self.crs is not None and self.transform is not None
-
-    def georef(self) -> GeoReference | None:
-        if self.crs is None or self.transform is None:
-            return None
-        return GeoReference(crs=crs_to_text(self.crs), transform=tuple(self.transform)[:6])
 
     def valid_mask(self) -> np.ndarray:
         if self.valid is None:
@@ -218,58 +272,196 @@ def read_plain_image(path: Path) -> Raster:
     )
 
 
-def read_geo_raster(path: Path) -> Raster:
-    """Read a GeoTIFF (or any GDAL raster) with rasterio, with nodata, georeference and band names.
-
-    Raises:
-        IngestError: for unreadable rasters.
-    """
-    check_readable(path)
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Within the block, rasterio's errors on ``path`` become an :class:`IngestError` that names the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as dataset:
-                pixels = dataset.read()
-                masks = dataset.read_masks() if dataset.nodata is not None or _has_mask(dataset) else None
-                crs = dataset.crs
-                transform = dataset.transform
-                interps = list(dataset.colorinterp)
-                descriptions = list(dataset.descriptions)
-                tags = dataset.tags()
+            yield
     except (RasterioIOError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
         raise IngestError(
             str(path),
             f"{path} is not a readable raster ({exc}); the file is corrupt, truncated or not a GeoTIFF.",
             hint="re-copy the file or check it with `gdalinfo`/`rio info`.",
         ) from exc
-    georeferenced = crs is not None and transform is not None and not transform.is_identity
-    valid = None
-    if masks is not None:
-        valid = masks.max(axis=0) > 0
-        valid = None if valid.all() else valid
+
+
+def _band_names(dataset: Any) -> list[str]:
     names = []
-    for index, (interp, description) in enumerate(zip(interps, descriptions, strict=False)):
+    for index, (interp, description) in enumerate(zip(dataset.colorinterp, dataset.descriptions, strict=False)):
         if interp in (ColorInterp.red, ColorInterp.green, ColorInterp.blue):
             names.append(interp.name)
         elif description:
             names.append(description)
         else:
             names.append(f"band{index + 1}")
-    return Raster(
-        pixels=np.moveaxis(pixels, 0, -1),
-        valid=valid,
-        crs=crs if georeferenced else None,
-        transform=transform if georeferenced else None,
-        band_names=names,
-        captured=date_from_name(path.name) or _date_from_tags(tags),
-        label=str(path),
-    )
+    return names
 
 
-def _has_mask(dataset: rasterio.DatasetReader) -> bool:
-    from rasterio.enums import MaskFlags
-
+def _has_mask(dataset: Any) -> bool:
+    """True when some pixels may be nodata: a nodata value, a mask band or an alpha band."""
+    if dataset.nodata is not None:
+        return True
     return any(MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in dataset.mask_flag_enums)
+
+
+@dataclass
+class RasterSource(Georeferenced):
+    """A GDAL raster (GeoTIFF, JPEG 2000...) on disk, of which only the header is read up front: then any
+    window, or the whole raster decimated, is read on request. One multi-band file, or a band set (one
+    single-band file per band, Sentinel-2 style), read as one multi-band raster.
+
+    Open with :meth:`open` or :meth:`open_band_set`. Reads work as they are (each opens the files); inside
+    ``with source:`` the files stay open, so GDAL's block cache serves neighbouring windows.
+
+    Attributes:
+        files: the file, or the band files in band order.
+        label: how to name the raster in messages (the file, or the band set's folder).
+        width / height / dtype: the raster's size and pixel type.
+        crs / transform: the georeference, both None without one (as :func:`read_geo_raster` gives them).
+        band_names / captured: as :class:`Raster` has them.
+        masked: per file, whether it can have nodata (nodata value, mask or alpha band).
+    """
+
+    files: list[Path]
+    label: str
+    width: int
+    height: int
+    dtype: np.dtype[Any]
+    crs: CRS | None
+    transform: Affine | None
+    band_names: list[str]
+    captured: date | None
+    masked: list[bool]
+    _opened: list[Any] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def open(cls, path: Path) -> RasterSource:
+        """The raster at ``path``, of which only the header is read.
+
+        Raises:
+            IngestError: for missing, empty or unreadable files.
+        """
+        check_readable(path)
+        with _reading(path), rasterio.open(path) as dataset:
+            crs, transform = dataset.crs, dataset.transform
+            georeferenced = crs is not None and transform is not None and not transform.is_identity
+            return cls(
+                files=[path],
+                label=str(path),
+                width=dataset.width,
+                height=dataset.height,
+                dtype=np.dtype(dataset.dtypes[0]),
+                crs=crs if georeferenced else None,
+                transform=transform if georeferenced else None,
+                band_names=_band_names(dataset),
+                captured=date_from_name(path.name) or _date_from_tags(dataset.tags()),
+                masked=[_has_mask(dataset)],
+            )
+
+    @classmethod
+    def open_band_set(cls, files: list[Path], band_names: list[str]) -> RasterSource:
+        """Single-band files of one date, one per band, as one raster (see :func:`read_band_set`).
+
+        Raises:
+            IngestError: when a file is unreadable or not single-band, or the files are on different grids.
+        """
+        sources = [cls.open(path) for path in files]
+        first = sources[0]
+        for source in sources:
+            _check_band_file(source.files[0], len(source.band_names), source, first)
+        return cls(
+            files=list(files),
+            label=str(files[0].parent),
+            width=first.width,
+            height=first.height,
+            dtype=np.result_type(*(source.dtype for source in sources)),
+            crs=first.crs,
+            transform=first.transform,
+            band_names=list(band_names),
+            captured=first.captured,
+            masked=[source.masked[0] for source in sources],
+        )
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return len(self.band_names)
+
+    def __enter__(self) -> RasterSource:
+        with _reading(self.files[0]):
+            self._opened = [rasterio.open(path) for path in self.files]
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for dataset in self._opened:
+            dataset.close()
+        self._opened = []
+
+    def read(
+        self, window: Window | None = None, bands: list[int] | None = None, out_shape: tuple[int, int] | None = None
+    ) -> Raster:
+        """Pixels and validity of a window, as :func:`read_geo_raster` gives them for the whole raster.
+
+        Args:
+            window: the pixels to read; None: the whole raster.
+            bands: 0-based bands to read, in this order (repeats allowed); None: every band. Validity always
+                comes from every band, as for a whole read.
+            out_shape: (height, width) to decimate the window to (nearest neighbour, from overviews when the
+                file has them); None: full resolution.
+
+        Returns:
+            A :class:`Raster` of the window, its transform that of the window (and of the decimated grid).
+
+        Raises:
+            IngestError: when the file cannot be read.
+        """
+        whole = window is None or window == Window(0, 0, self.width, self.height)
+        window = window or Window(0, 0, self.width, self.height)
+        bands = list(range(self.count)) if bands is None else bands
+        height, width = out_shape or (window.height, window.width)
+        area = rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
+        with ExitStack() as stack, _reading(self.files[0]):
+            datasets = self._opened or [stack.enter_context(rasterio.open(path)) for path in self.files]
+            if len(datasets) == 1:
+                (dataset,) = datasets
+                pixels = dataset.read([b + 1 for b in bands], window=area, out_shape=(len(bands), height, width))
+                masks = []
+                if self.masked[0]:
+                    masks = [dataset.read_masks(window=area, out_shape=(dataset.count, height, width))]
+            else:
+                pixels = np.stack([datasets[b].read(1, window=area, out_shape=(height, width)) for b in bands])
+                masks = [
+                    dataset.read_masks(window=area, out_shape=(1, height, width))
+                    for dataset, masked in zip(datasets, self.masked, strict=True)
+                    if masked
+                ]
+        valid = np.logical_and.reduce([m.max(axis=0) > 0 for m in masks]) if masks else None
+        transform = self.transform
+        if transform is not None and not (whole and out_shape is None):
+            scale = Affine.scale(window.width / width, window.height / height)
+            transform = transform @ Affine.translation(window.col_off, window.row_off) @ scale
+        return Raster(
+            pixels=np.moveaxis(pixels, 0, -1),
+            valid=None if valid is None or valid.all() else valid,
+            crs=self.crs,
+            transform=transform,
+            band_names=[self.band_names[b] for b in bands],
+            captured=self.captured,
+            label=self.label,
+        )
+
+
+def read_geo_raster(path: Path) -> Raster:
+    """Read a GeoTIFF (or any GDAL raster) with rasterio, with nodata, georeference and band names.
+
+    Raises:
+        IngestError: for unreadable rasters.
+    """
+    return RasterSource.open(path).read()
 
 
 def read_raster(path: Path) -> Raster:
@@ -277,6 +469,23 @@ def read_raster(path: Path) -> Raster:
     if path.suffix.lower() in RASTER_SUFFIXES:
         return read_geo_raster(path)
     return read_plain_image(path)
+
+
+def _check_band_file(path: Path, count: int, band: Grid, first: Grid) -> None:
+    """Refuse a band-set file that is not single-band or not on the grid of the first one."""
+    if count != 1:
+        raise IngestError(
+            str(path),
+            f"{path} has {count} bands, but a band set needs one band per file.",
+            hint="put multi-band files directly in the date folder instead of a band-set folder.",
+        )
+    if (band.height, band.width) != (first.height, first.width) or band.transform != first.transform:
+        raise IngestError(
+            str(path),
+            f"{path} is {band.width}x{band.height} on another grid than {Path(first.label).name} "
+            f"({first.width}x{first.height}); bands of different resolutions cannot be stacked.",
+            hint="keep only bands of the same resolution (for Sentinel-2 the 10 m bands B02, B03, B04, B08).",
+        )
 
 
 def read_band_set(files: list[Path], band_names: list[str]) -> Raster:
@@ -288,19 +497,7 @@ def read_band_set(files: list[Path], band_names: list[str]) -> Raster:
     rasters = [read_raster(f) for f in files]
     first = rasters[0]
     for raster, path in zip(rasters, files, strict=True):
-        if raster.pixels.shape[2] != 1:
-            raise IngestError(
-                str(path),
-                f"{path} has {raster.pixels.shape[2]} bands, but a band set needs one band per file.",
-                hint="put multi-band files directly in the date folder instead of a band-set folder.",
-            )
-        if raster.pixels.shape[:2] != first.pixels.shape[:2] or raster.transform != first.transform:
-            raise IngestError(
-                str(path),
-                f"{path} is {raster.width}x{raster.height} on another grid than {files[0].name} "
-                f"({first.width}x{first.height}); bands of different resolutions cannot be stacked.",
-                hint="keep only bands of the same resolution (for Sentinel-2 the 10 m bands B02, B03, B04, B08).",
-            )
+        _check_band_file(path, raster.pixels.shape[2], raster, first)
     valid = None
     masks = [r.valid for r in rasters if r.valid is not None]
     if masks:
@@ -316,6 +513,19 @@ def read_band_set(files: list[Path], band_names: list[str]) -> Raster:
     )
 
 
+def _mask_of_other_size(path: Path, height: int, width: int, expected_hw: tuple[int, int]) -> IngestError:
+    return IngestError(
+        str(path),
+        f"mask {path} is {width}x{height} but its images are {expected_hw[1]}x{expected_hw[0]}.",
+        hint="use the mask made for these images, or resize it with nearest-neighbour to the image size.",
+    )
+
+
+def _mask_threshold(largest: float) -> float:
+    """Values above this mark a change: 0/1 masks count nonzero, 0/255 masks > 127 (MTRefSeg's convention)."""
+    return 0 if largest <= 1 else 127
+
+
 def read_mask(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
     """Read a ground-truth mask as bool (H, W).
 
@@ -328,11 +538,61 @@ def read_mask(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
     raster = read_raster(path)
     values = raster.pixels.max(axis=2)
     if values.shape != expected_hw:
-        raise IngestError(
-            str(path),
-            f"mask {path} is {values.shape[1]}x{values.shape[0]} but its images are {expected_hw[1]}x{expected_hw[0]}.",
-            hint="use the mask made for these images, or resize it with nearest-neighbour to the image size.",
-        )
-    if values.max() <= 1:
-        return np.asarray(values > 0)
-    return np.asarray(values > 127)
+        raise _mask_of_other_size(path, values.shape[0], values.shape[1], expected_hw)
+    return np.asarray(values > _mask_threshold(values.max()))
+
+
+class MaskReader(Protocol):
+    """A ground-truth change mask (bool, the size of its pair) read window by window."""
+
+    def read(self, window: Window) -> np.ndarray:
+        """The mask's bool (window.height, window.width) values in ``window``."""
+        ...
+
+
+@dataclass
+class ArrayMask:
+    """A mask held whole in memory (plain images, semantic label maps)."""
+
+    array: np.ndarray
+
+    def read(self, window: Window) -> np.ndarray:
+        return self.array[window.slices()]
+
+
+@dataclass
+class RasterMask:
+    """A GDAL raster mask read window by window, with the threshold its values over the whole mask call for."""
+
+    source: RasterSource
+    threshold: float
+
+    def read(self, window: Window) -> np.ndarray:
+        return np.asarray(self.source.read(window).pixels.max(axis=2) > self.threshold)
+
+
+@dataclass
+class AnyMask:
+    """The union of masks: changed where any of them is (a pair's known changes without a mask of its own)."""
+
+    masks: list[MaskReader]
+
+    def read(self, window: Window) -> np.ndarray:
+        return np.asarray(np.logical_or.reduce([mask.read(window) for mask in self.masks]))
+
+
+def open_mask(path: Path, expected_hw: tuple[int, int]) -> MaskReader:
+    """A ground-truth mask read as :func:`read_mask` reads it: GDAL rasters window by window (after one
+    strip-by-strip pass for the largest value, which picks the 0/1 or 0/255 convention), others whole.
+
+    Raises:
+        IngestError: when unreadable or not of the images' size.
+    """
+    if path.suffix.lower() not in RASTER_SUFFIXES:
+        return ArrayMask(read_mask(path, expected_hw))
+    source = RasterSource.open(path)
+    if (source.height, source.width) != expected_hw:
+        raise _mask_of_other_size(path, source.height, source.width, expected_hw)
+    with source:
+        largest = max(source.read(strip).pixels.max() for strip in row_strips(source.width, source.height))
+    return RasterMask(source, _mask_threshold(largest))
