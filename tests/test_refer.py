@@ -114,3 +114,18 @@ def test_train_refer_and_eval_through_the_cli(export: Path, tmp_path: Path) -> N
     assert result["missing"] == 0 and result["miou"] > 0.99 and result["samples"] == report["samples"]
     both = craft("eval", "--data", str(export), "--json")
     assert both.returncode == 2 and "--checkpoint" in json.loads(both.stdout)["error"]
+
+
+def test_bench_train_reports_speed_and_scores_next_to_the_baselines(tmp_path: Path) -> None:
+    import json
+
+    from tests.test_cli import craft
+
+    out = tmp_path / "train.json"
+    done = craft("bench", "train", "--out", str(out), "--minutes", "0.05", "--pairs", "4", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    keys = ("samples_per_s", "bare_torch_samples_per_s", "miou", "miou_empty_baseline", "miou_change_mask_baseline")
+    assert all(isinstance(report[k], float) for k in (*keys, "miou_no_stage1"))
+    assert report["samples_per_s"] > 0 and report["bare_torch_samples_per_s"] > 0 and report["test_samples"] > 0
+    assert 0 <= report["miou_empty_baseline"] < 1 and report["config"]["minutes"] == 0.05

@@ -191,6 +191,8 @@ class ReferTrainingSummary(BaseModel):
     step: int
     steps_this_run: int
     seconds: float
+    loop_seconds: float
+    """Seconds spent in the training loop itself (no data loading, scoring or pictures)."""
     device: str
     resumed: bool
     train_examples: int
@@ -340,6 +342,7 @@ def train_refer_model(
             if progress:
                 total = steps or int(budget_s or 0)
                 progress(done + 1 if steps else int(elapsed), total, f"step {step} loss {loss_value:.3f}")
+    loop_seconds = time.monotonic() - loop_started
     val_scores = score(predict(net, val, target, config.threshold), val).as_json() if val else None
     write_predictions_png(net, (val or train)[:6], target, config.threshold, out / "predictions.png")
     summary = ReferTrainingSummary(
@@ -348,6 +351,7 @@ def train_refer_model(
         step=step,
         steps_this_run=step - first_step,
         seconds=round(time.monotonic() - started, 1),
+        loop_seconds=round(loop_seconds, 3),
         device=str(target),
         resumed=resume,
         train_examples=len(train),
