@@ -4,7 +4,8 @@
   imagery folder, then draft every pair; pairs already drafted are cache hits, so each run works on what is
   new or changed.
 - ``audit-sync``: ``craft-audit-sync`` every few minutes (when an audit server is configured or running).
-- ``export`` and ``craft``: no schedule; run them with ``craft-agent flows run``.
+- ``export``, ``craft`` and ``train`` (the baseline on the latest export): no schedule; run them with
+  ``craft-agent flows run`` or from the UI.
 
 The flows run in child processes started by Prefect's runner; they find the code as the installed modules
 ``flows.*`` (module entrypoints, not file paths), so serving works from any working folder.
@@ -22,6 +23,7 @@ from flows.audit import audit_sync_flow
 from flows.craft import craft_flow
 from flows.export import export_flow
 from flows.generate import generate_flow
+from flows.train import train_flow
 
 
 def build_deployments(
@@ -53,6 +55,11 @@ def build_deployments(
         craft_flow.to_deployment(
             name="craft",
             parameters={"workspace": workspace, "source": watch, "options": draft, "export_to": export_to},
+            entrypoint_type=module,
+        ),
+        train_flow.to_deployment(
+            name="train",
+            parameters={"export": export_to or f"{workspace}/export", "out": f"{workspace}/runs/refer"},
             entrypoint_type=module,
         ),
     ]

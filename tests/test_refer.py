@@ -129,3 +129,18 @@ def test_bench_train_reports_speed_and_scores_next_to_the_baselines(tmp_path: Pa
     assert all(isinstance(report[k], float) for k in (*keys, "miou_no_stage1"))
     assert report["samples_per_s"] > 0 and report["bare_torch_samples_per_s"] > 0 and report["test_samples"] > 0
     assert 0 <= report["miou_empty_baseline"] < 1 and report["config"]["minutes"] == 0.05
+
+
+def test_the_train_flow_runs_through_flows_run(export: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.test_cli import craft
+
+    workspace = tmp_path / "ws"
+    done = craft(
+        "flows", "run", "train", "-w", str(workspace), "--source", str(export), "--out", str(tmp_path / "run"),
+        "--minutes", "0.05", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["step"] >= 1 and summary["stage1"] and (tmp_path / "run" / "refer.pt").is_file()

@@ -11,7 +11,7 @@ import typer
 from craft_agent.cli.common import EXIT_OK, JsonOption, WorkspaceOption, emit_json, err, handled, out, settings_for
 from craft_agent.errors import CraftError
 
-FLOW_NAMES = ("generate", "audit-sync", "export", "craft")
+FLOW_NAMES = ("generate", "audit-sync", "export", "craft", "train")
 
 
 @handled
@@ -62,10 +62,15 @@ def flows_serve(
 
 @handled
 def flows_run(
-    name: Annotated[str, typer.Argument(help="generate, audit-sync, export or craft.")],
+    name: Annotated[str, typer.Argument(help="generate, audit-sync, export, craft or train.")],
     workspace: WorkspaceOption = None,
-    source: Annotated[Path | None, typer.Option(help="Imagery to ingest first (generate, craft).")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Export folder (export, craft).")] = None,
+    source: Annotated[
+        Path | None, typer.Option(help="Imagery to ingest first (generate, craft); the export to train on (train).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Export folder (export, craft); run folder (train).")
+    ] = None,
+    minutes: Annotated[float, typer.Option(min=0.01, help="Training budget (train).")] = 10.0,
     engine: Annotated[str, typer.Option(help="threads or dask (generate).")] = "threads",
     workers: Annotated[int, typer.Option(min=1, help="Concurrent pairs: threads or Dask workers.")] = 4,
     dask_address: Annotated[str | None, typer.Option(help="A Dask scheduler (default: a LocalCluster).")] = None,
@@ -79,8 +84,10 @@ def flows_run(
 
     if name not in FLOW_NAMES:
         raise CraftError(f"unknown flow {name!r}.", hint=f"use one of: {', '.join(FLOW_NAMES)}.")
-    if name == "export" and out_dir is None:
-        raise CraftError("the export flow needs --out.", hint="pass --out DIR.")
+    if name in ("export", "train") and out_dir is None:
+        raise CraftError(f"the {name} flow needs --out.", hint="pass --out DIR.")
+    if name == "train" and source is None:
+        raise CraftError("the train flow needs --source EXPORT.", hint="pass the folder `craft-agent export` wrote.")
     settings = settings_for(workspace, existing=source is None)
     configure_prefect(settings)
     root = str(settings.workspace.resolve())
@@ -98,6 +105,10 @@ def flows_run(
         from flows.export import export_flow
 
         result = export_flow(root, str(out_dir))
+    elif name == "train":
+        from flows.train import train_flow
+
+        result = train_flow(str(source), str(out_dir), minutes=minutes)
     else:
         from flows.craft import craft_flow
 
