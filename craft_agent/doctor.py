@@ -144,7 +144,8 @@ def check_sam(settings: Settings) -> Check:
 
 
 def check_label_studio(settings: Settings, timeout: float) -> Check:
-    from craft_agent.audit.server import SERVER_DIR, LabelStudioInstall, ServerInfo, health
+    from craft_agent.audit.server import SERVER_DIR, LabelStudioInstall, ServerInfo
+    from craft_agent.localhost import health
 
     if not settings.label_studio_url:
         info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 
@@ -42,3 +44,12 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # no procfs (macOS): existence is all we can tell
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def health(url: str, timeout: float = 2.0) -> bool:
+    """True when ``GET <url>/health`` answers 200 (the local Label Studio and Prefect servers both have it)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

@@ -123,8 +123,8 @@ class ReferringScores:
     """Accumulated referring-segmentation scores, one :meth:`add` per (expression, predicted mask)."""
 
     ious: list[float] = field(default_factory=list)
-    intersection: int = 0
-    union: int = 0
+    pixels: PixelCounts = field(default_factory=PixelCounts)
+    """Summed over every sample: oIoU is their IoU."""
     empty_targets: int = 0
     empty_answered_empty: int = 0
     targets: int = 0
@@ -137,8 +137,7 @@ class ReferringScores:
         prediction, target = prediction.astype(bool), target.astype(bool)
         iou = sample_iou(prediction, target)
         self.ious.append(iou)
-        self.intersection += int(np.logical_and(prediction, target).sum())
-        self.union += int(np.logical_or(prediction, target).sum())
+        self.pixels.add(prediction, target)
         if target.any():
             self.targets += 1
             self.targets_answered += bool(prediction.any())
@@ -156,7 +155,7 @@ class ReferringScores:
         """Sum of intersections over sum of unions (1.0 when every mask, predicted and true, is empty)."""
         if not self.ious:
             return 0.0
-        return self.intersection / self.union if self.union else 1.0
+        return self.pixels.iou
 
     def precision_at(self, threshold: float) -> float:
         return sum(iou >= threshold for iou in self.ious) / len(self.ious) if self.ious else 0.0

@@ -15,13 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from craft_agent.errors import ConfigError
-from craft_agent.localhost import free_port, pid_alive, port_free
+from craft_agent.localhost import free_port, health, pid_alive, port_free
 from craft_agent.settings import Settings
 
 
@@ -81,7 +79,7 @@ class LocalPrefectServer:
 
     def running(self) -> bool:
         state = self._state()
-        return bool(state.get("pid")) and pid_alive(int(state["pid"])) and _healthy(self.url)
+        return bool(state.get("pid")) and pid_alive(int(state["pid"])) and health(self.url)
 
     def start(self, timeout_s: float = 180) -> str:
         """Start the server (or find it running) and return its API URL.
@@ -118,7 +116,7 @@ class LocalPrefectServer:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break
-            if _healthy(self.url):
+            if health(self.url):
                 return self.url
             time.sleep(0.5)
         self.stop()
@@ -141,11 +139,3 @@ class LocalPrefectServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         return True
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False

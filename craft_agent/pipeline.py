@@ -83,23 +83,6 @@ def draft_pair(workspace: str, pair_id: str, options: DraftOptions) -> GenerateS
     return summary
 
 
-def merge_summaries(parts: list[GenerateSummary], into: GenerateSummary) -> GenerateSummary:
-    """Per-pair summaries added up into ``into`` (counts, rejections, LLM usage and failures)."""
-    for part in parts:
-        for name in ("pairs", "resumed", "skipped", "triplets", "uncorrected", "fallbacks", "llm_steps", "llm_calls"):
-            setattr(into, name, getattr(into, name) + getattr(part, name))
-        for name in ("prompt_tokens", "completion_tokens", "cost_usd"):
-            setattr(into, name, getattr(into, name) + getattr(part, name))
-        for reason, count in part.rejected.items():
-            into.rejected[reason] = into.rejected.get(reason, 0) + count
-        for reason, count in part.fallback_reasons.items():
-            into.fallback_reasons[reason] = into.fallback_reasons.get(reason, 0) + count
-        into.failed.extend(part.failed)
-        into.llm_backend = part.llm_backend
-        into.cost_known = into.cost_known and part.cost_known
-    return into
-
-
 def summary_markdown(summary: GenerateSummary, workspace: str, audit_url: str | None = None) -> str:
     """The run's summary as the Markdown of a Prefect artifact."""
     data: dict[str, Any] = summary.to_json()

@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from craft_agent.agent.run import GenerateSummary
 from craft_agent.catalog import Catalog
 from craft_agent.errors import CraftError
-from craft_agent.pipeline import DraftOptions, draft_pair, merge_summaries, summary_markdown
+from craft_agent.pipeline import DraftOptions, draft_pair, summary_markdown
 from craft_agent.runs import Failure
 from craft_agent.settings import load_settings
 from flows.ingest import ingest_flow
@@ -62,7 +62,6 @@ def draft_pairs(
 ) -> GenerateSummary:
     """Map the per-pair task over ``pair_ids`` and add the outcomes (and failures) to ``summary``."""
     futures = draft_pair_task.map(unmapped(workspace), pair_ids, unmapped(options))
-    parts = []
     for pair_id, future in zip(pair_ids, futures, strict=True):
         future.wait()
         state = future.state
@@ -70,7 +69,7 @@ def draft_pairs(
             if state.name == "Cached":  # drafted by an earlier run under the same options
                 summary.skipped += 1
             else:
-                parts.append(state.result())
+                summary.merge(state.result())
             continue
         try:
             state.result()
@@ -78,7 +77,7 @@ def draft_pairs(
             summary.failed.append(Failure.from_error(exc, pair_id))
         except Exception as exc:  # a pair must never fail the flow
             summary.failed.append(Failure.unexpected(pair_id, f"drafting {pair_id}", exc))
-    return merge_summaries(parts, summary)
+    return summary
 
 
 def task_runner(engine: str = "threads", workers: int = 4, address: str | None = None) -> Any:

@@ -68,6 +68,20 @@ class GenerateSummary(BaseModel):
         for reason, count in outcome.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
 
+    def merge(self, other: GenerateSummary) -> None:
+        """Another summary (one flow task's pair) added: counts, rejections, LLM usage and failures."""
+        for name in ("pairs", "resumed", "skipped", "triplets", "uncorrected", "fallbacks", "llm_steps", "llm_calls"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+        for counts, more in ((self.rejected, other.rejected), (self.fallback_reasons, other.fallback_reasons)):
+            for reason, count in more.items():
+                counts[reason] = counts.get(reason, 0) + count
+        self.failed.extend(other.failed)
+        self.llm_backend = other.llm_backend
+        self.cost_known = self.cost_known and other.cost_known
+
     def add_usage(self, resources: AgentResources, llm: LLMBackend) -> None:
         """The language steps, fallbacks, tokens and cost of ``resources`` (one drafter's), added."""
         self.llm_backend = llm.name

@@ -30,10 +30,11 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_de
 
 from craft_agent.audit.labeling import audit_record, label_config, revision_of, task_for
 from craft_agent.audit.policy import Decision, decide
-from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo, health
+from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo
 from craft_agent.catalog import Catalog, in_batches
 from craft_agent.catalog.store import IMAGES_DIR, ImageStore
 from craft_agent.errors import AuditError, CraftError
+from craft_agent.localhost import health
 from craft_agent.models import AuditRecord, ImagePair, StoredImage, Triplet, TripletState
 from craft_agent.settings import Settings
 

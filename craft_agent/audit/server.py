@@ -33,7 +33,7 @@ from pathlib import Path
 
 from craft_agent.catalog.store import write_atomic
 from craft_agent.errors import AuditError
-from craft_agent.localhost import free_port, pid_alive, port_free
+from craft_agent.localhost import free_port, health, pid_alive, port_free
 from craft_agent.settings import Settings
 
 LABEL_STUDIO_VERSION = "1.23.2"
@@ -181,15 +181,6 @@ class ServerInfo:
     @property
     def alive(self) -> bool:
         return pid_alive(self.pid)
-
-
-def health(url: str, timeout: float = 2.0) -> bool:
-    """True when ``GET <url>/health`` answers 200."""
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def make_private(folder: Path) -> None:

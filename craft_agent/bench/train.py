@@ -72,7 +72,7 @@ def bare_torch_rate(export: Path, size: int, batch: int, steps: int) -> float:
     """Samples per second of a plain loop: the same model and batch building, nothing else."""
     from craft_agent.refer.model import ReferSegNet
     from craft_agent.train.common import segmentation_loss
-    from craft_agent.train.refer import _batch, load_examples
+    from craft_agent.train.refer import load_examples, make_batch
 
     examples = load_examples([export], size, "train")
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def bare_torch_rate(export: Path, size: int, batch: int, steps: int) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         chosen = rng.integers(0, len(examples), size=batch)
-        pre, post, ids, words, masks, exists = _batch(examples, chosen, net.text.buckets, rng, jitter=True)
+        pre, post, ids, words, masks, exists = make_batch(examples, chosen, net.text.buckets, rng, jitter=True)
         logits, exists_logits = net(pre, post, ids, words)
         loss = segmentation_loss(logits, masks) + loss_exists(exists_logits, exists)
         optimizer.zero_grad(set_to_none=True)

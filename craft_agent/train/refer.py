@@ -126,9 +126,10 @@ def load_examples(data: list[Path], size: int, split: str | None = None) -> list
     return examples
 
 
-def _batch(
+def make_batch(
     examples: list[ReferExample], chosen: np.ndarray, buckets: int, rng: np.random.Generator, jitter: bool
 ) -> tuple[torch.Tensor, ...]:
+    """The tensors of one step: both dates (jittered per date), word ids and mask, target masks, existence."""
     pres: list[np.ndarray] = []
     posts: list[np.ndarray] = []
     for index in chosen:
@@ -167,7 +168,7 @@ def predict(
     masks = []
     for start in range(0, len(examples), batch):
         chosen = np.arange(start, min(start + batch, len(examples)))
-        pre, post, ids, words, _, _ = _batch(examples, chosen, buckets, np.random.default_rng(0), jitter=False)
+        pre, post, ids, words, _, _ = make_batch(examples, chosen, buckets, np.random.default_rng(0), jitter=False)
         logits, exists = net(pre.to(device), post.to(device), ids.to(device), words.to(device))
         probability = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
         present = torch.sigmoid(exists.float()).cpu().numpy() >= 0.5
@@ -324,7 +325,7 @@ def train_refer_model(
                 group["lr"] = cosine_learning_rate(config.learning_rate, fraction)
             net.train()
             chosen = rng.integers(0, len(train), size=config.batch)
-            tensors = [t.to(target) for t in _batch(train, chosen, config.buckets, rng, jitter=True)]
+            tensors = [t.to(target) for t in make_batch(train, chosen, config.buckets, rng, jitter=True)]
             pre, post, ids, words, masks, exists = tensors
             with autocast:
                 logits, exists_logits = net(pre, post, ids, words)
