@@ -61,7 +61,7 @@ def score_predictions(predictions: Path, export: Path, split: str | None = None)
         sample = dataset[index]
         target = sample["mask"]
         whole = predictions / f"{sample['sample_id']}.png"
-        for k in range(len(sample["expressions"])):
+        for k in sample["expression_index"]:
             name = f"{sample['sample_id']}_{k}"
             path = predictions / f"{name}.png"
             path = path if path.is_file() else whole

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -19,16 +20,17 @@ import pytest
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.data import MTRSDataset, MTRSIterableDataset, open_dataset
 from craft_agent.errors import ConfigError
-from craft_agent.export import WRITERS, export_dataset, validate
-from craft_agent.export.base import ExportOptions
+from craft_agent.export import FORMATS as REGISTRY
+from craft_agent.export import export_dataset, validate
 from craft_agent.export.importer import import_mtrefseg
 from craft_agent.export.manifest import MANIFEST, PREVIEW_NOTE
 from craft_agent.export.samples import SplitConfig, split_of
+from craft_agent.formats import ExportOptions
 from craft_agent.imagery import IngestOptions
 from craft_agent.models import RLEMask
 from tests.data import audit_through_the_catalog, draft_triplets_from_truth
 
-FORMATS = list(WRITERS)
+FORMATS = list(REGISTRY)
 
 
 class Audited:
@@ -201,9 +203,9 @@ def test_parquet_shards_are_written_while_the_pairs_are_read(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from craft_agent.export import parquet_shards
-    from craft_agent.export.base import ImageSource
     from craft_agent.export.samples import select_samples
+    from craft_agent.formats import parquet as parquet_shards
+    from craft_agent.formats.base import ImageSource
 
     selection = select_samples(audited.catalog, SplitConfig(ratios=(1.0, 0.0, 0.0)))
     pairs, per_shard = len(selection.pairs), 2
@@ -220,7 +222,7 @@ def test_parquet_shards_are_written_while_the_pairs_are_read(
             return super().pair_png(pair_id)
 
     monkeypatch.setattr(parquet_shards, "ROW_GROUP_PAIRS", 1, raising=False)
-    parquet_shards.write_parquet(
+    parquet_shards.write(
         selection, WatchedImages(audited.store, selection.pairs), streamed, ExportOptions(samples_per_shard=per_shard)
     )
     # Only the shard being written is held: every earlier one is on disk when a pair is read.
@@ -231,7 +233,7 @@ def test_parquet_shards_are_written_while_the_pairs_are_read(
 
     # The content does not depend on the sharding, and is the pairs' stored images and their samples.
     whole = tmp_path / "whole"
-    parquet_shards.write_parquet(selection, ImageSource(audited.store, selection.pairs), whole, ExportOptions())
+    parquet_shards.write(selection, ImageSource(audited.store, selection.pairs), whole, ExportOptions())
     (single,) = whole.glob("*.parquet")
     assert pq.ParquetFile(single).metadata.num_row_groups == pairs, "a shard is written a row group at a time"
     rows = pa.concat_tables([pq.read_table(p) for p in shards]).to_pylist()
@@ -250,7 +252,7 @@ def test_parquet_shards_are_written_while_the_pairs_are_read(
 def test_write_shards_pulls_rows_as_it_writes_them(exported: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from craft_agent.export.parquet_shards import write_shards
+    from craft_agent.formats.parquet import write_shards
 
     rows = [row for path in sorted((exported / "parquet").glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
     assert len(rows) >= 5
@@ -535,7 +537,7 @@ def test_an_interrupted_export_leaves_nothing_that_looks_complete(
     def explode(*args: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(WRITERS, "parquet", explode)
+    monkeypatch.setitem(REGISTRY, "parquet", dataclasses.replace(REGISTRY["parquet"], write=explode))
     out = tmp_path / "interrupted"
     with pytest.raises(RuntimeError, match="disk full"):
         export_dataset(audited.catalog, audited.store, out, ["mtrefseg", "parquet"])
@@ -548,7 +550,8 @@ _EXPORT_IN_A_CHILD = """
 import os, signal, sys
 from pathlib import Path
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.export import WRITERS, export_dataset
+import dataclasses
+from craft_agent.export import FORMATS, export_dataset
 
 def stop_in_the_middle(*args):
     if sys.argv[3] == "kill":
@@ -556,7 +559,8 @@ def stop_in_the_middle(*args):
     print("writing", flush=True)
     sys.stdin.read()
 
-WRITERS["parquet"] = stop_in_the_middle  # runs after mtrefseg wrote its files into the staging folder
+# The parquet writer runs after mtrefseg wrote its files into the staging folder.
+FORMATS["parquet"] = dataclasses.replace(FORMATS["parquet"], write=stop_in_the_middle)
 workspace = Path(sys.argv[1])
 catalog = Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}")
 export_dataset(catalog, ImageStore(workspace), Path(sys.argv[2]), ["mtrefseg", "parquet"])
@@ -645,6 +649,19 @@ def test_cli_export_validate_import(audited: Audited, tmp_path: Path) -> None:
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
     bad = craft("export", "--workspace", str(audited.workspace), "--out", str(tmp_path / "x"), "--format", "coco")
     assert bad.returncode == 2 and "mtrefseg" in bad.stderr
+    for ratios in ("0.8,0.2", "a,b,c", "0.5,0.5,0.5"):
+        wrong = craft(
+            "export", "--workspace", str(audited.workspace), "--out", str(tmp_path / "r"), "--format", "mtrefseg",
+            "--ratios", ratios,
+        )  # fmt: skip
+        assert wrong.returncode == 2 and "is not three ratios summing to 1" in wrong.stderr, ratios
+    # Ratios that leave train and val (nearly surely) empty: the text output warns as the manifest does.
+    text = craft(
+        "export", "--workspace", str(audited.workspace), "--out", str(tmp_path / "t"), "--format", "mtrefseg",
+        "--ratios", "0.01,0.01,0.98",
+    )  # fmt: skip
+    warned = json.loads((tmp_path / "t" / MANIFEST).read_text())["warnings"]
+    assert text.returncode == 0 and warned and all(w.split(":")[0] in text.stdout for w in warned)
     imported = craft("import", str(out / "mtrefseg"), "--workspace", str(tmp_path / "ws2"), "--json")
     assert imported.returncode == 0 and json.loads(imported.stdout)["new_triplets"] == summary["samples"]
     Catalog(f"sqlite:///{tmp_path / 'empty' / 'catalog.sqlite'}").close()  # a workspace with nothing in it

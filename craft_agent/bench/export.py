@@ -16,7 +16,7 @@ from typing import Any
 
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
-from craft_agent.export import WRITERS, export_dataset
+from craft_agent.export import FORMATS, export_dataset
 from craft_agent.export.importer import triplet_from_truth
 from craft_agent.imagery.ingest import IngestOptions, ingest
 from craft_agent.models import RLEMask, Triplet, TripletState, triplet_id
@@ -66,7 +66,7 @@ def run_export_bench(
     pairs: int = 32, size: int = 1024, seed: int = 0, formats: list[str] | None = None
 ) -> dict[str, Any]:
     """Export throughput and the plain-tar floor on the same bytes; see the module docstring."""
-    formats = formats or list(WRITERS)
+    formats = formats or list(FORMATS)
     _warm_imports()
     with tempfile.TemporaryDirectory(prefix="craft-bench-export-") as tmp:
         root = Path(tmp)

@@ -47,17 +47,20 @@ def export_command(
     from craft_agent.catalog import Catalog, ImageStore
     from craft_agent.errors import ConfigError
     from craft_agent.export import export_dataset
-    from craft_agent.export.base import ExportOptions
     from craft_agent.export.samples import SplitConfig
+    from craft_agent.formats import ExportOptions
 
+    bad_ratios = ConfigError(f"--ratios {ratios!r} is not three ratios summing to 1.", hint="e.g. --ratios 0.8,0.1,0.1")
     try:
         parts = tuple(float(p) for p in ratios.split(","))
-        assert len(parts) == 3
+    except ValueError as exc:
+        raise bad_ratios from exc
+    if len(parts) != 3:
+        raise bad_ratios
+    try:
         splits = SplitConfig(ratios=parts, seed=seed)
-    except (ValueError, AssertionError) as exc:
-        raise ConfigError(
-            f"--ratios {ratios!r} is not three ratios summing to 1.", hint="e.g. --ratios 0.8,0.1,0.1"
-        ) from exc
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise bad_ratios from exc
     if domain not in ("rs", "ns", "all"):
         raise ConfigError(f"--domain {domain!r} is unknown.", hint="use rs, ns or all.")
     settings = settings_for(workspace)
@@ -89,6 +92,8 @@ def export_command(
         skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped.items() if n)
         if skipped:
             out.print(f"left out: {skipped}")
+        for warning in summary.warnings:
+            out.print(f"[yellow]warning:[/] {warning}")
         if summary.unaudited_preview:
             out.print("[yellow]UNAUDITED PREVIEW: marked as such in the manifest and UNAUDITED_PREVIEW.txt[/]")
     raise typer.Exit(EXIT_OK)

@@ -1,10 +1,10 @@
 """Export audited triplets as dataset shards: MTRefSeg layout, WebDataset, Parquet, gRefCOCO JSON.
 
-:func:`export_dataset` selects the samples (:mod:`.samples`), runs one writer per format (a registry,
-:data:`WRITERS`) into a temporary folder beside the destination, adds the dataset card and the manifest,
-and renames the folder into place, so an interrupted export never leaves anything that looks complete.
-The same catalog state always gives byte-identical files. Exporting is read-only for the catalog; each
-export is recorded as a run.
+:func:`export_dataset` selects the samples (:mod:`.samples`), runs each format's writer (the registry
+:data:`craft_agent.formats.FORMATS`, one module per format) into a temporary folder beside the
+destination, adds the dataset card and the manifest, and renames the folder into place, so an interrupted
+export never leaves anything that looks complete. The same catalog state always gives byte-identical
+files. Exporting is read-only for the catalog; each export is recorded as a run.
 """
 
 from __future__ import annotations
@@ -24,24 +24,13 @@ from typing import Any, Literal
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import ConfigError
-from craft_agent.export.base import ExportOptions, ImageSource, ShardWriter
 from craft_agent.export.card import split_warnings, write_card
-from craft_agent.export.grefcoco import write_grefcoco
-from craft_agent.export.manifest import MANIFEST, PREVIEW_NOTE, ValidationReport, file_table, validate
-from craft_agent.export.mtrefseg import write_mtrefseg
-from craft_agent.export.parquet_shards import write_parquet
+from craft_agent.export.manifest import MANIFEST, PREVIEW_NOTE, file_table, validate
 from craft_agent.export.samples import SPLITS, Selection, SplitConfig, select_samples
-from craft_agent.export.wds_shards import write_webdataset
+from craft_agent.formats import FORMATS, ExportOptions, ImageSource, ValidationReport
 from craft_agent.localhost import pid_alive
 
-WRITERS: dict[str, ShardWriter] = {
-    "mtrefseg": write_mtrefseg,
-    "webdataset": write_webdataset,
-    "parquet": write_parquet,
-    "grefcoco": write_grefcoco,
-}
-
-__all__ = ["WRITERS", "ExportSummary", "ValidationReport", "export_dataset", "validate"]
+__all__ = ["FORMATS", "ExportOptions", "ExportSummary", "ValidationReport", "export_dataset", "validate"]
 
 
 @dataclass
@@ -134,13 +123,13 @@ def export_dataset(
             sample qualifies.
     """
     started = time.monotonic()
-    unknown = [f for f in formats if f not in WRITERS]
+    unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ConfigError(
             f"unknown export format(s): {', '.join(unknown) or '(none given)'}.",
-            hint=f"use one or more of: {', '.join(WRITERS)}.",
+            hint=f"use one or more of: {', '.join(FORMATS)}.",
         )
-    formats = [f for f in WRITERS if f in formats]  # canonical order, no repeats
+    formats = [f for f in FORMATS if f in formats]  # canonical order, no repeats
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(
@@ -160,7 +149,7 @@ def export_dataset(
     try:
         images = ImageSource(store, selection.pairs)
         for fmt in formats:
-            WRITERS[fmt](selection, images, staging / fmt, options)
+            FORMATS[fmt].write(selection, images, staging / fmt, options)
         if include_unaudited:
             (staging / PREVIEW_NOTE).write_text(
                 "UNAUDITED PREVIEW. This export includes triplets that no person has audited yet. "

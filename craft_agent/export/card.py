@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import yaml
 
-from craft_agent.export.base import ImageSource
 from craft_agent.export.samples import SPLITS, ExportSample, Selection, SplitConfig
+from craft_agent.formats.base import ImageSource
 
 SAMPLE_PREVIEWS = 4
 """Samples drawn in the card: the first of each change type (and a no-target one) first, by split and pair."""

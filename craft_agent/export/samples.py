@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field, computed_field, field_validator
 
 from craft_agent.catalog import Catalog
 from craft_agent.errors import ConfigError
+from craft_agent.formats.base import SPLITS
 from craft_agent.models import AuditRecord, ImagePair, RLEMask, Triplet, TripletState, Verdict
 
-SPLITS = ("train", "val", "test")
 AUDITED_STATES = (TripletState.ACCEPTED, TripletState.FIXED, TripletState.EXPORTED)
 UNAUDITED_STATES = (TripletState.DRAFTED, TripletState.QUEUED_FOR_AUDIT)
 

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from craft_agent.errors import IngestError
+from craft_agent.formats.mtrefseg import RecordError, read_record, record_files
 from craft_agent.imagery.raster import IMAGE_SUFFIXES, date_from_name
 from craft_agent.runs import Failure
 
@@ -382,50 +383,30 @@ def discover_mtrefseg(split: Path, prefix: str = "") -> Discovery:
         spec.layout = "mtrefseg"
         spec.mask = None  # MTRefSeg masks are per expression, read below
         spec.name = f"{prefix}{spec.name}"
-    for path in sorted((split / "referring_expression").glob("*.json")):
+    for path in record_files(split):
         try:
-            sample = json.loads(path.read_text(encoding="utf-8"))
-            image_a = Path(str(sample["img_A"])).stem
-            expressions = [str(e) for e in sample.get("referring_expressions", [])]
-            masks = [str(m["path"] if isinstance(m, dict) else m) for m in sample.get("mask", [])]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            result.failures.append(
-                Failure(
-                    input=str(path),
-                    error=f"{path} is not a valid MTRefSeg sample ({exc}). "
-                    "Fix: it needs img_A, img_B, referring_expressions and mask [{path}].",
-                )
-            )
+            record = read_record(path)
+        except RecordError as exc:
+            result.failures.append(Failure(input=str(path), error=str(exc)))
             continue
-        found = by_name.get(image_a)
+        found = by_name.get(Path(record.img_a).stem)
         if found is None:
             result.failures.append(
                 Failure(
                     input=str(path),
-                    error=f"{path} refers to image {sample.get('img_A')} which is not in {split / 'A'}. "
+                    error=f"{path} refers to image {record.img_a} which is not in {split / 'A'}. "
                     "Fix: add the image pair or remove the sample file.",
                 )
             )
             continue
-        # Expressions that share one mask file are one target described several ways.
-        grouped: dict[str, list[str]] = {}
-        for index, expression in enumerate(expressions or [""]):
-            mask_value = masks[index] if index < len(masks) else (masks[0] if masks else None)
-            if mask_value is None:
-                continue
-            grouped.setdefault(mask_value, [])
-            if expression:
-                grouped[mask_value].append(expression)
         # Optional fields written by craft-agent's own exports; other MTRefSeg datasets simply lack them.
-        if sample.get("domain") in ("rs", "ns"):
-            found.domain = str(sample["domain"])
-        if isinstance(sample.get("group_id"), str) and sample["group_id"]:
-            found.group = str(sample["group_id"])
-        change_type = sample.get("change_type") if isinstance(sample.get("change_type"), str) else None
-        category = sample.get("category") if isinstance(sample.get("category"), str) else None
-        for mask_value, texts in grouped.items():
-            mask_path = _resolve_under(split, mask_value, [split / "masks"])
-            if mask_path is None or not inside(split, mask_path):
+        if record.text("domain") in ("rs", "ns"):
+            found.domain = str(record.text("domain"))
+        if record.text("group_id"):
+            found.group = record.text("group_id")
+        for mask_value, indices in record.targets():
+            mask_path = record.mask_path(mask_value)
+            if mask_path is None:
                 result.failures.append(
                     Failure(
                         input=str(path),
@@ -434,14 +415,13 @@ def discover_mtrefseg(split: Path, prefix: str = "") -> Discovery:
                     )
                 )
                 continue
-            sample_id = sample.get("sample_id")
             found.changes.append(
                 ChangeSpec(
                     mask=mask_path,
-                    change_type=change_type,
-                    category=category,
-                    expressions=tuple(texts),
-                    attributes=(("sample_id", str(sample_id)),) if sample_id else (),
+                    change_type=record.text("change_type"),
+                    category=record.text("category"),
+                    expressions=tuple(record.expressions[k] for k in indices if record.expressions[k]),
+                    attributes=(("sample_id", record.sample_id),) if record.fields.get("sample_id") else (),
                 )
             )
     return result

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from torch.nn import functional
 
 from craft_agent.change.learned import normalise_image, resolve_device
-from craft_agent.data import FORMATS, MTRSIterableDataset, open_dataset
+from craft_agent.data import FORMATS, MTRSIterableDataset
 from craft_agent.errors import ConfigError
 from craft_agent.metrics import ReferringScores
 from craft_agent.refer.model import ReferSegNet, tokenize
@@ -102,9 +102,7 @@ def load_examples(data: list[Path], size: int, split: str | None = None) -> list
     for root in data:
         if not root.is_dir():
             raise ConfigError(f"--data {root} is not a folder.", hint="pass folders written by `craft-agent export`.")
-        dataset = open_dataset(root, export_format(root), split)
-        samples = dataset if isinstance(dataset, MTRSIterableDataset) else (dataset[i] for i in range(len(dataset)))
-        for sample in samples:
+        for sample in MTRSIterableDataset(root, split, export_format(root)):
             pre = cv2.resize(sample["image_a"], (size, size), interpolation=cv2.INTER_AREA)
             post = cv2.resize(sample["image_b"], (size, size), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(sample["mask"].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0

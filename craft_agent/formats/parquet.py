@@ -1,26 +1,46 @@
-"""Parquet shards, one row per pair: ``parquet/<split>-00000-of-00002.parquet``, loadable with Hugging Face
-``datasets`` (``load_dataset("parquet", data_files={"train": "parquet/train-*.parquet"})``).
+"""Parquet shards, one row per pair, ``parquet/<split>-00000-of-00002.parquet``: written, validated and read
+here; loadable with Hugging Face ``datasets`` (``load_dataset("parquet", data_files={"train":
+"parquet/train-*.parquet"})``, or ``load_dataset(EXPORT_DIR)`` through the card's configs).
 
 Columns: the pair (id, name, domain, group, split, width, height), both images (``image_a`` earlier,
 ``image_b`` later) as ``datasets`` ``Image`` structs holding the PNG bytes, so ``datasets`` decodes them to
 PIL images, and ``samples``: one struct per expression target with its expressions, COCO RLE mask
 (``mask_size``, ``mask_counts``), change type and MTRefSeg code, category, audit summary and provenance
 (JSON text). Shards are written as the pairs are read, so memory stays bounded however large a split.
+
+The reader indexes the samples from the small columns only and reads a pair's images when its sample is
+asked for, one row group at a time (the last few are kept), so memory stays bounded when reading too.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from craft_agent.export.base import ExportOptions, ImageSource, by_split
-from craft_agent.export.samples import ExportSample, Selection
+from craft_agent.errors import ConfigError
+from craft_agent.formats.base import (
+    ExportOptions,
+    Format,
+    ImageSource,
+    Sample,
+    ValidationReport,
+    by_split,
+    image_size,
+    rgb,
+)
+from craft_agent.models import RLEMask
+
+if TYPE_CHECKING:
+    from craft_agent.export.samples import ExportSample, Selection
+
+NAME = "parquet"
 
 SAMPLE_TYPE = pa.struct(
     [
@@ -164,8 +184,133 @@ def write_shards(rows: Iterable[dict[str, Any]], count: int, root: Path, split: 
     return written
 
 
-def write_parquet(selection: Selection, images: ImageSource, root: Path, options: ExportOptions) -> None:
+def write(selection: Selection, images: ImageSource, root: Path, options: ExportOptions) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for split, samples in by_split(selection):
         pairs = len({s.pair_id for s in samples})
         write_shards(_rows(selection, images, split, samples), pairs, root, split, options.samples_per_shard)
+
+
+# --- validating ------------------------------------------------------------------------------------------
+
+
+def image_png(cell: Any) -> bytes:
+    """The PNG bytes of an image cell: a ``datasets`` ``Image`` struct, or plain bytes (older exports)."""
+    return bytes(cell["bytes"] if isinstance(cell, dict) else cell)
+
+
+def _check_row(row: dict[str, Any], where: str, report: ValidationReport, counts: Counter[str]) -> None:
+    size = image_size(image_png(row["image_a"]), where, report)
+    if (
+        size is None
+        or size != image_size(image_png(row["image_b"]), where, report)
+        or size != (row["height"], row["width"])
+    ):
+        report.errors.append(f"{where}: images unreadable or not {row['width']}x{row['height']}")
+        return
+    for sample in row["samples"]:
+        report.masks_checked += 1
+        try:
+            mask = RLEMask(size=tuple(sample["mask_size"]), counts=sample["mask_counts"])
+            mask.to_array()
+        except (ValueError, TypeError) as exc:
+            report.errors.append(f"{where}:{sample.get('sample_id')}: bad mask ({exc})")
+            continue
+        if mask.size != size:
+            report.errors.append(f"{where}:{sample.get('sample_id')}: bad mask (mask is {mask.size}, image is {size})")
+            continue
+        counts[row["split"]] += 1
+
+
+def validate(root: Path, report: ValidationReport) -> Counter[str]:
+    """Every row's images decode at the row's size; every sample's RLE mask decodes at that size."""
+    counts: Counter[str] = Counter()
+    for path in sorted(root.glob("*.parquet")):
+        try:
+            # Batch by batch: a shard of large images need not fit in memory.
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+                for row in batch.to_pylist():
+                    _check_row(row, f"parquet/{path.name}:{row.get('pair_id')}", report, counts)
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+            report.errors.append(f"parquet/{path.name}: unreadable ({exc})")
+    return counts
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+PAIR_COLUMNS = ["pair_id", "split", "domain"]
+CACHED_ROW_GROUPS = 2
+
+
+class Reader:
+    """Samples of Parquet shards by sample id; images are read one row group at a time (see the module)."""
+
+    def __init__(self, folder: Path, splits: set[str] | None = None) -> None:
+        self.files = [p for p in sorted(folder.glob("*.parquet")) if splits is None or p.name.split("-")[0] in splits]
+        self.items: list[tuple[str, int, int, int, dict[str, Any], dict[str, Any]]] = []
+        """(sample id, file index, row group, row in the group, pair columns, sample struct)"""
+        self._groups: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
+        for file_index, path in enumerate(self.files):
+            try:
+                handle = pq.ParquetFile(path)
+                for group in range(handle.num_row_groups):
+                    table = handle.read_row_group(group, columns=[*PAIR_COLUMNS, "samples"])
+                    for row_index, row in enumerate(table.to_pylist()):
+                        pair = {key: row[key] for key in PAIR_COLUMNS}
+                        for sample in row["samples"]:
+                            self.items.append((sample["sample_id"], file_index, group, row_index, pair, sample))
+            except (OSError, pa.ArrowException, KeyError) as exc:
+                raise ConfigError(
+                    f"{path} is not a readable Parquet shard of an export ({exc}).",
+                    hint="run `craft-agent validate` on the export.",
+                ) from exc
+        self.items.sort(key=lambda item: item[0])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _images(self, file_index: int, group: int) -> list[dict[str, Any]]:
+        key = (file_index, group)
+        if key not in self._groups:
+            table = pq.ParquetFile(self.files[file_index]).read_row_group(group, columns=list(IMAGE_COLUMNS))
+            self._groups[key] = table.to_pylist()
+            while len(self._groups) > CACHED_ROW_GROUPS:
+                self._groups.popitem(last=False)
+        self._groups.move_to_end(key)
+        return self._groups[key]
+
+    def __getitem__(self, index: int) -> Sample:
+        sample_id, file_index, group, row_index, pair, sample = self.items[index]
+        images = self._images(file_index, group)[row_index]
+        mask = RLEMask(size=tuple(sample["mask_size"]), counts=sample["mask_counts"]).to_array() > 0
+        return {
+            "sample_id": sample_id,
+            "pair_id": pair["pair_id"],
+            "split": pair["split"],
+            "domain": pair["domain"],
+            "image_a": rgb(image_png(images["image_a"])),
+            "image_b": rgb(image_png(images["image_b"])),
+            "mask": mask,
+            "expressions": list(sample["expressions"]),
+            "expression_index": list(range(len(sample["expressions"]))),
+            "change_type": sample["change_type"],
+            "change_code": int(sample["change_code"]),
+            "category": sample["category"],
+        }
+
+
+def stream(folder: Path, splits: set[str] | None = None) -> Iterator[Sample]:
+    """The samples in file order, so each row group is read once."""
+    reader = Reader(folder, splits)
+    for index in sorted(range(len(reader)), key=lambda i: reader.items[i][1:4]):
+        yield reader[index]
+
+
+FORMAT = Format(
+    name=NAME,
+    write=write,
+    validate=validate,
+    stream=stream,
+    open=Reader,
+    description="Parquet shards, one row per pair, images as Hugging Face datasets Image features.",
+)
