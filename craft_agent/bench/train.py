@@ -68,22 +68,24 @@ def truth_export(root: Path, pairs: int, seed: int, size: int) -> Path:
     return root / "export"
 
 
-def bare_torch_rate(export: Path, size: int, batch: int, steps: int) -> float:
-    """Samples per second of a plain loop: the same model and batch building, nothing else."""
+def bare_torch_rate(export: Path, size: int, batch: int, steps: int, text_encoder: str = "hashed") -> float:
+    """Samples per second of a plain loop: the same model and batch building, nothing else (the text
+    features of every expression computed before the clock starts, as the trainer does)."""
     from craft_agent.refer.model import ReferSegNet
     from craft_agent.train.common import segmentation_loss
     from craft_agent.train.refer import load_examples, make_batch
 
     examples = load_examples([export], size, "train")
     torch.manual_seed(0)
-    net = ReferSegNet()
+    net = ReferSegNet(text_encoder=text_encoder)
+    net.featurize(sorted({example.expression for example in examples}))
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     loss_exists = torch.nn.BCEWithLogitsLoss()
     started = time.perf_counter()
     for _ in range(steps):
         chosen = rng.integers(0, len(examples), size=batch)
-        pre, post, ids, words, masks, exists = make_batch(examples, chosen, net.text.buckets, rng, jitter=True)
+        pre, post, ids, words, masks, exists = make_batch(examples, chosen, net.featurize, rng, jitter=True)
         logits, exists_logits = net(pre, post, ids, words)
         loss = segmentation_loss(logits, masks) + loss_exists(exists_logits, exists)
         optimizer.zero_grad(set_to_none=True)
@@ -100,9 +102,13 @@ def run_train_bench(
     seed: int = 0,
     speed_steps: int = 20,
     progress: Progress | None = None,
+    text_encoder: str = "auto",
 ) -> dict[str, Any]:
     """See the module docstring. ``minutes`` is the budget of each of the two trainings."""
+    from craft_agent.refer.model import resolve_text_encoder
     from craft_agent.train.refer import evaluate_checkpoint, train_refer_model
+
+    text_encoder = resolve_text_encoder(text_encoder)
 
     parts = ["data", "speed", "stage 1 + 2", "stage 2 only"]
 
@@ -114,16 +120,30 @@ def run_train_bench(
     export = truth_export(scratch / "data", pairs, seed, size)
     say(1)
     batch = 8
-    bare = bare_torch_rate(export, size, batch, speed_steps)
+    bare = bare_torch_rate(export, size, batch, speed_steps, text_encoder)
     timed = train_refer_model(
-        [export], scratch / "speed", steps=speed_steps, device="cpu", size=size, batch=batch, stage1=False
+        [export],
+        scratch / "speed",
+        steps=speed_steps,
+        device="cpu",
+        size=size,
+        batch=batch,
+        stage1=False,
+        text_encoder=text_encoder,
     )
     ours = timed.steps_this_run * batch / timed.loop_seconds  # the loop: loading and scoring are not training
     say(2)
-    staged = train_refer_model([export], scratch / "staged", minutes=minutes, device="cpu", size=size, seed=seed)
+    common: dict[str, Any] = {
+        "minutes": minutes,
+        "device": "cpu",
+        "size": size,
+        "seed": seed,
+        "text_encoder": text_encoder,
+    }
+    staged = train_refer_model([export], scratch / "staged", **common)
     with_stage1 = evaluate_checkpoint(scratch / "staged" / "refer.pt", [export], "test", "cpu")
     say(3)
-    train_refer_model([export], scratch / "plain", minutes=minutes, device="cpu", size=size, seed=seed, stage1=False)
+    train_refer_model([export], scratch / "plain", stage1=False, **common)
     without = evaluate_checkpoint(scratch / "plain" / "refer.pt", [export], "test", "cpu")
     say(4)
     return {
@@ -137,4 +157,5 @@ def run_train_bench(
         "test_samples": with_stage1["samples"],
         "steps_with_stage1": staged.step,
         "config": {"minutes": minutes, "pairs": pairs, "size": size, "seed": seed, "device": "cpu"},
+        "text_encoder": text_encoder,
     }

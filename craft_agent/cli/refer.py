@@ -25,6 +25,7 @@ def train_refer(
     stage1: Path | None,
     no_stage1: bool,
     as_json: bool,
+    text_encoder: str = "auto",
 ) -> None:
     """``train --stage refer``: stage 1 first (unless given or refused), then language-guided fine-tuning."""
     from craft_agent.train.refer import train_refer_model
@@ -42,6 +43,7 @@ def train_refer(
             size=size,
             batch=batch,
             progress=update,
+            text_encoder=text_encoder,
         )
     if as_json:
         emit_json(summary.model_dump(mode="json"))
@@ -50,7 +52,8 @@ def train_refer(
     start = f"from stage 1 {summary.stage1}" if summary.stage1 else "without stage 1"
     out.print(
         f"[bold green]{summary.steps_this_run}[/] step(s) (step {summary.step} in all) on {summary.train_examples} "
-        f"expression(s), {start}, on {summary.device} in {summary.seconds:.0f} s; {val}"
+        f"expression(s), {start}, text encoder {summary.text_encoder}, on {summary.device} in "
+        f"{summary.seconds:.0f} s; {val}"
     )
     out.print(f"checkpoint {summary.checkpoint}; predictions {Path(summary.out) / 'predictions.png'}")
 
@@ -96,6 +99,7 @@ def bench_train(
     pairs: Annotated[int, typer.Option(min=4, help="Generated pairs (70 % train, 10 % val, 20 % test).")] = 24,
     size: Annotated[int, typer.Option(min=128, help="Side of the generated pairs and of the training images.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
+    text_encoder: Annotated[str, typer.Option(help="minilm, hashed or auto (minilm when installed).")] = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Trainer vs bare-torch samples/s, and test mIoU with and without stage 1 next to text-blind baselines."""
@@ -109,7 +113,13 @@ def bench_train(
         progress_bar("bench train", not as_json) as update,
     ):
         report = run_train_bench(
-            Path(scratch), minutes=minutes, pairs=pairs, size=size, seed=seed, progress=lambda n, d, t: update(d, t, n)
+            Path(scratch),
+            minutes=minutes,
+            pairs=pairs,
+            size=size,
+            seed=seed,
+            progress=lambda n, d, t: update(d, t, n),
+            text_encoder=text_encoder,
         )
     write_report(report, out_file)
     if as_json:

@@ -51,6 +51,13 @@ def train_command(
         Path | None, typer.Option(help="refer: start from this change.pt (default: train stage 1 first).")
     ] = None,
     no_stage1: Annotated[bool, typer.Option("--no-stage1", help="refer: no stage 1 (the ablation).")] = False,
+    text_encoder: Annotated[
+        str,
+        typer.Option(
+            help="refer: minilm (pretrained all-MiniLM-L6-v2, frozen; the text extra), hashed (trained from "
+            "scratch) or auto (minilm when installed)."
+        ),
+    ] = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Train a network: the change model (stage 1, also the learned change proposer) or the MTRS baseline (refer)."""
@@ -59,7 +66,9 @@ def train_command(
     if stage == "refer":
         from craft_agent.cli.refer import train_refer
 
-        train_refer(data, out_dir, minutes, steps, device, seed, resume, size, batch, stage1, no_stage1, as_json)
+        train_refer(
+            data, out_dir, minutes, steps, device, seed, resume, size, batch, stage1, no_stage1, as_json, text_encoder
+        )
         raise typer.Exit(EXIT_OK)
     from craft_agent.train.change import train_change_model
 

@@ -30,7 +30,7 @@ from craft_agent.change.learned import normalise_image, resolve_device
 from craft_agent.data import FORMATS, MTRSIterableDataset
 from craft_agent.errors import ConfigError
 from craft_agent.metrics import ReferringScores
-from craft_agent.refer.model import ReferSegNet, tokenize
+from craft_agent.refer.model import ReferSegNet, TextFeaturizer, resolve_text_encoder
 from craft_agent.train.common import (
     cosine_learning_rate,
     read_checkpoint_to_resume,
@@ -53,6 +53,8 @@ class ReferTrainingConfig(BaseModel):
     levels: int = 4
     text_dim: int = 128
     buckets: int = 8192
+    text_encoder: str = "hashed"
+    """``minilm`` (frozen pretrained all-MiniLM-L6-v2) or ``hashed`` (trained from scratch)."""
     size: int = 256
     batch: int = 8
     learning_rate: float = 1e-3
@@ -125,9 +127,14 @@ def load_examples(data: list[Path], size: int, split: str | None = None) -> list
 
 
 def make_batch(
-    examples: list[ReferExample], chosen: np.ndarray, buckets: int, rng: np.random.Generator, jitter: bool
+    examples: list[ReferExample],
+    chosen: np.ndarray,
+    featurize: TextFeaturizer,
+    rng: np.random.Generator,
+    jitter: bool,
 ) -> tuple[torch.Tensor, ...]:
-    """The tensors of one step: both dates (jittered per date), word ids and mask, target masks, existence."""
+    """The tensors of one step: both dates (jittered per date), text features and mask, target masks,
+    existence."""
     pres: list[np.ndarray] = []
     posts: list[np.ndarray] = []
     for index in chosen:
@@ -136,7 +143,7 @@ def make_batch(
             if jitter:  # exposure differs per date on real pairs
                 image = image * rng.uniform(0.8, 1.2, (3, 1, 1)) + rng.uniform(-0.2, 0.2, (3, 1, 1))
             stack.append(image.astype(np.float32))
-    ids, words = tokenize([examples[i].expression for i in chosen], buckets)
+    ids, words = featurize([examples[i].expression for i in chosen])
     masks = np.stack([examples[i].mask for i in chosen])[:, None].astype(np.float32)
     exists = torch.tensor([float(examples[i].mask.any()) for i in chosen])
     return (
@@ -162,11 +169,12 @@ def predict(
 ) -> list[np.ndarray]:
     """Each example's predicted mask at its sample's full size (empty when the model says "nothing")."""
     net.eval()
-    buckets = net.text.buckets
     masks = []
     for start in range(0, len(examples), batch):
         chosen = np.arange(start, min(start + batch, len(examples)))
-        pre, post, ids, words, _, _ = make_batch(examples, chosen, buckets, np.random.default_rng(0), jitter=False)
+        pre, post, ids, words, _, _ = make_batch(
+            examples, chosen, net.featurize, np.random.default_rng(0), jitter=False
+        )
         logits, exists = net(pre.to(device), post.to(device), ids.to(device), words.to(device))
         probability = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
         present = torch.sigmoid(exists.float()).cpu().numpy() >= 0.5
@@ -197,6 +205,7 @@ class ReferTrainingSummary(BaseModel):
     train_examples: int
     val_examples: int
     stage1: str | None
+    text_encoder: str
     final_loss: float | None
     val: dict[str, Any] | None
     config: ReferTrainingConfig
@@ -243,12 +252,15 @@ def train_refer_model(
     batch: int = 8,
     progress: Progress | None = None,
     checkpoint_every: int = 100,
+    text_encoder: str = "auto",
 ) -> ReferTrainingSummary:
     """Train (or go on training) the baseline MTRS model; see the module docstring.
 
     Args:
         data: export folders; their ``train`` split trains, ``val`` is scored at the end.
         stage1: a ``change.pt`` to start from, True to train stage 1 first, False for none (the ablation).
+        text_encoder: ``auto``, ``minilm`` or ``hashed`` (:func:`craft_agent.refer.model.resolve_text_encoder`);
+            a resumed run keeps its own.
 
     Raises:
         ConfigError: without a budget, for an existing run without ``resume``, or exports without training
@@ -268,7 +280,7 @@ def train_refer_model(
                 f"{checkpoint_path} already exists.",
                 hint="pass --resume to go on training it, or choose another --out.",
             )
-        config = ReferTrainingConfig(size=size, batch=batch, seed=seed)
+        config = ReferTrainingConfig(size=size, batch=batch, seed=seed, text_encoder=resolve_text_encoder(text_encoder))
     train = load_examples(data, config.size, "train")
     val = load_examples(data, config.size, "val")
     if not train:
@@ -281,11 +293,15 @@ def train_refer_model(
         config.stage1 = str(initial)
     target = resolve_device(device)
     seed_everything(config.seed)
-    net = ReferSegNet(config.base_channels, config.levels, config.text_dim, config.buckets).to(target)
+    net = ReferSegNet(config.base_channels, config.levels, config.text_dim, config.buckets, config.text_encoder).to(
+        target
+    )
     if saved is None and config.stage1:
         from craft_agent.change.learned import load_change_model
 
         net.change.load_state_dict(load_change_model(Path(config.stage1), "cpu").net.state_dict())
+    # Every expression's text features once, before the loop (a frozen pretrained encoder caches them).
+    net.featurize(sorted({example.expression for example in train + val}))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     step = 0
@@ -323,7 +339,7 @@ def train_refer_model(
                 group["lr"] = cosine_learning_rate(config.learning_rate, fraction)
             net.train()
             chosen = rng.integers(0, len(train), size=config.batch)
-            tensors = [t.to(target) for t in make_batch(train, chosen, config.buckets, rng, jitter=True)]
+            tensors = [t.to(target) for t in make_batch(train, chosen, net.featurize, rng, jitter=True)]
             pre, post, ids, words, masks, exists = tensors
             with autocast:
                 logits, exists_logits = net(pre, post, ids, words)
@@ -356,6 +372,7 @@ def train_refer_model(
         train_examples=len(train),
         val_examples=len(val),
         stage1=config.stage1,
+        text_encoder=config.text_encoder,
         final_loss=round(loss_value, 5) if loss_value is not None else None,
         val=val_scores,
         config=config,
@@ -397,7 +414,7 @@ def load_refer_model(path: Path, device: str = "auto") -> tuple[ReferSegNet, Ref
     target = resolve_device(device)
     saved = read_checkpoint_to_resume(path, REFER_FORMAT, "refer")
     config = ReferTrainingConfig.model_validate(saved["config"])
-    net = ReferSegNet(config.base_channels, config.levels, config.text_dim, config.buckets)
+    net = ReferSegNet(config.base_channels, config.levels, config.text_dim, config.buckets, config.text_encoder)
     net.load_state_dict(saved["state_dict"])
     return net.to(target).eval(), config, target
 
