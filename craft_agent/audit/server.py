@@ -1,13 +1,17 @@
-"""A local Label Studio server for audits: installed in its own virtual environment, bound to 127.0.0.1.
+"""A local Label Studio server for audits: installed in its own virtual environment, bound to 127.0.0.1 unless
+told otherwise.
 
 Label Studio pins ``openai<2`` and would downgrade this project's stack, so the server lives in a venv of its
 own (:class:`LabelStudioInstall`, created on first use). :class:`LocalLabelStudio` starts it with the admin
 user and API token set before the first start (Label Studio reads them only when it creates the
-organisation), local-file serving rooted at the workspace, SQLite under the workspace or PostgreSQL when
-configured, and stops it by PID (in the foreground, :meth:`LocalLabelStudio.supervise` keeps it running until
-Ctrl-C). It comes back on the port it had before (kept in ``state.json``), so the URL a running push or an
-open browser tab holds stays valid across restarts. The server's folder is the owner's alone (0700, files
-0600): its database holds the API token in plain text. Measured facts behind the details are in
+organisation), sign-up closed except through the organisation's invitation link, local-file serving rooted
+at the workspace, SQLite under the workspace or PostgreSQL when configured, and stops it by PID (in the
+foreground, :meth:`LocalLabelStudio.supervise` keeps it running until Ctrl-C). It comes back on the port it
+had before (kept in ``state.json``), so the URL a running push, an open browser tab or an auditor's bookmark
+holds stays valid across restarts; a port taken by something else is refused, never silently swapped. The
+server's folder is the owner's alone (0700, files 0600): its database holds the API token in plain text.
+:func:`running_servers` finds every craft-agent Label Studio on this machine from the process list, so
+``audit stop`` can name the ones it was not asked to stop. Measured facts behind the details are in
 ``shared/DESIGN.md``.
 """
 
@@ -15,11 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
 import secrets
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +40,7 @@ from pathlib import Path
 
 from craft_agent.catalog.store import write_atomic
 from craft_agent.errors import AuditError
-from craft_agent.localhost import free_port, health, pid_alive, port_free
+from craft_agent.localhost import free_port, health, pid_alive
 from craft_agent.settings import Settings
 
 LABEL_STUDIO_VERSION = "1.23.2"
@@ -41,11 +48,23 @@ SERVER_DIR = "label-studio"
 """Folder in the workspace holding the local server's data, log, credentials, state and PID file."""
 STATE_FILE = "state.json"
 """In :data:`SERVER_DIR`: what outlives one server process (its port)."""
+SERVER_SETTINGS_VERSION = 2
+"""Version of the settings :meth:`LocalLabelStudio.environment` gives the server, written to its PID file.
+Raise it whenever a running server must be restarted to pick up a change: ``audit serve`` restarts one that
+records an older version. 1 (or none recorded): before the ML backend on 127.0.0.1 was allowed."""
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
+"""``--host`` value for every interface: a choice the user names, never a default."""
 
 # Variables of ours or the user's shell that Label Studio would read as its own settings (DESIGN.md: plain
-# USERNAME / PASSWORD / PORT / HOST leak into it).
+# USERNAME / PASSWORD / PORT / HOST leak into it; it also reads every setting with a HEARTEX_ prefix).
 _LEAKING_VARIABLES = ("USERNAME", "PASSWORD", "PORT", "HOST", "DJANGO_DB", "DATABASE_URL")
-_LEAKING_PREFIXES = ("LABEL_STUDIO_", "POSTGRE_", "CRAFT_", "VIRTUAL_ENV")
+_LEAKING_PREFIXES = ("LABEL_STUDIO_", "HEARTEX_", "POSTGRE_", "CRAFT_", "VIRTUAL_ENV")
+
+
+def stop_command(workspace: Path | str) -> str:
+    """The command that stops the local server of ``workspace``, quoted for a POSIX shell."""
+    return f"craft-agent audit stop --workspace {shlex.quote(str(workspace))}"
 
 
 def default_home() -> Path:
@@ -164,23 +183,224 @@ class Credentials:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """What a started local server wrote to its PID file."""
+    """What a started local server wrote to its PID file.
+
+    ``url`` is where this machine reaches it (push, pull, health checks); ``public_url`` where colleagues do
+    (the same unless it listens beyond 127.0.0.1). Files written before these fields existed read as a
+    server on 127.0.0.1 with settings version 1.
+    """
 
     pid: int
     url: str
     document_root: str
+    host: str = LOOPBACK
+    public_url: str = ""
+    settings_version: int = 1
 
     @classmethod
     def read(cls, path: Path) -> ServerInfo | None:
         try:
             data = json.loads(path.read_text())
-            return cls(pid=int(data["pid"]), url=str(data["url"]), document_root=str(data["document_root"]))
+            url = str(data["url"])
+            return cls(
+                pid=int(data["pid"]),
+                url=url,
+                document_root=str(data["document_root"]),
+                host=str(data.get("host") or LOOPBACK),
+                public_url=str(data.get("public_url") or url),
+                settings_version=int(data.get("settings_version") or 1),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     @property
     def alive(self) -> bool:
         return pid_alive(self.pid)
+
+    @property
+    def port(self) -> int | None:
+        return urllib.parse.urlsplit(self.url).port
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A craft-agent Label Studio found among this machine's processes (see :func:`running_servers`)."""
+
+    pid: int
+    data_dir: Path
+    port: int | None
+    url: str
+
+    @property
+    def workspace(self) -> Path:
+        """The workspace it serves: the folder holding its data folder (the data folder itself for a server
+        started with a data folder of its own, as benchmarks and tests do)."""
+        return self.data_dir.parent if self.data_dir.name == SERVER_DIR else self.data_dir
+
+    @property
+    def stop_command(self) -> str:
+        if self.data_dir.name == SERVER_DIR:
+            return stop_command(self.workspace)
+        return f"kill {self.pid}"
+
+
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(PID, command line) of this machine's processes: from /proc, else from ``ps``."""
+    proc = Path("/proc")
+    if (proc / "self").exists():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if raw:
+                yield int(entry.name), raw.rstrip(b"\0").decode(errors="replace").split("\0")
+        return
+    try:
+        listing = subprocess.run(
+            ["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=False, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    for line in listing.splitlines():
+        pid, _, command = line.strip().partition(" ")
+        if pid.isdigit():
+            yield int(pid), command.split()
+
+
+def _server_options(argv: list[str]) -> dict[str, str] | None:
+    """The options of a ``label-studio start`` command line (``--port``, ``--data-dir``...), or None for any
+    other process. The console script runs as ``python .../bin/label-studio start ...``."""
+    for index, argument in enumerate(argv[:3]):
+        if Path(argument).name == "label-studio" and argv[index + 1 : index + 2] == ["start"]:
+            rest = argv[index + 2 :]
+            return {rest[i]: rest[i + 1] for i in range(len(rest) - 1) if rest[i].startswith("--")}
+    return None
+
+
+def running_servers() -> list[RunningServer]:
+    """Every Label Studio on this machine that craft-agent started (its data folder holds craft-agent's
+    ``credentials.json``), found from the process list so that servers whose PID file is gone are found too.
+    Servers of other users, whose folders are private, are not listed."""
+    found = []
+    for pid, argv in _processes():
+        options = _server_options(argv)
+        if options is None or "--data-dir" not in options or not pid_alive(pid):
+            continue
+        data_dir = Path(options["--data-dir"])
+        if not (data_dir / "credentials.json").is_file():
+            continue
+        port_text = options.get("--port", "")
+        port = int(port_text) if port_text.isdigit() else None
+        info = ServerInfo.read(data_dir / "server.json")
+        if info and info.pid == pid:
+            url = info.public_url
+        else:
+            url = f"http://{_local_address(options.get('--internal-host', LOOPBACK))}:{port}"
+        found.append(RunningServer(pid=pid, data_dir=data_dir, port=port, url=url))
+    return sorted(found, key=lambda server: (str(server.data_dir), server.pid))
+
+
+def _serves(pid: int, data_dir: Path) -> bool | None:
+    """Whether process ``pid`` is a Label Studio serving ``data_dir``: guards against a PID file whose
+    process is long gone and whose number now belongs to another program. None where it cannot be told."""
+    if Path("/proc/self").exists():
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        argv = raw.rstrip(b"\0").decode(errors="replace").split("\0")
+    else:
+        found = next((command for candidate, command in _processes() if candidate == pid), None)
+        if found is None:
+            return None
+        argv = found
+    options = _server_options(argv)
+    return options is not None and Path(options.get("--data-dir", "")).resolve() == data_dir.resolve()
+
+
+def _port_holder(port: int) -> str | None:
+    """Who listens on ``port`` on this machine, in words, when that can be told (Linux, own processes)."""
+    for server in running_servers():
+        if server.port == port:
+            return (
+                f"the craft-agent Label Studio of {server.workspace} (PID {server.pid}; stop it with "
+                f"`{server.stop_command}`)"
+            )
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    sockets.add(f"socket:[{fields[9]}]")
+    if not sockets:
+        return None
+    for pid, argv in _processes():
+        with contextlib.suppress(OSError):
+            for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(descriptor) in sockets:
+                        command = shlex.join(argv)
+                        return f"PID {pid} ({command[:100]}{'...' if len(command) > 100 else ''})"
+    return None
+
+
+def _listening(address: str, port: int) -> bool:
+    """True when something accepts connections on ``address:port``."""
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((address, port)) == 0
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _local_address(host: str) -> str:
+    """Where this machine connects to a server listening on ``host``."""
+    return LOOPBACK if host == ALL_INTERFACES or is_loopback(host) else host
+
+
+def check_host(host: str) -> str:
+    """``host`` when the local server can listen there: an IPv4 address of this machine (or a name of one),
+    or 0.0.0.0 for every interface.
+
+    Raises:
+        AuditError: naming the host, for an IPv6 address or an address this machine does not have.
+    """
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            raise AuditError(
+                f"--host {host}: the local Label Studio listens on IPv4 only.",
+                hint="use 127.0.0.1 (this machine only, the default), 0.0.0.0 (every interface) or one of this "
+                "machine's IPv4 addresses.",
+            )
+    try:
+        with socket.socket(socket.AF_INET) as sock:
+            sock.bind((host, 0))
+    except OSError as exc:
+        raise AuditError(
+            f"--host {host} is not an IPv4 address of this machine, so Label Studio cannot listen there ({exc}).",
+            hint="use 127.0.0.1 (this machine only, the default), 0.0.0.0 (every interface) or an address `ip "
+            "-4 addr` lists; or keep 127.0.0.1 and let colleagues in through an SSH tunnel (README: Sharing the "
+            "audit with colleagues).",
+        ) from exc
+    return host
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL colleagues use for a server listening on ``host``: this machine's name for 0.0.0.0."""
+    return f"http://{socket.getfqdn() if host == ALL_INTERFACES else host}:{port}"
 
 
 def make_private(folder: Path) -> None:
@@ -222,14 +442,21 @@ def _database_environment(database_url: str) -> dict[str, str]:
 
 
 class LocalLabelStudio:
-    """One Label Studio server process serving a workspace, bound to 127.0.0.1.
+    """One Label Studio server process serving a workspace, on 127.0.0.1 unless ``host`` says otherwise.
 
     Args:
         settings: read for the workspace, port, credentials, database and install location.
         data_dir: the server's data folder; default ``<workspace>/label-studio``.
+        host: the address to listen on (checked by :func:`check_host`); None: a running server's own, else
+            127.0.0.1. It is not remembered: a server stopped and started again listens on 127.0.0.1 unless
+            asked again.
+        create: make the data folder and the credentials now; False only looks (``audit stop`` creates
+            nothing where no server ever ran).
     """
 
-    def __init__(self, settings: Settings, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, data_dir: Path | None = None, host: str | None = None, create: bool = True
+    ) -> None:
         self.settings = settings
         self.workspace = settings.workspace.resolve()
         self.document_root = (settings.label_studio_document_root or settings.workspace).resolve()
@@ -238,10 +465,28 @@ class LocalLabelStudio:
         self.log_path = self.data_dir / "server.log"
         self.pid_path = self.data_dir / "server.json"
         self.state_path = self.data_dir / STATE_FILE
-        self.credentials = Credentials.load_or_create(self.data_dir / "credentials.json", settings)
+        self.requested_host = host
+        self.host = host or LOOPBACK
+        self._credentials = self._load_credentials() if create else None
         self.process: subprocess.Popen[bytes] | None = None
         self.url: str | None = None
+        self.public_url: str | None = None
         self._log_offset = 0
+
+    def _load_credentials(self) -> Credentials:
+        return Credentials.load_or_create(self.data_dir / "credentials.json", self.settings)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The admin login and API token (created on first use when the object was made with ``create=False``)."""
+        if self._credentials is None:
+            self._credentials = self._load_credentials()
+        return self._credentials
+
+    @property
+    def stop_command(self) -> str:
+        """The command that stops this server, naming the workspace as the settings name it."""
+        return stop_command(self.settings.workspace)
 
     def running(self) -> ServerInfo | None:
         """The server this workspace started earlier, when it is still alive and healthy."""
@@ -258,24 +503,43 @@ class LocalLabelStudio:
             return None
         return port if isinstance(port, int) and 0 < port < 65536 else None
 
-    def _port_taken(self, port: int, stored: bool) -> AuditError:
-        previous = ServerInfo.read(self.pid_path)
-        if previous and previous.alive and previous.url.endswith(f":{port}"):
-            return AuditError(
-                f"port {port} on 127.0.0.1 is still held by this workspace's previous Label Studio "
-                f"(PID {previous.pid}), which does not answer on {previous.url}.",
-                hint=f"stop it with `craft-agent audit stop --workspace {self.workspace}` and start again.",
+    def restart_reason(self, info: ServerInfo) -> str | None:
+        """Why the running server ``info`` must be restarted to be the one asked for; None when it already is."""
+        if info.settings_version < SERVER_SETTINGS_VERSION:
+            return (
+                "it was started by an earlier craft-agent, and the current server settings (among them: the "
+                "ML backend on 127.0.0.1 is allowed) apply only from a start"
             )
-        if stored:
+        if self.requested_host is not None and info.host != self.requested_host:
+            return f"it listens on {info.host} and --host {self.requested_host} was asked for"
+        asked = self.settings.label_studio_port
+        if asked is not None and info.port != asked:
+            return f"it runs on port {info.port} and port {asked} was asked for"
+        return None
+
+    def _port_taken(self, port: int, stored: bool, holder: str | None) -> AuditError:
+        address = _local_address(self.host)
+        previous = ServerInfo.read(self.pid_path)
+        if previous and previous.alive and previous.port == port:
             return AuditError(
-                f"port {port} on 127.0.0.1, where this workspace's Label Studio always runs (kept in "
-                f"{self.state_path} so that its URL stays the same), is taken by another process.",
-                hint=f"stop that process (`ss -ltnp 'sport = :{port}'` names it), or start on another port with "
-                "`craft-agent audit serve --port N` (or CRAFT_LABEL_STUDIO_PORT); that port is kept from then on.",
+                f"port {port} on {address} is still held by this workspace's previous Label Studio "
+                f"(PID {previous.pid}), which does not answer on {previous.url}.",
+                hint=f"stop it with `{self.stop_command}` and start again.",
+            )
+        by = f": {holder}" if holder else ""
+        find = "" if holder else f" (`ss -ltnp 'sport = :{port}'` names it)"
+        other_port = f"`craft-agent audit serve --workspace {shlex.quote(str(self.settings.workspace))} --port N`"
+        if stored and self.settings.label_studio_port is None:
+            return AuditError(
+                f"port {port} on {address}, where this workspace's Label Studio always runs (kept in "
+                f"{self.state_path} so that its URL stays the same), is taken by another process{by}.",
+                hint=f"stop that process{find}, or start on another port with {other_port}; that port is kept "
+                "from then on (auditors' links change with it).",
             )
         return AuditError(
-            f"port {port} on 127.0.0.1 is in use, so Label Studio cannot start there.",
-            hint="stop what listens there, or set CRAFT_LABEL_STUDIO_PORT to another port (or unset it).",
+            f"port {port} on {address}, asked for with --port or CRAFT_LABEL_STUDIO_PORT, is taken by another "
+            f"process{by}.",
+            hint=f"stop that process{find}, or choose another port with {other_port}.",
         )
 
     def environment(self, port: int) -> dict[str, str]:
@@ -293,7 +557,16 @@ class LocalLabelStudio:
                 "LABEL_STUDIO_USER_TOKEN": self.credentials.token,
                 # Read only when the organisation is created, i.e. at the first start on a fresh database.
                 "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                # Sign-up only through the organisation's invitation link (`audit invite`): the sign-up form
+                # answers 403 without its token, which matters once the server listens beyond 127.0.0.1.
                 "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+                # The craft-agent ML backend (click-to-mask, `audit ml-backend`) listens on 127.0.0.1, and
+                # Label Studio 1.23.2's SSRF protection refuses to register an ML backend in a loopback or
+                # private subnet while its default banned subnets are on (measured: ML_BLOCK_LOCAL_IP=false
+                # alone still gets "URL resolves to a reserved network address"). SSRF_PROTECTION_ENABLED stays
+                # on. A server started before this line existed lacks it: SERVER_SETTINGS_VERSION makes
+                # `audit serve` restart such a server.
+                "USE_DEFAULT_BANNED_SUBNETS": "false",
                 "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
                 "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
                 "LOCAL_FILES_SERVING_ENABLED": "true",
@@ -311,36 +584,51 @@ class LocalLabelStudio:
         return env
 
     def start(self, timeout_s: float = 240, report: Callable[[str], None] | None = None) -> str:
-        """Start the server (installing it first if needed) and wait until it answers; returns its URL.
+        """Start the server (installing it first if needed) and wait until it answers; returns its local URL.
 
-        Reuses the workspace's server when it is already running. The port is ``label_studio_port`` when
-        set, else the one this workspace's server had before, else a free one; it is kept for next time.
-        The data folder is made private first (also fixing one an older version left readable).
+        Reuses the workspace's server when it is already running as asked; restarts it when it runs on
+        another host or port than asked, or with settings older than :data:`SERVER_SETTINGS_VERSION`
+        (``report`` says why). The port is ``label_studio_port`` when set, else the one this workspace's
+        server had before, else a free one; it is kept for next time. A port that something else holds is
+        refused, never swapped for another: auditors' links name it. The data folder is made private first
+        (also fixing one an older version left readable).
 
         Raises:
-            AuditError: when the port is taken by another process, or the server exits early, listens
-                elsewhere than asked, or is not healthy within ``timeout_s``; the message quotes its log.
+            AuditError: when the host is not this machine's, the port is taken by another process (named
+                when it can be told), or the server exits early, listens elsewhere than asked, or is not
+                healthy within ``timeout_s``; the message quotes its log.
         """
+        if self.requested_host is not None:
+            check_host(self.requested_host)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         make_private(self.data_dir)
         existing = self.running()
         if existing:
-            self.url = existing.url
-            return existing.url
+            reason = self.restart_reason(existing)
+            if reason is None:
+                self.url, self.host, self.public_url = existing.url, existing.host, existing.public_url
+                return existing.url
+            if report:
+                report(f"restarting this workspace's Label Studio (PID {existing.pid}): {reason}.")
+            self.host = self.requested_host or existing.host
+            self.stop()
         executable = self.install.ensure(report)
         stored = self.stored_port()
         port = self.settings.label_studio_port or stored or free_port()
-        deadline = time.monotonic() + 20
-        while not port_free(port) and time.monotonic() < deadline:  # a previous server may still be closing
-            time.sleep(0.2)
-        if not port_free(port):
-            raise self._port_taken(port, stored=port == stored)
+        address = _local_address(self.host)
+        if _listening(address, port):
+            holder = _port_holder(port)
+            deadline = time.monotonic() + (20 if holder is None else 0)
+            while _listening(address, port) and time.monotonic() < deadline:  # a server of ours may be closing
+                time.sleep(0.2)
+            if _listening(address, port):
+                raise self._port_taken(port, stored=port == stored, holder=holder or _port_holder(port))
         command = [
             str(executable),
             "start",
             "--no-browser",
             "--internal-host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(port),
             "--data-dir",
@@ -361,7 +649,7 @@ class LocalLabelStudio:
             )
         finally:
             os.close(log)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{address}:{port}"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -376,7 +664,7 @@ class LocalLabelStudio:
                 self.stop()
                 raise AuditError(
                     f"Label Studio was asked for port {port} but started on {moved} (port busy).",
-                    hint="free the port or set CRAFT_LABEL_STUDIO_PORT to another one.",
+                    hint="free the port, or choose another one with `craft-agent audit serve --port N`.",
                 )
             time.sleep(0.5)
         else:
@@ -386,24 +674,29 @@ class LocalLabelStudio:
                 hint=f"read {self.log_path}; on a busy machine give it longer.",
             )
         self.url = url
+        self.public_url = url if is_loopback(self.host) else public_url(self.host, port)
         write_atomic(self.state_path, json.dumps({"port": port}).encode())
-        write_atomic(
-            self.pid_path,
-            json.dumps({"pid": self.process.pid, "url": url, "document_root": str(self.document_root)}).encode(),
-        )
+        record = {
+            "pid": self.process.pid,
+            "url": url,
+            "public_url": self.public_url,
+            "host": self.host,
+            "document_root": str(self.document_root),
+            "settings_version": SERVER_SETTINGS_VERSION,
+        }
+        write_atomic(self.pid_path, json.dumps(record).encode())
         make_private(self.data_dir)
         return url
 
     def stop(self, timeout_s: float = 20) -> bool:
-        """Stop the server this object started, or the one recorded in the workspace's PID file.
+        """Stop the server this object started, or the one serving this workspace's data folder: the PID
+        file's process when it is that server, else one found in the process list (a PID file lost or left
+        by a crash). Creates nothing.
 
         Returns:
             True when a server process was stopped.
         """
-        pid = self.process.pid if self.process else None
-        if pid is None:
-            info = ServerInfo.read(self.pid_path)
-            pid = info.pid if info and info.alive else None
+        pid = self.process.pid if self.process else self._serving_pid()
         if pid is None:
             return False
         with contextlib.suppress(ProcessLookupError):
@@ -421,6 +714,14 @@ class LocalLabelStudio:
         self.process = None
         self.pid_path.unlink(missing_ok=True)
         return True
+
+    def _serving_pid(self) -> int | None:
+        """PID of a live Label Studio serving this data folder, whether or not this object started it."""
+        info = ServerInfo.read(self.pid_path)
+        if info and info.alive and _serves(info.pid, self.data_dir) is not False:
+            return info.pid
+        found = [server.pid for server in running_servers() if server.data_dir.resolve() == self.data_dir]
+        return found[0] if found else None
 
     def supervise(self, stop: threading.Event, poll_s: float = 1.0) -> None:
         """Keep the server this object started running until ``stop`` is set, then stop it.

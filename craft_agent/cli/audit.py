@@ -1,13 +1,18 @@
-"""Human audit in Label Studio: ``audit serve``, ``stop``, ``push``, ``pull`` and ``status``."""
+"""Human audit in Label Studio: ``audit serve``, ``stop``, ``invite``, ``push``, ``pull`` and ``status``."""
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
+import urllib.parse
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from craft_agent.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
     JsonOption,
@@ -26,15 +31,30 @@ from craft_agent.settings import require_workspace
 def audit_serve(
     workspace: WorkspaceOption = None,
     port: Annotated[
-        int | None, typer.Option(help="Port on 127.0.0.1 (default: CRAFT_LABEL_STUDIO_PORT or a free one).")
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port (default: CRAFT_LABEL_STUDIO_PORT, else the one this workspace's server had last time, else "
+            "a free one); kept for next time, so auditors' links keep working.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on: 127.0.0.1 (this machine only; the default), 0.0.0.0 (every interface: "
+            "colleagues on the network) or one of this machine's IPv4 addresses. A running server keeps its own "
+            "unless asked; once stopped, the next serve listens on 127.0.0.1. See README, Sharing the audit "
+            "with colleagues.",
+        ),
     ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="Leave it running in the background; stop with `audit stop`.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the workspace's own Label Studio on 127.0.0.1 (installed in its own venv on first use)."""
-    from craft_agent.audit.server import LocalLabelStudio, stop_requested
+    """Run the workspace's own Label Studio (installed in its own venv on first use), on 127.0.0.1 unless --host."""
+    from craft_agent.audit.server import LocalLabelStudio, ServerInfo, is_loopback, stop_requested
     from craft_agent.errors import AuditError
 
     settings = settings_for(workspace, existing=False, label_studio_port=port)
@@ -42,6 +62,13 @@ def audit_serve(
         # An existing server is configured: nothing to start; say whether it answers and takes the token.
         from craft_agent.doctor import check_label_studio
 
+        if host is not None:
+            raise AuditError(
+                f"--host {host} applies to the workspace's own server, but CRAFT_LABEL_STUDIO_URL names an existing "
+                f"one ({settings.label_studio_url}).",
+                hint="drop --host (the existing server's own configuration decides where it listens), or unset "
+                "CRAFT_LABEL_STUDIO_URL to serve the workspace's own.",
+            )
         check = check_label_studio(settings, timeout=10)
         if check.status != "ok":
             raise AuditError(check.detail, hint=check.fix)
@@ -53,21 +80,29 @@ def audit_serve(
             )
         raise typer.Exit(EXIT_OK)
     require_workspace(settings)  # a local server serves the workspace's images: it must be one
-    server = LocalLabelStudio(settings)
-    already = server.running()
+    server = LocalLabelStudio(settings, host=host)
     url = server.start(report=lambda message: err.print(message))
+    already = server.process is None  # found running as asked; otherwise this command started it
+    info = ServerInfo.read(server.pid_path)
+    public = server.public_url or url
     login = {
         "url": url,
+        "public_url": public,
+        "host": server.host,
+        "port": info.port if info else None,
         "username": server.credentials.username,
         "password_file": str(server.data_dir / "credentials.json"),
-        "already_running": bool(already),
-        "pid": (already.pid if already else server.process.pid if server.process else None),
+        "already_running": already,
+        "pid": info.pid if info else None,
         "log": str(server.log_path),
+        "stop": server.stop_command,
     }
+    if not is_loopback(server.host):
+        _warn_shared(public, settings.workspace)
     if as_json:
         emit_json(login)
     else:
-        out.print(f"Label Studio is at [bold]{url}[/] (log: {server.log_path})")
+        out.print(f"Label Studio is at [bold]{public}[/] (log: {server.log_path})")
         out.print(
             f"log in as [bold]{server.credentials.username}[/]; the password is in {login['password_file']} "
             "(owner-only), e.g. `python -c \"import json,sys; print(json.load(open(sys.argv[1]))['password'])\" "
@@ -75,7 +110,7 @@ def audit_serve(
         )
     if detach or already:
         if not as_json:
-            out.print("running in the background; stop it with `craft-agent audit stop`.")
+            out.print(f"running in the background; stop it with `{server.stop_command}`.", highlight=False)
         raise typer.Exit(EXIT_OK)
     with stop_requested() as stop:
         if not as_json:
@@ -86,16 +121,94 @@ def audit_serve(
     raise typer.Exit(EXIT_OK)
 
 
+def _warn_shared(public_url: str, workspace: Path) -> None:
+    """The loud note for a server that listens beyond this machine (on stderr, so --json stays one object)."""
+    invite = f"craft-agent audit invite EMAIL --workspace {shlex.quote(str(workspace))}"
+    err.print(
+        f"[bold yellow]note: Label Studio listens beyond this machine: anyone who can reach {public_url} sees "
+        "its login page.[/]\n"
+        f"  - sign-up stays closed; auditors get an account by invitation: `{invite}`.\n"
+        "  - the connection is plain HTTP (passwords and images unencrypted): put HTTPS in front with a reverse "
+        "proxy, or keep 127.0.0.1 and use SSH tunnels (README: Sharing the audit with colleagues).\n"
+        "  - it may fetch URLs on private networks (allowed for the ML backend on 127.0.0.1): invite only "
+        "people you would trust on this machine's network.",
+        highlight=False,
+    )
+
+
 @handled
 def audit_stop(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """Stop the workspace's Label Studio started by `audit serve --detach`."""
-    from craft_agent.audit.server import LocalLabelStudio
+    """Stop the workspace's Label Studio started by `audit serve --detach` (creates nothing)."""
+    from craft_agent.audit.server import LocalLabelStudio, running_servers
 
-    stopped = LocalLabelStudio(settings_for(workspace)).stop()
+    settings = settings_for(workspace, existing=False)
+    server = LocalLabelStudio(settings, create=False)
+    named = server.workspace  # resolved: `workspace` alone would read as a word
+    if server.stop():
+        if as_json:
+            emit_json({"stopped": True})
+        else:
+            out.print(f"Label Studio of workspace {named} stopped.", highlight=False)
+        raise typer.Exit(EXIT_OK)
+    others = [other for other in running_servers() if other.data_dir.resolve() != server.data_dir]
+    if not others:
+        if as_json:
+            emit_json({"stopped": False})
+        else:
+            out.print(f"no Label Studio server was running for workspace {named}.", highlight=False)
+        raise typer.Exit(EXIT_OK)
+    error = (
+        f"no Label Studio server runs for workspace {named}, but {len(others)} other craft-agent "
+        f"Label Studio server(s) do."
+    )
+    fix = "stop the one you meant with its own command (listed), or pass its workspace with --workspace."
     if as_json:
-        emit_json({"stopped": stopped})
+        running = [{"workspace": str(o.workspace), "url": o.url, "pid": o.pid, "stop": o.stop_command} for o in others]
+        emit_json({"stopped": False, "error": error, "fix": fix, "running": running})
     else:
-        out.print("Label Studio stopped." if stopped else "no Label Studio server was running for this workspace.")
+        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        for other in others:
+            err.print(f"  {other.workspace}  {other.url}  (PID {other.pid}): `{other.stop_command}`", highlight=False)
+        err.print(f"[yellow]fix:[/] {fix}")
+    raise typer.Exit(EXIT_FAILED)
+
+
+@handled
+def audit_invite(
+    email: Annotated[str, typer.Argument(help="The colleague's e-mail address; they sign up and log in with it.")],
+    workspace: WorkspaceOption = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Make a new invitation link first; the old one stops working.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Invite an auditor: the sign-up link on which they choose their password, and the login URL."""
+    from craft_agent.audit.label_studio import LabelStudioAudit
+
+    invitation = LabelStudioAudit(settings_for(workspace, existing=False)).invite(email, reset=reset)
+    if as_json:
+        emit_json(dataclasses.asdict(invitation))
+        raise typer.Exit(EXIT_OK)
+    if invitation.link_reset:
+        out.print("a new invitation link was made; the old one no longer works.")
+    if invitation.already_member:
+        out.print(f"{invitation.email} already has an account: they log in at {invitation.login_url}", highlight=False)
+    else:
+        out.print(
+            f"send {invitation.email} this sign-up link, privately (anyone holding it can join; `--reset` voids it):\n"
+            f"  {invitation.signup_url}\n"
+            f"they sign up there with {invitation.email} and a password of their own (8 characters or more), then "
+            f"log in at {invitation.login_url}",
+            highlight=False,
+        )
+    if invitation.local_only:
+        port = urllib.parse.urlsplit(invitation.login_url).port
+        out.print(
+            f"[yellow]this server listens on 127.0.0.1 only[/]: a colleague on another machine first opens an SSH "
+            f"tunnel, `ssh -N -L {port}:127.0.0.1:{port} USER@THIS_MACHINE`, and then uses these links as they are; "
+            "or serve with `--host 0.0.0.0` (README: Sharing the audit with colleagues).",
+            highlight=False,
+        )
     raise typer.Exit(EXIT_OK)
 
 
@@ -104,6 +217,15 @@ def audit_push(
     workspace: WorkspaceOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Tasks per bulk import request.")] = 250,
     retry_s: Annotated[float, typer.Option(help="How long to wait for a server that drops mid-push.")] = 120,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Annotations each task gets before it counts as done, i.e. how many auditors see it (Label Studio "
+            "Community has no assignment: auditors share one queue). Default: the project's (a new one: 1); kept "
+            "in the project.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Send drafted triplets to Label Studio for audit (bulk, idempotent: never duplicates a task)."""
@@ -111,7 +233,7 @@ def audit_push(
     from craft_agent.catalog import Catalog
 
     settings = settings_for(workspace)
-    backend = LabelStudioAudit(settings)
+    backend = LabelStudioAudit(settings, overlap=overlap)
     with Catalog.from_settings(settings) as catalog, progress_bar("push", not as_json) as update:
         state = {"done": 0, "total": 0}
 
@@ -123,7 +245,7 @@ def audit_push(
             update(state["done"], state["total"], "")
 
         summary = backend.push(catalog, batch_size=batch_size, retry_s=retry_s, progress=advance, on_total=on_total)
-    payload = {**summary.__dict__, "images": backend.image_mode}
+    payload = {**summary.__dict__, "images": backend.image_mode, "overlap": backend.overlap}
     if as_json:
         emit_json(payload)
     else:
@@ -134,6 +256,16 @@ def audit_push(
         out.print(f"audit at {summary.url}/projects/{summary.project_id}/data")
         if summary.duplicates:
             out.print(f"[yellow]{len(summary.duplicates)} triplet(s) have more than one task in the project[/]")
+        if backend.overlap and backend.overlap > 1:
+            out.print(
+                f"each task goes to {backend.overlap} auditors; `audit status` shows how they agree. Which "
+                f"annotation decides: audit policy {settings.audit_policy!r} (`audit pull --policy`)."
+            )
+    if settings.audit_policy == "two_agree" and backend.overlap == 1:
+        err.print(
+            "[yellow]warning:[/] the two_agree policy waits for two audits per task, but each task gets one "
+            "(overlap 1): push again with --overlap 2 or more."
+        )
     raise typer.Exit(EXIT_OK)
 
 
@@ -172,7 +304,7 @@ def audit_pull(
 
 @handled
 def audit_status_command(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """Audit progress: triplets per state, acceptance and edit rates, per-auditor throughput."""
+    """Audit progress: triplets per state, acceptance and edit rates, per-auditor throughput, agreement."""
     from craft_agent.audit.status import audit_status
     from craft_agent.catalog import Catalog
 
@@ -205,4 +337,13 @@ def audit_status_command(workspace: WorkspaceOption = None, as_json: JsonOption 
                 ],
             )
         out.print(table)
+    if status["agreement"]:
+        out.print("agreement between auditors, on the tasks both audited:")
+        for pair in status["agreement"]:
+            first, second = pair["auditors"]
+            out.print(
+                f"  {first} & {second}: {pair['shared_tasks']} shared task(s), mean mask IoU "
+                f"{pair['mean_iou']:.3f}, same verdict {percent(pair['same_verdict'])}",
+                highlight=False,
+            )
     raise typer.Exit(EXIT_OK)
