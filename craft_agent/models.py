@@ -364,6 +364,56 @@ class LLMUsage(Record):
     cost_usd: float = 0.0
 
 
+class AuditHint(Record):
+    """A point or a box an auditor placed on one image of the pair to show the target, in the pair's pixels.
+
+    The audit page's smart tools write them (keypoints and rectangles, in percent of the image); they travel
+    with a "needs fix" verdict so that the agent can segment the target again where the auditor showed it.
+    """
+
+    date: Literal["pre", "post"] = Field(description="The image it was placed on: pre (earlier, A) or post (later, B).")
+    kind: Literal["point", "box"]
+    positive: bool = Field(default=True, description="For a point: False marks a place that is NOT the target.")
+    point: tuple[int, int] | None = Field(default=None, description="For a point: (x, y) in pixels.")
+    box: BBox | None = Field(default=None, description="For a box: the box in pixels.")
+
+    @model_validator(mode="after")
+    def _shape_of_kind(self) -> AuditHint:
+        if self.kind == "point" and (self.point is None or self.box is not None):
+            raise ValueError("a point hint has a point and no box")
+        if self.kind == "box" and (self.box is None or self.point is not None):
+            raise ValueError("a box hint has a box and no point")
+        return self
+
+    def describe(self) -> str:
+        """The hint in words, e.g. "a positive point at (120, 88) on the later image"."""
+        image = "the later image" if self.date == "post" else "the earlier image"
+        if self.box is not None:
+            return f"a box ({self.box.x0}, {self.box.y0}) to ({self.box.x1}, {self.box.y1}) on {image}"
+        sign = "positive" if self.positive else "negative"
+        return f"a {sign} point at {self.point} on {image}"
+
+
+class AuditRevision(Record):
+    """The agent's answer to one "needs fix" audit: a new revision of the triplet, or none because the triplet
+    had its revisions and stays with the auditors.
+
+    Revisions are keyed by the audit they answer, as it stood then (``audit_updated_at``): the same annotation
+    read again on a later pull is answered already; one the auditor updated since is a new verdict.
+    """
+
+    audit_id: str
+    audit_updated_at: datetime
+    outcome: Literal["revised", "left_with_auditors"]
+    comment: str | None = Field(default=None, description="The auditor's comment, shown again on the audit page.")
+    hints: list[AuditHint] = Field(default_factory=list, description="The points and boxes the revision used.")
+    changed: list[Literal["mask", "expressions", "change_type"]] = Field(
+        default_factory=list, description="What the revision changed (empty: the agent found nothing to change)."
+    )
+    reason: str = Field(default="", description="The agent's reason (the correction step's, or why it stopped).")
+    at: datetime = Field(default_factory=utc_now)
+
+
 class Provenance(Record):
     """How a triplet was made, enough to reproduce or distrust it."""
 
@@ -379,6 +429,10 @@ class Provenance(Record):
     timings_s: dict[str, float] = Field(default_factory=dict)
     llm: LLMUsage = Field(default_factory=LLMUsage)
     config_hash: str | None = None
+    revisions: list[AuditRevision] = Field(
+        default_factory=list,
+        description="The agent's answers to auditors' \"needs fix\" verdicts, oldest first (see AuditRevision).",
+    )
     created_at: datetime = Field(default_factory=utc_now)
 
 
@@ -460,6 +514,23 @@ class Triplet(Record):
     def is_no_target(self) -> bool:
         return self.mask.is_empty
 
+    @property
+    def revision(self) -> int:
+        """How many times the agent revised this triplet after a "needs fix" audit (0: as first drafted)."""
+        return sum(r.outcome == "revised" for r in self.provenance.revisions)
+
+    def has_answered(self, audit: AuditRecord) -> bool:
+        """Whether the agent answered ``audit`` as it stands (revised, or left the triplet with the auditors)."""
+        return any(r.audit_id == audit.id and r.audit_updated_at >= audit.updated_at for r in self.provenance.revisions)
+
+    def revised_after(self, audit: AuditRecord) -> bool:
+        """Whether a revision answered ``audit`` as it stands: the audit judged an earlier revision, so it no
+        longer decides this triplet's state."""
+        return any(
+            r.outcome == "revised" and r.audit_id == audit.id and r.audit_updated_at >= audit.updated_at
+            for r in self.provenance.revisions
+        )
+
     def moved_to(self, target: TripletState) -> Triplet:
         """A copy of this triplet in state ``target``.
 
@@ -508,7 +579,9 @@ class Verdict(StrEnum):
     """An auditor's decision on a triplet.
 
     ``accept``: right as proposed. ``fix``: accepted after the auditor's own edits. ``reject``: not a usable
-    sample. ``needs_fix``: a real change the auditor could not fix on the page; it stays in the audit queue.
+    sample. ``needs_fix``: a real change the auditor could not fix on the page; it stays in the audit queue and
+    goes back to the agent, which drafts a new revision from the auditor's comment and hints (up to its
+    ``max_rounds``; then it stays with the auditors).
     """
 
     ACCEPT = "accept"
@@ -537,6 +610,9 @@ class AuditRecord(Record):
     change_type: ChangeType | None = None
     change_type_edited: bool = Field(default=False, description="True when change_type holds the auditor's edit.")
     comment: str | None = None
+    hints: list[AuditHint] = Field(
+        default_factory=list, description="Points and boxes the auditor placed to show the target (smart tools)."
+    )
     auditor: str
     lead_time_s: float | None = Field(default=None, ge=0)
     backend: Literal["label_studio", "api", "import"] = "label_studio"

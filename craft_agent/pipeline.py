@@ -1,10 +1,11 @@
-"""Drafting one pair end to end, as the Prefect per-pair tasks run it (in a thread or on a Dask worker).
+"""Drafting one pair end to end, as the Prefect per-pair tasks run it (in a thread or on a Dask worker), and
+revising the triplets auditors sent back.
 
 Everything a worker needs comes from the workspace path and :class:`DraftOptions` (plain, picklable values):
 the settings, catalog, image store, LLM backend and mask engine are opened in the worker. The work is the
 same per-item code the CLI runs: :func:`craft_agent.change.stage.candidates_of_pair` then
 :meth:`craft_agent.agent.run.PairDrafter.draft`, so a flow and ``craft-agent generate`` draft the same
-triplets with the same ids.
+triplets with the same ids; :func:`revise_triplets` is the revision step ``generate`` ends with.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from craft_agent.agent.nodes import AgentConfig
-from craft_agent.agent.run import GenerateSummary, PairDrafter
+from craft_agent.agent.revise import TripletReviser, revise_needs_fix
+from craft_agent.agent.run import GenerateSummary, PairDrafter, agent_resources
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change.stage import candidates_of_pair
 from craft_agent.llm import UsageMeter, create_llm_backend
+from craft_agent.llm.base import BudgetExceededError
 from craft_agent.masks import create_mask_engine
+from craft_agent.runs import StageRun
 from craft_agent.settings import load_settings
 
 
@@ -83,6 +87,30 @@ def draft_pair(workspace: str, pair_id: str, options: DraftOptions) -> GenerateS
     return summary
 
 
+def revise_triplets(workspace: str, options: DraftOptions) -> GenerateSummary:
+    """Revise every triplet auditors sent back with "needs fix" (see :mod:`craft_agent.agent.revise`), as a
+    ``revise`` run in the catalog; a triplet that fails is recorded and the others go on.
+
+    Returns:
+        A summary with ``revised``, ``left_with_auditors``, the failures (by triplet id) and the LLM usage.
+
+    Raises:
+        CraftError: the run cannot start (no catalog, an unknown LLM or mask engine).
+    """
+    settings = load_settings(workspace=Path(workspace))
+    llm = create_llm_backend(settings, options.llm, usage=UsageMeter())
+    engine = create_mask_engine(settings, options.masks)
+    summary = GenerateSummary()
+    with Catalog.from_settings(settings) as catalog:
+        resources = agent_resources(catalog, ImageStore(settings.workspace), llm, engine, options.agent_config())
+        config = {"llm": llm.name, "masks": engine.name, "max_rounds": options.max_rounds}
+        with StageRun(catalog, "revise", config, summary, stop_on=(BudgetExceededError,)) as run:
+            summary.add_revisions(revise_needs_fix(TripletReviser(resources), run))
+            summary.stopped_by_budget = run.stopped_by is not None
+            summary.add_usage(resources, llm)
+    return summary
+
+
 def summary_markdown(summary: GenerateSummary, workspace: str, audit_url: str | None = None) -> str:
     """The run's summary as the Markdown of a Prefect artifact."""
     data: dict[str, Any] = summary.to_json()
@@ -95,6 +123,9 @@ def summary_markdown(summary: GenerateSummary, workspace: str, audit_url: str | 
         "|---|---|---|---|---|---|",
         f"| {data['pairs']} | {data['skipped']} | {data['resumed']} | {data['triplets']} | {data['uncorrected']} "
         f"| {len(data['failed'])} |",
+        "",
+        f'Sent back by auditors ("needs fix"): {data["revised"]} revised, {data["left_with_auditors"]} left with '
+        "the auditors after their last revision.",
         "",
         f"LLM ({llm['backend']}): {llm['steps']} steps, {data['offline_fallbacks']} fell back to offline, "
         f"{llm['calls']} calls, {llm['prompt_tokens']} + {llm['completion_tokens']} tokens, {cost}.",

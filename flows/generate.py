@@ -1,10 +1,13 @@
-"""Prefect flow: ingest new imagery (optional), then draft every pair as its own task run.
+"""Prefect flow: ingest new imagery (optional), then draft every pair as its own task run, then revise the
+triplets auditors sent back with "needs fix".
 
 Thin: each pair is :func:`craft_agent.pipeline.draft_pair` in a task, mapped over the catalog's pairs under
 the task runner's concurrency limit (threads by default, a Dask cluster with ``engine="dask"``). A failing
 pair is retried (transient faults), then recorded in the catalog; it never fails the flow. A pair already
 drafted under the same options is a cache hit (its checkpointed thread would skip it anyway), so a scheduled
-re-run only works on new or changed pairs (pair ids are content hashes). A Markdown artifact summarises the run.
+re-run only works on new or changed pairs (pair ids are content hashes). The revisions are one task
+(:func:`craft_agent.pipeline.revise_triplets`), never cached: each run answers the new "needs fix" verdicts.
+A Markdown artifact summarises the run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from craft_agent.agent.run import GenerateSummary
 from craft_agent.catalog import Catalog
 from craft_agent.errors import CraftError
-from craft_agent.pipeline import DraftOptions, draft_pair, summary_markdown
+from craft_agent.pipeline import DraftOptions, draft_pair, revise_triplets, summary_markdown
 from craft_agent.runs import Failure
 from craft_agent.settings import load_settings
 from flows.ingest import ingest_flow
@@ -55,6 +58,12 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 def draft_pair_task(workspace: str, pair_id: str, options: DraftOptions) -> GenerateSummary:
     """One pair: candidates and the agent (see :func:`craft_agent.pipeline.draft_pair`)."""
     return draft_pair(workspace, pair_id, options)
+
+
+@task(name="revise-needs-fix", retries=2, retry_delay_seconds=5, retry_condition_fn=_transient)
+def revise_task(workspace: str, options: DraftOptions) -> GenerateSummary:
+    """Triplets sent back by auditors, revised (see :func:`craft_agent.pipeline.revise_triplets`)."""
+    return revise_triplets(workspace, options)
 
 
 def draft_pairs(
@@ -113,13 +122,19 @@ def generate_flow(
         pair_ids = [pair.id for pair in catalog.iter_pairs()]
         summary.run_id = catalog.start_run("generate", {"flow": "craft-generate", **options.model_dump()})
         draft_pairs(workspace, pair_ids, options, summary)
+        summary.merge(revise_task(workspace, options))
         for failure in summary.failed:
             catalog.record_failure(summary.run_id, failure.input, failure.error)
         catalog.finish_run(summary.run_id, summary.to_json())
     create_markdown_artifact(
         key="craft-generate", markdown=summary_markdown(summary, workspace, audit_url), description="generate run"
     )
-    logger.info("drafted %d triplet(s) from %d pair(s)", summary.triplets, summary.pairs)
+    logger.info(
+        "drafted %d triplet(s) from %d pair(s); revised %d sent back by auditors",
+        summary.triplets,
+        summary.pairs,
+        summary.revised,
+    )
     if summary.mostly_fallbacks:
         logger.warning("%d of %d LLM steps fell back to the offline backend", summary.fallbacks, summary.llm_steps)
     return summary.to_json()

@@ -441,7 +441,8 @@ def _grounded_candidate(pair: ImagePair, target: Target, mask: RLEMask, engine: 
     )
 
 
-def _overlay(pre: np.ndarray, post: np.ndarray, mask: np.ndarray, box: BBox) -> list[np.ndarray]:
+def mask_overlay(pre: np.ndarray, post: np.ndarray, mask: np.ndarray, box: BBox) -> list[np.ndarray]:
+    """Both images cropped around ``box`` with the mask's outline drawn in red: what the correction step sees."""
     images = []
     for image in (pre, post):
         drawn = image.copy()
@@ -449,6 +450,31 @@ def _overlay(pre: np.ndarray, post: np.ndarray, mask: np.ndarray, box: BBox) -> 
         cv2.drawContours(drawn, contours, -1, (255, 0, 0), 1)
         images.append(_crop(drawn, box, margin=max(16, box.width // 2, box.height // 2)))
     return images
+
+
+def ask_correction(
+    res: AgentResources, context: CorrectionContext, images: list[np.ndarray], target: Target
+) -> CorrectionVerdict:
+    """The ``correction`` step on one target: ``context`` rendered into the prompt (with the auditor's comment
+    and marks when it revises a triplet sent back by an auditor), ``images`` the mask drawn on the pair."""
+    return res.ask(
+        "correction",
+        context,
+        CorrectionVerdict,
+        images,
+        [target],
+        description=context.description,
+        change_type=context.change_type.value,
+        category=context.category,
+        round=context.round,
+        mask_box=context.mask_box,
+        mask_area_fraction=context.mask_area_fraction,
+        agreement=context.agreement,
+        stability=context.stability,
+        cue=context.cue.model_dump_json(),
+        auditor_comment=json.dumps(context.auditor_comment) if context.auditor_comment else "none",
+        auditor_hints="; ".join(hint.describe() for hint in context.auditor_hints) or "none",
+    )
 
 
 def correct(res: AgentResources, state: AgentState) -> AgentState:
@@ -475,22 +501,7 @@ def correct(res: AgentResources, state: AgentState) -> AgentState:
             agreement=float(np.clip(target.scores.get("mask_agreement", target.scores.get("agreement", 0.0)), 0, 1)),
             stability=float(np.clip(target.scores.get("mask_stability", target.scores.get("stability", 0.0)), 0, 1)),
         )
-        verdict = res.ask(
-            "correction",
-            context,
-            CorrectionVerdict,
-            _overlay(pre, post, mask.to_array(), target.box),
-            [target],
-            description=target.description,
-            change_type=target.change_type.value,
-            category=target.category,
-            round=round_number,
-            mask_box=context.mask_box,
-            mask_area_fraction=context.mask_area_fraction,
-            agreement=context.agreement,
-            stability=context.stability,
-            cue=target.cue.model_dump_json(),
-        )
+        verdict = ask_correction(res, context, mask_overlay(pre, post, mask.to_array(), target.box), target)
         target.rounds += 1
         if verdict.action == "accept":
             target.status = "accepted"
@@ -517,13 +528,13 @@ def beautify(res: AgentResources, state: AgentState) -> AgentState:
     for target in targets:
         if target.status not in ("accepted", "uncorrected"):
             continue
-        target.expressions = _beautify(res, pair, target, wanted, cue=target.cue)
+        target.expressions = ask_expressions(res, pair, target, wanted, cue=target.cue)
         if not target.expressions:
             target.status = "discarded"
     return {"targets": dump_targets(targets)}
 
 
-def _beautify(
+def ask_expressions(
     res: AgentResources, pair: ImagePair, target: Target, wanted: int, count: int = 1, cue: ChangeCue | None = None
 ) -> list[str]:
     """Ask for ``wanted`` expressions of ``target`` (``count`` objects; ``cue`` the measured facts, if given)."""
@@ -550,10 +561,10 @@ def _beautify(
         count=count,
         cue=cue.model_dump_json() if cue else "{}",
     )
-    return _clean(answer.expressions, plural=count > 1)
+    return clean_expressions(answer.expressions, plural=count > 1)
 
 
-def _clean(expressions: list[str], plural: bool = False) -> list[str]:
+def clean_expressions(expressions: list[str], plural: bool = False) -> list[str]:
     """Expressions without extra spaces, leaks, grid words or repeats, with number agreement and articles
     fixed (a model may write "the roofs that looks different now")."""
     seen: list[str] = []
@@ -606,10 +617,12 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
                 target=target.cue.model_dump_json(),
                 others=json.dumps([o.cue.model_dump(mode="json") for o in rivals[:5]]),
             )
-            rewritten = [e for e in _clean(answer.expressions) if any(word and word in e for word in distinct)]
-            unique = _clean(unique + rewritten)
+            rewritten = [
+                e for e in clean_expressions(answer.expressions) if any(word and word in e for word in distinct)
+            ]
+            unique = clean_expressions(unique + rewritten)
         if not unique and target.expressions:
-            unique = _clean([e for e in [by_rank(target, rivals)] if e])
+            unique = clean_expressions([e for e in [by_rank(target, rivals)] if e])
         target.expressions = unique
         if not unique:
             target.status = "discarded"
@@ -685,13 +698,13 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
     extras: list[Target] = []
     if res.config.multi_target:
         for group in same_kind_groups(kept):
-            group.expressions = _beautify(
+            group.expressions = ask_expressions(
                 res, pair, group, res.config.expressions_per_target, count=len(group.member_ids)
             )
             if group.expressions:
                 extras.append(group)
     for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width, pair.id):
-        absent.expressions = _beautify(res, pair, absent, 1)[:1]
+        absent.expressions = ask_expressions(res, pair, absent, 1)[:1]
         if absent.expressions:
             extras.append(absent)
     return {"targets": dump_targets(targets + extras)}

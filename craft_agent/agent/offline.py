@@ -11,13 +11,15 @@ Tasks and their rules:
   (:func:`nuisance_of`) is rejected, anything else confirmed with the type of
   :func:`~craft_agent.agent.cues.judge_change_type`, the cue's category hint and an absolute description.
   A candidate from the user's change labels is never rejected, and keeps the type and category they give.
-- ``correction`` (:class:`CorrectionContext` -> :class:`CorrectionVerdict`): :func:`correction_verdict`.
+- ``correction`` (:class:`CorrectionContext` -> :class:`CorrectionVerdict`): :func:`correction_verdict`; when
+  it revises a triplet an auditor sent back, :func:`auditor_correction`.
 - ``beautify`` (:class:`BeautifyContext` -> :class:`Beautified`): referring expressions.
 - ``disambiguate`` (:class:`DisambiguateContext` -> :class:`Beautified`): distinguishing expressions.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +46,7 @@ from craft_agent.agent.schemas import (
 from craft_agent.agent.wording import absolute_description, distinguishing_expressions, referring_expressions
 from craft_agent.llm.base import LLMError, LLMRequest, LLMResponse, LLMResponseError, T, TokenUsage
 from craft_agent.llm.usage import UsageMeter
-from craft_agent.models import BBox
+from craft_agent.models import BBox, ChangeType
 
 # ---------------------------------------------------------------------------------------------------------
 # Nuisances (grid review)
@@ -186,7 +188,12 @@ def correction_verdict(context: CorrectionContext) -> CorrectionVerdict:
       :data:`LOW_AGREEMENT` (box and centre point);
     - from round 2 on, accept a mask with agreement >= :data:`LAST_AGREEMENT`, discard the rest;
     - accept anything else (usable agreement, somewhat unstable).
+
+    A revision after an auditor's "needs fix" follows :func:`auditor_correction` instead: the mask was already
+    segmented again where the auditor showed the target, and the rules above judge the agent's own masks.
     """
+    if context.from_auditor:
+        return auditor_correction(context)
     cue = context.cue
     if context.mask_box is None or context.mask_area_fraction <= 0.0:
         return CorrectionVerdict(action="discard", reason="The mask came out empty.")
@@ -223,6 +230,46 @@ def correction_verdict(context: CorrectionContext) -> CorrectionVerdict:
     if context.agreement >= LAST_AGREEMENT:
         return CorrectionVerdict(action="accept", reason="After a fix the mask agrees well enough.")
     return CorrectionVerdict(action="discard", reason="Even after a fix the mask does not match the change.")
+
+
+TYPE_WORDS: dict[ChangeType, tuple[str, ...]] = {
+    ChangeType.APPEAR: ("appear", "appears", "appeared", "built", "constructed"),
+    ChangeType.DISAPPEAR: ("disappear", "disappears", "disappeared", "demolished", "removed", "gone", "vanished"),
+    ChangeType.STATE_CHANGE: ("state change", "changed state", "state_change", "repainted", "resurfaced"),
+}
+"""Words by which an auditor's comment names a change type (whole words, any case)."""
+
+
+def change_type_named(comment: str) -> ChangeType | None:
+    """The change type a comment names by :data:`TYPE_WORDS`; None when it names none, or several (\"it did not
+    appear, it disappeared\" is beyond these rules)."""
+    text = comment.lower()
+    named = {
+        change_type
+        for change_type, words in TYPE_WORDS.items()
+        if any(re.search(rf"\b{re.escape(word)}\b", text) for word in words)
+    }
+    return named.pop() if len(named) == 1 else None
+
+
+def auditor_correction(context: CorrectionContext) -> CorrectionVerdict:
+    """The revision of a triplet an auditor sent back with "needs fix" (the offline rules cannot read a
+    comment, only the change type it names):
+
+    - fix the change type when the comment names exactly one other type (:func:`change_type_named`);
+    - accept otherwise: where the auditor placed points or a box the mask was already segmented again from
+      them; a comment that names no change type is left for the auditors, who see it again on the page.
+    """
+    named = change_type_named(context.auditor_comment or "")
+    if named is not None and named != context.change_type:
+        return CorrectionVerdict(
+            action="fix", reason=f"The auditor's comment says the change is {named.value}.", change_type=named
+        )
+    if context.auditor_hints:
+        return CorrectionVerdict(action="accept", reason="The mask was segmented again where the auditor showed.")
+    return CorrectionVerdict(
+        action="accept", reason="The comment names no change type, the one thing the offline rules can act on."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

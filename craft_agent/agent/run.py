@@ -2,7 +2,8 @@
 
 A pair whose thread finished is skipped; a pair whose thread stopped mid-way (a crash, a kill) resumes at
 the node that was running; a pair that fails (endpoint down after retries, bad image) is recorded with its
-reason and the run goes on; a spent budget stops the run cleanly after recording which pair hit it.
+reason and the run goes on; a spent budget stops the run cleanly after recording which pair hit it. After the
+pairs, triplets that auditors sent back with "needs fix" are revised (:mod:`craft_agent.agent.revise`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from craft_agent.agent.graph import build_graph
 from craft_agent.agent.nodes import AgentConfig, AgentResources
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.prompts import PromptLibrary
+from craft_agent.agent.revise import TripletReviser, revise_needs_fix
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.llm.base import BudgetExceededError, LLMBackend
 from craft_agent.masks import MaskEngine
+from craft_agent.models import AuditRevision
 from craft_agent.runs import Failure, ProgressCallback, StageRun
 
 CHECKPOINTS_FILE = "agent_checkpoints.sqlite"
@@ -49,6 +52,10 @@ class GenerateSummary(BaseModel):
     """False when the model's price is unknown: ``cost_usd`` is then 0 for want of a price, not because the
     run was free."""
     rejected: dict[str, int] = Field(default_factory=dict)
+    revised: int = 0
+    """Triplets sent back by auditors ("needs fix") that the agent revised in this run."""
+    left_with_auditors: int = 0
+    """Triplets sent back once more after their last revision: they stay with the auditors."""
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -68,9 +75,16 @@ class GenerateSummary(BaseModel):
         for reason, count in outcome.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
 
+    def add_revisions(self, answers: list[AuditRevision]) -> None:
+        """Count the agent's answers to "needs fix" audits."""
+        self.revised += sum(a.outcome == "revised" for a in answers)
+        self.left_with_auditors += sum(a.outcome == "left_with_auditors" for a in answers)
+
     def merge(self, other: GenerateSummary) -> None:
-        """Another summary (one flow task's pair) added: counts, rejections, LLM usage and failures."""
-        for name in ("pairs", "resumed", "skipped", "triplets", "uncorrected", "fallbacks", "llm_steps", "llm_calls"):
+        """Another summary (one flow task's pair, or its revisions) added: counts, rejections, LLM usage and
+        failures."""
+        added = ("pairs", "resumed", "skipped", "triplets", "uncorrected", "revised", "left_with_auditors")
+        for name in (*added, "fallbacks", "llm_steps", "llm_calls"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
@@ -113,6 +127,8 @@ class GenerateSummary(BaseModel):
             "fallback_reasons": dict(sorted(self.fallback_reasons.items())),
             "mostly_fallbacks": self.mostly_fallbacks,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "revised": self.revised,
+            "left_with_auditors": self.left_with_auditors,
             "llm": {
                 "backend": self.llm_backend,
                 "steps": self.llm_steps,
@@ -153,6 +169,27 @@ def open_checkpoints(catalog: Catalog, workspace: Path) -> tuple[Callable[[], No
     return sqlite.close, SqliteSaver(sqlite)
 
 
+def agent_resources(
+    catalog: Catalog,
+    store: ImageStore,
+    llm: LLMBackend,
+    engine: MaskEngine,
+    config: AgentConfig | None = None,
+    prompts: PromptLibrary | None = None,
+) -> AgentResources:
+    """The agent's resources for one run (a remote model falls back on the offline backend per step)."""
+    return AgentResources(
+        catalog=catalog,
+        store=store,
+        llm=llm,
+        engine=engine,
+        prompts=prompts or PromptLibrary(),
+        config=config or AgentConfig(),
+        package_versions=_versions(),
+        fallback=None if llm.name == "offline" else OfflineBackend(),
+    )
+
+
 def thread_for(pair_id: str, resources: AgentResources) -> str:
     """Checkpoint thread of a pair under this configuration (another config or model starts afresh)."""
     fingerprint = (
@@ -172,7 +209,8 @@ def generate(
     pair_ids: list[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> GenerateSummary:
-    """Run the CRAFT graph over the catalog's pairs (or ``pair_ids``) and draft triplets.
+    """Run the CRAFT graph over the catalog's pairs (or ``pair_ids``) and draft triplets; then revise the
+    triplets of those pairs that auditors sent back with "needs fix" (each a run item, named by triplet id).
 
     Raises:
         CraftError: only when the run cannot start (prompts missing, checkpoint file unusable).
@@ -186,6 +224,8 @@ def generate(
                 outcome = run.attempt(pair_id, functools.partial(drafter.draft, pair_id), what=f"drafting {pair_id}")
                 if outcome is not None:
                     summary.add(outcome)
+            reviser = TripletReviser(drafter.resources)
+            summary.add_revisions(revise_needs_fix(reviser, run, None if pair_ids is None else set(ids)))
             summary.stopped_by_budget = run.stopped_by is not None
             summary.add_usage(drafter.resources, llm)
     return summary
@@ -221,16 +261,7 @@ class PairDrafter:
         prompts: PromptLibrary | None = None,
     ) -> None:
         self.config = config or AgentConfig()
-        self.resources = AgentResources(
-            catalog=catalog,
-            store=store,
-            llm=llm,
-            engine=engine,
-            prompts=prompts or PromptLibrary(),
-            config=self.config,
-            package_versions=_versions(),
-            fallback=None if llm.name == "offline" else OfflineBackend(),
-        )
+        self.resources = agent_resources(catalog, store, llm, engine, self.config, prompts)
         self.catalog = catalog
         self._close, saver = open_checkpoints(catalog, workspace)
         self._app = build_graph(self.resources, saver)

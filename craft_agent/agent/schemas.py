@@ -10,7 +10,8 @@ Tasks, in graph order (see ``craft_agent.agent.graph.build_graph``):
 - ``grid_review``: one grid cell, earlier and later crops plus the detector's candidates in it ->
   confirm / reject (with the nuisance that explains it) / add a missed change.
 - ``correction``: one change with its mask drawn on the pair -> accept / fix (new box, other type, other
-  target) / discard.
+  target) / discard. It also revises a triplet an auditor sent back with "needs fix": the context then carries
+  the auditor's comment and the points and boxes they placed (see ``craft_agent.agent.revise``).
 - ``beautify``: one target's absolute-position description and attributes -> several natural referring
   expressions with temporal wording and no grid words.
 - ``disambiguate``: an expression that also fits other targets -> expressions with a distinguishing attribute.
@@ -22,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from craft_agent.models import BBox, ChangeType
+from craft_agent.models import AuditHint, BBox, ChangeType
 
 Nuisance = Literal["illumination", "season", "registration", "shadow", "noise", "other"]
 """Why a candidate is not a real change."""
@@ -122,6 +123,18 @@ class CorrectionContext(BaseModel):
     mask_area_fraction: float = Field(ge=0, le=1)
     agreement: float = Field(ge=0, le=1, description="IoU of the mask with the change map in its box.")
     stability: float = Field(ge=0, le=1)
+    auditor_comment: str | None = Field(
+        default=None, description='An auditor\'s comment on a triplet they sent back with "needs fix".'
+    )
+    auditor_hints: list[AuditHint] = Field(
+        default_factory=list,
+        description="Points and boxes the auditor placed to show the target; the mask was segmented again from them.",
+    )
+
+    @property
+    def from_auditor(self) -> bool:
+        """Whether this round answers an auditor's "needs fix" (a revision), not the agent's own check."""
+        return self.auditor_comment is not None or bool(self.auditor_hints)
 
 
 class CorrectionVerdict(Answer):
