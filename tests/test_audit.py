@@ -612,6 +612,10 @@ def test_bench_audit_reports_rates_and_an_exact_round_trip(label_studio: LabelSt
     assert report["triplets"] == 24 and sum(report["audits"].values()) == 24
     assert report["images"] == "inline" and report["server"] == "configured server"
     assert min(report["push_per_s"], report["pull_per_s"], report["sdk_bulk_per_s"]) > 0
+    # Click-to-mask latency at the backend: classical, and a tiny SAM on cached embeddings.
+    assert report["clicks"] > 10 and 0 < report["click_ms_p50"] <= report["click_ms_p95"]
+    assert 0 < report["sam_click_ms_p50"] <= report["sam_click_ms_p95"] and report["sam_first_click_ms"] > 0
+    assert report["sam_encoder_runs_when_cached"] == 0
     client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
     assert not [p for p in client.projects.list() if (p.title or "").startswith("craft-bench-audit-")]
 

@@ -10,10 +10,10 @@ from craft_agent.errors import ConfigError
 from craft_agent.masks import ClassicalMaskEngine, MaskRequest, create_mask_engine, segment_candidates
 from craft_agent.masks.base import clean_mask, combine_dates
 from craft_agent.masks.sam import EmbeddingCache, SamMaskEngine
+from craft_agent.masks.tiny_sam import save_checkpoint, tiny_sam
 from craft_agent.models import BBox, ChangeType
 from craft_agent.settings import Settings
 from craft_agent.synthetic import generate_scene
-from tests.tiny_sam import save_checkpoint, tiny_sam
 
 
 def _scene_request(change_type: ChangeType, seed_mask: np.ndarray, pre: np.ndarray, post: np.ndarray) -> MaskRequest:

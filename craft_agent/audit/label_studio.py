@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
+import re
 import time
 import urllib.parse
 from collections import defaultdict
@@ -24,15 +26,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from craft_agent.audit.labeling import audit_record, label_config, revision_of, task_for
 from craft_agent.audit.policy import Decision, decide
-from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo
+from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo, is_loopback
+from craft_agent.audit.views import target_view
 from craft_agent.catalog import Catalog, in_batches
-from craft_agent.catalog.store import IMAGES_DIR, ImageStore
+from craft_agent.catalog.store import IMAGES_DIR, ImageStore, write_atomic
 from craft_agent.errors import AuditError, CraftError
 from craft_agent.localhost import health
 from craft_agent.models import AuditRecord, ImagePair, StoredImage, Triplet, TripletState
@@ -72,6 +76,23 @@ class PullSummary:
     unknown_tasks: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """How a colleague joins the audit (see :meth:`LabelStudioAudit.invite`). Holds no admin secret: the
+    sign-up link carries the organisation's invitation token, which exists to be handed out."""
+
+    email: str
+    signup_url: str
+    login_url: str
+    already_member: bool
+    link_reset: bool
+    local_only: bool
+    """The server listens on 127.0.0.1: a colleague on another machine needs an SSH tunnel (or ``--host``)."""
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 @dataclass(frozen=True)
@@ -129,11 +150,29 @@ class LabelStudioAudit:
         url: server URL; with ``token``, overrides what :func:`connection` finds.
         token: API token (legacy token); never logged.
         timeout_s: per-request timeout.
+        overlap: annotations each task gets before Label Studio counts it as done, i.e. how many auditors
+            see it (the project's ``maximum_annotations``); None keeps the project's (new projects: 1, or 3
+            under a ``majority`` / ``two_agree`` policy). See :meth:`ensure_project`.
+
+    Raises:
+        AuditError: for an overlap under 1.
     """
 
     def __init__(
-        self, settings: Settings, url: str | None = None, token: str | None = None, timeout_s: float = 120
+        self,
+        settings: Settings,
+        url: str | None = None,
+        token: str | None = None,
+        timeout_s: float = 120,
+        overlap: int | None = None,
     ) -> None:
+        if overlap is not None and overlap < 1:
+            raise AuditError(
+                f"overlap {overlap}: each task needs at least one annotation.",
+                hint="pass --overlap 1 (one auditor per task, the default) or more (that many auditors per task).",
+            )
+        self._asked_overlap = overlap
+        self.overlap: int | None = None  # the project's, once ensure_project has run
         self.settings = settings
         info = ServerInfo.read(settings.workspace / SERVER_DIR / "server.json")
         if url and token:
@@ -155,6 +194,8 @@ class LabelStudioAudit:
         root = settings.label_studio_document_root or (Path(info.document_root) if own and info else None)
         self.document_root = (root or settings.workspace).resolve()
         self.model_version = f"craft-agent {version('craft-agent')}"
+        self._decoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        """The last few pairs' images, decoded for the target views (tasks come grouped by pair)."""
 
     # -- server calls -----------------------------------------------------------------------------
 
@@ -250,11 +291,17 @@ class LabelStudioAudit:
     def ensure_project(self) -> int:
         """The audit project's id, creating it (with the labeling config) on first use.
 
-        An existing project gets the current labeling config when it differs.
+        An existing project gets the current labeling config when it differs. The overlap (Label Studio
+        Community has no task assignment: several auditors share one queue, and a task leaves it once it has
+        that many annotations) lives in the project itself, as ``maximum_annotations`` with
+        ``overlap_cohort_percentage`` 100 (every task, not a sample): the ``overlap`` asked for is set,
+        existing tasks included; None leaves the project's as it is. The overlap in effect is left in
+        ``self.overlap``.
         """
         config = label_config()
         project_id = self.find_project()
         if project_id is None:
+            overlap = self._asked_overlap or (1 if self.settings.audit_policy == "first" else 3)
             project = self._call(
                 "create the audit project",
                 self.client.projects.create,
@@ -262,15 +309,24 @@ class LabelStudioAudit:
                 description="Audit of CRAFT-Agent triplets; see auditing/GUIDE.md.",
                 label_config=config,
                 show_collab_predictions=True,
-                maximum_annotations=1 if self.settings.audit_policy == "first" else 3,
+                maximum_annotations=overlap,
+                overlap_cohort_percentage=100,
             )
             assert project.id is not None
             project_id = project.id
         else:
             current = self._call("read the audit project", self.client.projects.get, id=project_id)
+            update = self.client.projects.update
             if (current.label_config or "").strip() != config.strip():
-                update = self.client.projects.update
                 self._call("update the labeling config", update, id=project_id, label_config=config)
+            overlap = current.maximum_annotations or 1
+            asked = self._asked_overlap
+            if asked is not None and (overlap, current.overlap_cohort_percentage) != (asked, 100):
+                overlap = asked
+                self._call(
+                    "set the overlap", update, id=project_id, maximum_annotations=overlap, overlap_cohort_percentage=100
+                )
+        self.overlap = overlap
         if self.image_mode == "local":
             self._ensure_local_storage(project_id)
         return project_id
@@ -311,6 +367,54 @@ class LabelStudioAudit:
                 index[ref.triplet_id].append(ref)
         return index
 
+    # -- auditors ---------------------------------------------------------------------------------
+
+    def invite(self, email: str, reset: bool = False) -> Invitation:
+        """Invite ``email`` to audit: the organisation's sign-up link, on which they choose their own password.
+
+        Label Studio Community has no invitation per person (its invite-by-e-mail endpoints are Enterprise
+        only), and an account made through its API gets no password anyone can use; its invitation is the
+        organisation's sign-up link, the only way to sign up while sign-up without it is closed (the local
+        server keeps it closed). Anyone holding the link can join: send it privately, and ``reset`` it
+        (a new link, the old one void) when it went astray or someone should no longer join.
+
+        Args:
+            email: the colleague's e-mail address; they sign up with it and log in with it.
+            reset: make a new link first.
+
+        Raises:
+            AuditError: for an ``email`` that is not an e-mail address, or when the server refuses.
+        """
+        address = email.strip().lower()
+        if not _EMAIL.fullmatch(address):
+            raise AuditError(
+                f"{email!r} is not an e-mail address.",
+                hint="pass the colleague's address, e.g. `craft-agent audit invite ana@example.org`.",
+            )
+        users = self._call("list users", lambda: list(self.client.users.list()))
+        member = any((user.email or "").lower() == address for user in users)
+        organizations = self.client.organizations
+        if reset:
+            link = self._call("make a new invitation link", organizations.reset_token)
+        else:
+            link = self._call("read the invitation link", organizations.invites.get_invite_link)
+        info = ServerInfo.read(self.settings.workspace / SERVER_DIR / "server.json")
+        own = bool(info and info.url.rstrip("/") == self.url)
+        base = (info.public_url if info and own else self.url).rstrip("/")
+        if not link.invite_url:
+            raise AuditError(
+                f"Label Studio at {self.url} gave no invitation link.",
+                hint="invite the colleague from Label Studio's Organization page instead.",
+            )
+        return Invitation(
+            email=address,
+            signup_url=base + link.invite_url,
+            login_url=base + "/user/login/",
+            already_member=member,
+            link_reset=reset,
+            local_only=bool(info and own and is_loopback(info.host)),
+        )
+
     # -- push -------------------------------------------------------------------------------------
 
     def _image_url(self, image: StoredImage) -> str:
@@ -327,7 +431,24 @@ class LabelStudioAudit:
         return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
     def build_task(self, triplet: Triplet, pair: ImagePair) -> dict[str, Any]:
-        return task_for(triplet, pair, self._image_url(pair.pre), self._image_url(pair.post), self.model_version)
+        pre, post = self._image_url(pair.pre), self._image_url(pair.post)
+        return task_for(triplet, pair, pre, post, self.model_version, self._target_view_url(triplet, pair))
+
+    def _target_view_url(self, triplet: Triplet, pair: ImagePair) -> str:
+        """The zoomed target view of ``triplet``: a JPEG under the workspace's images (served like the pair's
+        images) or, inline, a data URI. Named by content, so a revised triplet gets a new file."""
+        if pair.id not in self._decoded:
+            self._decoded[pair.id] = (self.store.load(pair.pre), self.store.load(pair.post))
+            while len(self._decoded) > 4:
+                self._decoded.pop(next(iter(self._decoded)))
+        data = target_view(triplet, *self._decoded[pair.id])
+        if self.image_mode != "local":
+            return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+        path = self.settings.workspace / IMAGES_DIR / "views" / f"{hashlib.sha256(data).hexdigest()[:24]}.jpg"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+        return "/data/local-files/?d=" + urllib.parse.quote(path.resolve().relative_to(self.document_root).as_posix())
 
     def push(
         self,
@@ -447,6 +568,14 @@ class LabelStudioAudit:
         Safe to repeat or resume: records are keyed by annotation id, annotations deleted on the server
         remove their records, and a triplet only moves when the decision differs from its state.
 
+        Several annotations of one task (``audit push --overlap N``, or an auditor adding a second one): each
+        becomes its own record (``audit status`` compares auditors on them), and ``policy`` alone decides
+        the triplet from them (those that judged an earlier revision aside). Under the default ``first``
+        the earliest submitted annotation (its ``created_at`` in Label Studio) decides, whatever the order
+        of the export and whoever submitted later; an auditor who changes their mind updates their
+        annotation, which keeps its place. Deleting the deciding annotation hands the decision to the next
+        earliest.
+
         Args:
             retry_s: how long each request waits for the server to come back when it is away.
 
@@ -530,6 +659,7 @@ class LabelStudioAudit:
                     unreadable.add(f"{prefix}{annotation['id']}")
                     summary.failures.append((f"task {task.get('id')}", str(exc)))
         ours = {r.id: r for r in stored if r.id.startswith(prefix)}
+        records = _keep_answered(triplet, records, ours)
         upserts: list[AuditRecord] = []
         for record in records:
             old = ours.get(record.id)
@@ -544,6 +674,7 @@ class LabelStudioAudit:
         summary.removed_records += len(removed)
         fresh = {r.id for r in records}
         current = [r for r in stored if r.id not in removed and r.id not in fresh] + records
+        current = [r for r in current if not triplet.revised_after(r)]  # verdicts on an earlier revision
         decision = decide(current, policy)
         if decision is None:
             if triplet.audit_id is None or triplet.state is TripletState.EXPORTED:
@@ -566,3 +697,10 @@ class LabelStudioAudit:
             summary.moved[decision.state.value] = summary.moved.get(decision.state.value, 0) + 1
         updates.append((updated, f"audit ({policy}): {decision.reason}"))
         return upserts, removed, updates
+
+
+def _keep_answered(triplet: Triplet, records: list[AuditRecord], stored: dict[str, AuditRecord]) -> list[AuditRecord]:
+    """Read annotations, with those a revision answered kept as stored: they judged an earlier revision, and
+    read again against the revised content they would show that revision's content as edits. An annotation
+    the auditor updated since is read afresh (a new verdict)."""
+    return [stored[r.id] if r.id in stored and triplet.revised_after(r) else r for r in records]

@@ -7,13 +7,16 @@ the control names below must match it (a test checks they do).
 Masks travel as Label Studio brush RLE (the SDK's ``mask2rle`` / ``decode_rle`` on 0/255 masks, exact both
 ways) on the image where the target is visible: the later image for "appear", the earlier one for
 "disappear", both for a change of state. An auditor's brush strokes on either image are united into the
-triplet's single pair-aligned mask.
+triplet's single pair-aligned mask. Points and boxes from the page's smart tools (keypoints and rectangles, in
+percent of the image) never count as mask pixels: they are read as :class:`AuditHint` records, which a "needs
+fix" verdict hands to the agent (see :mod:`craft_agent.agent.revise`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib.resources import files
@@ -25,7 +28,18 @@ import numpy as np
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
 from craft_agent.errors import AuditError
-from craft_agent.models import AuditRecord, ChangeType, ImagePair, RLEMask, Triplet, Verdict, utc_now
+from craft_agent.models import (
+    AuditHint,
+    AuditRecord,
+    AuditRevision,
+    BBox,
+    ChangeType,
+    ImagePair,
+    RLEMask,
+    Triplet,
+    Verdict,
+    utc_now,
+)
 
 AUDITING_DIR: Traversable = files("craft_agent") / "auditing"
 LABEL_CONFIG_PATH = AUDITING_DIR / "labeling_config.xml"
@@ -33,6 +47,9 @@ LABEL_CONFIG_PATH = AUDITING_DIR / "labeling_config.xml"
 IMAGE_A, IMAGE_B = "image_a", "image_b"
 MASK_A, MASK_B = "mask_a", "mask_b"
 EXPRESSION, CHANGE_TYPE, VERDICT, COMMENT = "expression", "change_type", "verdict", "comment"
+TARGET_VIEW = "target_view"
+KEYPOINTS_A, KEYPOINTS_B = "kp_a", "kp_b"
+BOXES_A, BOXES_B = "box_a", "box_b"
 BRUSH_LABEL = "target"
 NO_TARGET_CHOICE = "none"
 AUDITOR_VERDICTS = ("accept", "needs_fix", "reject")
@@ -59,17 +76,19 @@ def label_config(path: Path | Traversable = LABEL_CONFIG_PATH) -> str:
 
 def revision_of(triplet: Triplet) -> str:
     """Hash of what the auditor is shown; a different revision means the task must be updated."""
-    payload = json.dumps(
-        [
-            triplet.expressions,
-            list(triplet.mask.size),
-            triplet.mask.counts,
-            triplet.change_type.value if triplet.change_type else None,
-            triplet.category,
-            triplet.uncorrected,
-        ],
-        separators=(",", ":"),
-    )
+    shown: list[Any] = [
+        triplet.expressions,
+        list(triplet.mask.size),
+        triplet.mask.counts,
+        triplet.change_type.value if triplet.change_type else None,
+        triplet.category,
+        triplet.uncorrected,
+    ]
+    if triplet.provenance.revisions:
+        # the agent's answers to "needs fix" change the page (its guidance) even when the content did not change;
+        # left out when there are none, so that tasks pushed before revisions existed keep their hash
+        shown.append([[r.audit_id, r.outcome] for r in triplet.provenance.revisions])
+    payload = json.dumps(shown, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -102,7 +121,24 @@ def guidance(triplet: Triplet) -> str:
         text = f"{kind}, drawn {where}. Check the expression names exactly what the mask covers."
     if triplet.uncorrected:
         text += " The agent could not confirm this mask: check its outline closely."
+    if triplet.provenance.revisions:
+        text += " " + revision_note(triplet.provenance.revisions[-1], triplet.revision)
     return text
+
+
+def revision_note(answer: AuditRevision, revision: int) -> str:
+    """What the page says about the agent's latest answer to a "needs fix": the auditor's comment, kept, and
+    what the agent did with it."""
+    said = f'"{answer.comment}"' if answer.comment else "(no comment)"
+    if answer.outcome == "left_with_auditors":
+        return (
+            f"Revised after: {said}. The agent has made its {revision} revision(s) and will not revise this "
+            "triplet again: it stays with the auditors (fix it on the page, or reject it)."
+        )
+    marks = f" and {len(answer.hints)} point(s)/box(es)" if answer.hints else ""
+    what = ", ".join(answer.changed) if answer.changed else "nothing it could act on"
+    why = f" ({answer.reason.rstrip('.')})" if answer.reason else ""
+    return f"Revised after: {said}{marks}. Revision {revision} by the agent, which changed: {what}{why}."
 
 
 def _brush_result(control: str, mask: np.ndarray) -> dict[str, Any]:
@@ -147,6 +183,96 @@ def prediction_result(triplet: Triplet) -> list[dict[str, Any]]:
     return result
 
 
+def hint_results(hints: Sequence[AuditHint], size: tuple[int, int]) -> list[dict[str, Any]]:
+    """The smart tools' result items for ``hints`` on a pair of ``size`` = (height, width), as the page writes
+    them: keypoints and rectangles in percent of the image, a point's sign in ``is_positive``."""
+    height, width = size
+    items: list[dict[str, Any]] = []
+    for number, hint in enumerate(hints):
+        image = IMAGE_A if hint.date == "pre" else IMAGE_B
+        item: dict[str, Any] = {
+            "id": f"hint-{number}",
+            "to_name": image,
+            "original_width": width,
+            "original_height": height,
+            "image_rotation": 0,
+            "origin": "manual",
+        }
+        if hint.box is not None:
+            box = hint.box
+            item |= {
+                "from_name": BOXES_A if image == IMAGE_A else BOXES_B,
+                "type": "rectanglelabels",
+                "value": {
+                    "x": 100 * box.x0 / width,
+                    "y": 100 * box.y0 / height,
+                    "width": 100 * box.width / width,
+                    "height": 100 * box.height / height,
+                    "rotation": 0,
+                    "rectanglelabels": [BRUSH_LABEL],
+                },
+            }
+        else:
+            assert hint.point is not None  # by AuditHint's validator
+            x, y = hint.point
+            item |= {
+                "from_name": KEYPOINTS_A if image == IMAGE_A else KEYPOINTS_B,
+                "type": "keypointlabels",
+                "is_positive": hint.positive,
+                # the pixel's centre, in percent of the image
+                "value": {
+                    "x": 100 * (x + 0.5) / width,
+                    "y": 100 * (y + 0.5) / height,
+                    "width": 0.5,
+                    "keypointlabels": [BRUSH_LABEL],
+                },
+            }
+        items.append(item)
+    return items
+
+
+_SNAP = 1e-6
+"""Pixels: how close to a pixel edge a percentage converted back counts as on it."""
+
+
+def hints_from_results(results: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> list[AuditHint]:
+    """The points and boxes of an annotation, in the pixels of a pair of ``size`` = (height, width).
+
+    Keypoints and rectangles are in percent of the image, so they are scaled to the pair whatever size the
+    page showed. A keypoint without ``is_positive`` (placed outside smart mode) marks the target.
+
+    Raises:
+        ValueError: when a point or box lies outside the image or has no area.
+    """
+    height, width = size
+    hints: list[AuditHint] = []
+    for item in results:
+        kind = item.get("type")
+        if kind not in ("keypointlabels", "rectanglelabels"):
+            continue
+        date = "pre" if item.get("to_name") == IMAGE_A else "post"
+        value = item.get("value") or {}
+        try:
+            x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{kind} region {item.get('id')} has no x and y ({value!r})") from exc
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise ValueError(f"{kind} region {item.get('id')} lies outside the {width}x{height} image")
+        if kind == "keypointlabels":
+            point = (min(int(x), width - 1), min(int(y), height - 1))
+            positive = item.get("is_positive")
+            hints.append(AuditHint(date=date, kind="point", positive=positive is not False, point=point))
+            continue
+        # a box drawn on pixel edges comes back within rounding of them: snap before taking whole pixels
+        x1 = min(width, math.ceil(x + float(value.get("width", 0)) * width / 100 - _SNAP))
+        y1 = min(height, math.ceil(y + float(value.get("height", 0)) * height / 100 - _SNAP))
+        x0, y0 = min(math.floor(x + _SNAP), width - 1), min(math.floor(y + _SNAP), height - 1)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"rectangle region {item.get('id')} has no area")
+        hints.append(AuditHint(date=date, kind="box", box=BBox(x0=x0, y0=y0, x1=x1, y1=y1)))
+    return hints
+
+
 def submitted_result(
     triplet: Triplet,
     verdict: str,
@@ -154,6 +280,7 @@ def submitted_result(
     painted: Mapping[str, np.ndarray] | None = None,
     change_type: str | None = None,
     comment: str | None = None,
+    hints: Sequence[AuditHint] = (),
 ) -> list[dict[str, Any]]:
     """The result an auditor's browser submits for ``triplet``'s task: the proposal as the page shows it,
     with the given edits, plus the verdict. Benchmarks and tests use it to audit through the API.
@@ -164,6 +291,7 @@ def submitted_result(
         painted: brush masks by control (:data:`MASK_A`, :data:`MASK_B`) replacing the proposed ones;
             an empty mapping erases the mask; None keeps it.
         change_type: the chosen change type alias; None keeps the proposed one.
+        hints: points and boxes placed with the smart tools (see :func:`hint_results`).
     """
     result = prediction_result(triplet)
     if painted is not None:
@@ -177,21 +305,27 @@ def submitted_result(
     result.append({"from_name": VERDICT, "to_name": IMAGE_B, "type": "choices", "value": {"choices": [verdict]}})
     if comment:
         result.append({"from_name": COMMENT, "to_name": IMAGE_B, "type": "textarea", "value": {"text": [comment]}})
-    return result
+    return result + hint_results(hints, triplet.mask.size)
 
 
-def task_for(triplet: Triplet, pair: ImagePair, image_a: str, image_b: str, model_version: str) -> dict[str, Any]:
+def task_for(
+    triplet: Triplet, pair: ImagePair, image_a: str, image_b: str, model_version: str, target_view: str = ""
+) -> dict[str, Any]:
     """The Label Studio task (data plus one prediction) auditing ``triplet``.
 
     Args:
         image_a: URL of the earlier image as the server should fetch it (local-files path or data URI).
         image_b: URL of the later image.
-        model_version: shown in Label Studio beside the prediction.
+        model_version: shown in Label Studio beside the prediction (with the revision, once revised).
+        target_view: URL of the zoomed view of the target (:mod:`craft_agent.audit.views`).
     """
+    if triplet.revision:
+        model_version = f"{model_version} revision {triplet.revision}"
     return {
         "data": {
             IMAGE_A: image_a,
             IMAGE_B: image_b,
+            TARGET_VIEW: target_view,
             "guidance": guidance(triplet),
             "triplet_id": triplet.id,
             "revision": revision_of(triplet),
@@ -230,6 +364,8 @@ def _texts(results: Sequence[Mapping[str, Any]], control: str) -> list[str] | No
 
 def mask_from_results(results: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> RLEMask | None:
     """Union of every brush region in an annotation, on the pair's grid; None when it has no brush region.
+
+    Only brush regions count: keypoints and rectangles are hints (:func:`hints_from_results`), not pixels.
 
     Raises:
         ValueError: when a region was drawn on an image of another size than the pair.
@@ -270,10 +406,11 @@ def audit_record(
 
     Edits are judged against what the page showed (the triplet's expressions, mask and change type); an
     "accept" with any edit becomes ``fix``, a "needs fix" stays ``needs_fix`` (it is not exported) whatever
-    was edited.
+    was edited. Points and boxes placed with the smart tools become the record's ``hints``.
 
     Raises:
-        AuditError: when the annotation has no verdict or a mask that does not fit the pair.
+        AuditError: when the annotation has no verdict, a mask that does not fit the pair, or a point or box
+            outside the image.
     """
     results = annotation.get("result") or []
     chosen = _choice(results, VERDICT)
@@ -286,6 +423,7 @@ def audit_record(
     expressions = texts if texts and texts != triplet.expressions else None
     try:
         drawn = mask_from_results(results, triplet.mask.size)
+        hints = hints_from_results(results, triplet.mask.size)
     except ValueError as exc:
         raise AuditError(
             f"annotation {annotation.get('id')} of triplet {triplet.id}: {exc}.",
@@ -324,6 +462,7 @@ def audit_record(
         change_type=change_type if change_type_edited else None,
         change_type_edited=change_type_edited,
         comment="\n".join(comments) if comments else None,
+        hints=hints,
         auditor=auditor,
         lead_time_s=float(lead_time) if isinstance(lead_time, int | float) and lead_time >= 0 else None,
         backend="label_studio",

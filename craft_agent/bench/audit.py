@@ -10,7 +10,12 @@ In one run, on the same tasks:
 4. ``sdk_bulk_per_s``: a bare ``projects.import_tasks`` of the same task dicts in the same batches into a
    second project, the floor the push is measured against;
 5. ``roundtrip_exact``: every verdict, edited text, repainted mask and change type read back equals what
-   was submitted.
+   was submitted;
+6. ``click_ms_p50`` / ``click_ms_p95``: click-to-mask (``audit ml-backend``) answering point clicks on the
+   pushed tasks' targets, timed at the backend (request in, brush region out), with the classical engine;
+   ``sam_click_ms_p50`` / ``sam_click_ms_p95`` with a tiny random SAM whose image embeddings were cached
+   beforehand (as drafting leaves them), and ``sam_first_click_ms``: the first click on an image nobody had
+   encoded (it runs the image encoder).
 
 Uses the configured server (``CRAFT_LABEL_STUDIO_URL`` + token) or starts a temporary local one.
 """
@@ -29,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from craft_agent.audit.label_studio import LabelStudioAudit
-from craft_agent.audit.labeling import submitted_result, target_images
+from craft_agent.audit.labeling import IMAGE_A, IMAGE_B, MASK_A, submitted_result, target_images
 from craft_agent.audit.server import LABEL_STUDIO_VERSION, temporary_server
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
@@ -197,6 +202,8 @@ def run_audit_bench(
                 for start in range(0, len(tasks), batch_size):
                     backend.client.projects.import_tasks(id=project.id, request=tasks[start : start + batch_size])  # type: ignore[arg-type]
                 sdk_s = time.monotonic() - started
+                say("click-to-mask on the pushed tasks")
+                clicks = click_latency(bench_settings, made, seed)
                 if server_kind == "configured server":
                     backend.client.projects.delete(id=project.id)
                     backend.client.projects.delete(id=pushed.project_id)
@@ -214,4 +221,77 @@ def run_audit_bench(
         "audits": {action: sum(p.action == action for p in plans.values()) for action in ACTIONS},
         "images": backend.image_mode,
         "server": server_kind,
+        **clicks,
+    }
+
+
+def _click_context(triplet: Triplet, rng: np.random.Generator) -> dict[str, Any] | None:
+    """A point click inside the triplet's target on the image where it is drawn, as the page sends it."""
+    import cv2
+
+    images = target_images(triplet.change_type)
+    mask = triplet.mask.to_array() > 0
+    if not images or not mask.any():
+        return None
+    distance = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    ys, xs = np.nonzero(distance >= 0.5 * distance.max())
+    pick = int(rng.integers(len(xs)))
+    height, width = mask.shape
+    to_name = IMAGE_A if images[0] == MASK_A else IMAGE_B
+    item = {
+        "original_width": width,
+        "original_height": height,
+        "value": {"x": 100 * (xs[pick] + 0.5) / width, "y": 100 * (ys[pick] + 0.5) / height, "width": 0.3},
+        "is_positive": True,
+        "from_name": "kp_b" if to_name == IMAGE_B else "kp_a",
+        "to_name": to_name,
+        "type": "keypointlabels",
+    }
+    return {"result": [item]}
+
+
+def click_latency(settings: Settings, triplets: list[Triplet], seed: int, clicks: int = 60) -> dict[str, Any]:
+    """Click-to-mask latency at the backend, classical and tiny SAM (see the module docstring)."""
+    import httpx
+
+    from craft_agent.audit.ml_backend import ClickService, create_app, serving
+    from craft_agent.localhost import free_port
+    from craft_agent.masks.sam import EmbeddingCache, SamMaskEngine
+    from craft_agent.masks.tiny_sam import tiny_sam
+
+    rng = np.random.default_rng(seed)
+    requests = []
+    for triplet in triplets:
+        context = _click_context(triplet, rng)
+        if context is not None:
+            requests.append(
+                {"tasks": [{"id": 0, "data": {"pair_id": triplet.pair_id}}], "params": {"context": context}}
+            )
+        if len(requests) >= clicks:
+            break
+
+    def run(service: ClickService, warm: list[dict[str, Any]]) -> dict[str, Any]:
+        with serving(create_app(service), "127.0.0.1", free_port()) as url, httpx.Client(timeout=60) as client:
+            for body in warm + requests:
+                client.post(url + "/predict", json=body).raise_for_status()
+            return dict(client.get(url + "/metrics").json())
+
+    classical = run(ClickService(settings, "classical"), [])
+    cache = EmbeddingCache(settings.workspace / "cache" / "sam-bench")
+    # On a fresh cache every new image's first click runs the image encoder (the first click is reported);
+    # a second backend on the same cache then finds every embedding there, as after drafting with SAM.
+    cold = ClickService(settings, "sam", sam_engine=SamMaskEngine(tiny_sam(), "tiny:bench", cache))
+    first = run(cold, [])
+    warm = ClickService(settings, "sam", sam_engine=SamMaskEngine(tiny_sam(), "tiny:bench", cache))
+    cached = run(warm, [])
+    return {
+        "click_ms_p50": classical["click_ms_p50"],
+        "click_ms_p95": classical["click_ms_p95"],
+        "click_first_ms": classical["first_click_ms"],
+        "sam_click_ms_p50": cached["click_ms_p50"],
+        "sam_click_ms_p95": cached["click_ms_p95"],
+        "sam_first_click_ms": first["first_click_ms"],
+        "sam_encoder_runs_when_cached": cached["encoder_runs"],
+        "clicks": classical["clicks"],
+        "click_engine_sam": "tiny random SAM (image encoder depth 2, 256 px): latency only, not mask quality",
     }

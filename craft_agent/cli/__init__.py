@@ -13,7 +13,19 @@ from typing import Annotated
 import typer
 
 from craft_agent import __version__
-from craft_agent.cli import audit, bench, bench_systems, catalog, export, flows, ingest, pipeline, refer, train
+from craft_agent.cli import (
+    audit,
+    bench,
+    bench_systems,
+    catalog,
+    export,
+    flows,
+    ingest,
+    ml_backend,
+    pipeline,
+    refer,
+    train,
+)
 from craft_agent.cli.common import EXIT_OK, out
 
 app = typer.Typer(
@@ -62,9 +74,11 @@ app.command("eval")(refer.eval_command)
 audit_app = _group("Human audit in Label Studio: serve, push, pull, status (see auditing/GUIDE.md).")
 audit_app.command("serve")(audit.audit_serve)
 audit_app.command("stop")(audit.audit_stop)
+audit_app.command("invite")(audit.audit_invite)
 audit_app.command("push")(audit.audit_push)
 audit_app.command("pull")(audit.audit_pull)
 audit_app.command("status")(audit.audit_status_command)
+audit_app.command("ml-backend")(ml_backend.audit_ml_backend)
 app.add_typer(audit_app, name="audit")
 
 llm_app = _group("Language-model helpers.")

@@ -55,6 +55,11 @@ def bench_audit(
             "yes" if report["roundtrip_exact"] else "[red]NO[/]",
         )
         out.print(table)
+        out.print(
+            f"click-to-mask at the backend ({report['clicks']} clicks): classical p50 {report['click_ms_p50']} ms, "
+            f"p95 {report['click_ms_p95']} ms; tiny SAM on cached embeddings p50 {report['sam_click_ms_p50']} ms, "
+            f"p95 {report['sam_click_ms_p95']} ms, first uncached click {report['sam_first_click_ms']} ms"
+        )
         out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK if report["roundtrip_exact"] else EXIT_PARTIAL)
 

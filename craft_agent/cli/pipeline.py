@@ -147,6 +147,11 @@ def generate(
                 f"[yellow]{summary.fallbacks} of {summary.llm_steps} {summary.llm_backend} step(s) fell back to the "
                 f"offline backend ({reasons}); their triplets say so in provenance.steps.[/]"
             )
+        if summary.revised or summary.left_with_auditors:
+            out.print(
+                f'auditors\' "needs fix": {summary.revised} triplet(s) revised (push them with `audit push`), '
+                f"{summary.left_with_auditors} left with the auditors after the last allowed revision"
+            )
         if summary.stopped_by_budget:
             out.print("[yellow]stopped: the LLM budget is spent; re-run with a larger budget to go on.[/]")
         print_failures(summary.failed)

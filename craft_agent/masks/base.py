@@ -24,6 +24,8 @@ class MaskRequest:
         positive_points / negative_points: (x, y) pixel prompts inside / outside the target.
         seed_follows_edges: the seed is already an image segment (its outline follows image edges), so
             an edge-snapping refinement has nothing to add.
+        box_is_prompt: the box is a prompt (False: it only says where the points are, e.g. an auditor's
+            click without a box, and prompt-based engines leave it out).
     """
 
     pre: np.ndarray
@@ -36,6 +38,7 @@ class MaskRequest:
     positive_points: list[tuple[int, int]] = field(default_factory=list)
     negative_points: list[tuple[int, int]] = field(default_factory=list)
     seed_follows_edges: bool = False
+    box_is_prompt: bool = True
 
     @property
     def dates(self) -> list[str]:

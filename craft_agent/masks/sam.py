@@ -213,8 +213,10 @@ class SamMaskEngine:
         inside = [p for p in points if 0 <= p[0] < window.x1 - window.x0 and 0 <= p[1] < window.y1 - window.y0]
         coords = np.array([[p[0], p[1]] for p in inside], dtype=np.float32) if inside else None
         labels = np.array([p[2] for p in inside], dtype=np.int64) if inside else None
-        prompt_box = np.array(
-            [box.x0 - window.x0, box.y0 - window.y0, box.x1 - window.x0, box.y1 - window.y0], dtype=np.float32
+        prompt_box = (
+            np.array([box.x0 - window.x0, box.y0 - window.y0, box.x1 - window.x0, box.y1 - window.y0], np.float32)
+            if request.box_is_prompt or coords is None
+            else None
         )
         with torch.no_grad():
             proposals, scores, _ = self.predictor.predict(

@@ -1,7 +1,8 @@
 """A tiny randomly initialised Segment Anything model, assembled from segment_anything's own modules.
 
-No checkpoint can be downloaded here, so tests exercise the real ``SamPredictor`` code path with this
-model (image size 256, two transformer blocks): its masks are meaningless, its shapes and plumbing real.
+For tests and benchmarks on machines without a checkpoint: they exercise the real ``SamPredictor`` code path
+with this model (image size 256, two transformer blocks). Its masks are meaningless, its shapes, plumbing
+and caching real. Never used to draft data.
 """
 
 from __future__ import annotations
