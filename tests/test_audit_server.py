@@ -93,15 +93,21 @@ def test_stop_in_a_folder_without_a_server_creates_nothing(tmp_path: Path, monke
     done = _cli("audit", "stop", "--json")
     assert list(tmp_path.iterdir()) == [], "`audit stop` created folders"
     answer = json.loads(done.stdout)
-    assert answer["stopped"] is False
-    # Servers of other sessions on this machine may run: then they are listed and the exit says so.
+    # ./workspace does not exist: refused as by every command; servers of other sessions on this machine
+    # may run, and then they are listed with their stop commands.
+    assert done.exit_code == 2 and answer["error"].endswith("does not exist.")
     if answer.get("running"):
-        assert done.exit_code == 2 and "no Label Studio server runs for workspace" in answer["error"]
-    else:
-        assert done.exit_code == 0 and answer == {"stopped": False}
+        assert answer["stopped"] is False and all(
+            row["stop"].startswith("craft-agent audit stop") for row in answer["running"]
+        )
+    (tmp_path / "workspace").mkdir()
+    Catalog(f"sqlite:///{tmp_path / 'workspace' / 'catalog.sqlite'}").close()
+    found = json.loads(_cli("audit", "stop", "--json").stdout)
+    assert found["stopped"] is False and not (tmp_path / "workspace" / "label-studio").exists()
+    if not found.get("running"):
         text = _cli("audit", "stop")
         assert "no Label Studio server was running for workspace" in text.output and text.exit_code == 0
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["workspace"]
 
 
 def test_stop_never_signals_a_process_that_only_inherited_a_stale_pid(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_de
 from craft_agent.audit.labeling import audit_record, label_config, revision_of, task_for
 from craft_agent.audit.policy import Decision, decide
 from craft_agent.audit.server import SERVER_DIR, Credentials, ServerInfo, is_loopback
-from craft_agent.audit.views import target_view
+from craft_agent.audit.views import FILL_OPACITIES, target_view
 from craft_agent.catalog import Catalog, in_batches
 from craft_agent.catalog.store import IMAGES_DIR, ImageStore, write_atomic
 from craft_agent.errors import AuditError, CraftError
@@ -432,23 +432,28 @@ class LabelStudioAudit:
 
     def build_task(self, triplet: Triplet, pair: ImagePair) -> dict[str, Any]:
         pre, post = self._image_url(pair.pre), self._image_url(pair.post)
-        return task_for(triplet, pair, pre, post, self.model_version, self._target_view_url(triplet, pair))
+        return task_for(triplet, pair, pre, post, self.model_version, self._target_view_urls(triplet, pair))
 
-    def _target_view_url(self, triplet: Triplet, pair: ImagePair) -> str:
-        """The zoomed target view of ``triplet``: a JPEG under the workspace's images (served like the pair's
-        images) or, inline, a data URI. Named by content, so a revised triplet gets a new file."""
+    def _target_view_urls(self, triplet: Triplet, pair: ImagePair) -> list[str]:
+        """The zoomed target views of ``triplet``, one per fill opacity: JPEGs under the workspace's images
+        (served like the pair's images) or, inline, data URIs. Named by content, so a revision gets new files."""
         if pair.id not in self._decoded:
             self._decoded[pair.id] = (self.store.load(pair.pre), self.store.load(pair.post))
             while len(self._decoded) > 4:
                 self._decoded.pop(next(iter(self._decoded)))
-        data = target_view(triplet, *self._decoded[pair.id])
-        if self.image_mode != "local":
-            return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-        path = self.settings.workspace / IMAGES_DIR / "views" / f"{hashlib.sha256(data).hexdigest()[:24]}.jpg"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data)
-        return "/data/local-files/?d=" + urllib.parse.quote(path.resolve().relative_to(self.document_root).as_posix())
+        urls = []
+        for fill in FILL_OPACITIES:
+            data = target_view(triplet, *self._decoded[pair.id], fill=fill)
+            if self.image_mode != "local":
+                urls.append("data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"))
+                continue
+            path = self.settings.workspace / IMAGES_DIR / "views" / f"{hashlib.sha256(data).hexdigest()[:24]}.jpg"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, data)
+            relative = path.resolve().relative_to(self.document_root).as_posix()
+            urls.append("/data/local-files/?d=" + urllib.parse.quote(relative))
+        return urls
 
     def push(
         self,

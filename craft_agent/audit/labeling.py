@@ -309,7 +309,12 @@ def submitted_result(
 
 
 def task_for(
-    triplet: Triplet, pair: ImagePair, image_a: str, image_b: str, model_version: str, target_view: str = ""
+    triplet: Triplet,
+    pair: ImagePair,
+    image_a: str,
+    image_b: str,
+    model_version: str,
+    target_view: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The Label Studio task (data plus one prediction) auditing ``triplet``.
 
@@ -317,7 +322,7 @@ def task_for(
         image_a: URL of the earlier image as the server should fetch it (local-files path or data URI).
         image_b: URL of the later image.
         model_version: shown in Label Studio beside the prediction (with the revision, once revised).
-        target_view: URL of the zoomed view of the target (:mod:`craft_agent.audit.views`).
+        target_view: URLs of the zoomed view of the target, one per fill opacity (:mod:`craft_agent.audit.views`).
     """
     if triplet.revision:
         model_version = f"{model_version} revision {triplet.revision}"
@@ -325,7 +330,7 @@ def task_for(
         "data": {
             IMAGE_A: image_a,
             IMAGE_B: image_b,
-            TARGET_VIEW: target_view,
+            TARGET_VIEW: list(target_view),
             "guidance": guidance(triplet),
             "triplet_id": triplet.id,
             "revision": revision_of(triplet),

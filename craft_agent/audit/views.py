@@ -2,8 +2,11 @@
 
 At the page's fit zoom a thin target is a barely visible line and a large one hides the roof the expression
 describes under the brush layer. The view zooms to the target's box plus a margin, draws the outline (2 px)
-and a light fill (25 %), and puts the two dates side by side, earlier left, so the auditor judges the mask at
-a glance; the brush layers below stay the place to edit it. A no-target triplet shows both whole images.
+and a fill, and puts the two dates side by side, earlier left, so the auditor judges the mask at a glance;
+the brush layers below stay the place to edit it. A no-target triplet shows both whole images.
+
+Label Studio 1.23 has no opacity control for masks, so the page gets the view at several fill opacities
+(:data:`FILL_OPACITIES`, a light one first) as pages of one image: the auditor steps through them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from craft_agent.models import Triplet
 VIEW_HEIGHT = 320
 """Height of each date's crop in the view (px)."""
 OUTLINE_BGR = (85, 45, 255)  # the page's target colour, #ff2d55
-FILL_ALPHA = 0.25
+FILL_OPACITIES = (0.25, 0.0, 0.5)
+"""The fills the page offers, in the order it shows them: light, outline only, strong."""
 GAP = 8
 
 
@@ -37,7 +41,9 @@ def crop_box(mask: np.ndarray, margin: float = 0.6, least: int = 24) -> tuple[in
     return left, top, left + across, top + down
 
 
-def _panel(image_rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], draw: bool) -> np.ndarray:
+def _panel(
+    image_rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], draw: bool, fill: float
+) -> np.ndarray:
     x0, y0, x1, y1 = box
     crop = cv2.cvtColor(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
     local = mask[y0:y1, x0:x1].astype(np.uint8)
@@ -49,14 +55,14 @@ def _panel(image_rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         big = cv2.resize(local, size, interpolation=cv2.INTER_NEAREST)
         tinted = panel.copy()
         tinted[big > 0] = OUTLINE_BGR
-        panel = cv2.addWeighted(tinted, FILL_ALPHA, panel, 1 - FILL_ALPHA, 0)
+        panel = cv2.addWeighted(tinted, fill, panel, 1 - fill, 0)
         contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(panel, contours, -1, OUTLINE_BGR, 2, lineType=cv2.LINE_AA)
     return panel
 
 
-def target_view(triplet: Triplet, pre: np.ndarray, post: np.ndarray) -> bytes:
-    """The view as JPEG bytes (see the module docstring).
+def target_view(triplet: Triplet, pre: np.ndarray, post: np.ndarray, fill: float = FILL_OPACITIES[0]) -> bytes:
+    """The view as JPEG bytes (see the module docstring), the mask filled at opacity ``fill`` (0 to 1).
 
     The outline is drawn on the date(s) where the target is visible: the later image for "appear", the earlier
     for "disappear", both for a change of state.
@@ -64,8 +70,8 @@ def target_view(triplet: Triplet, pre: np.ndarray, post: np.ndarray) -> bytes:
     mask = triplet.mask.to_array() > 0
     box = crop_box(mask)
     kind = triplet.change_type.value if triplet.change_type else None
-    left = _panel(pre, mask, box, kind in ("disappear", "state_change"))
-    right = _panel(post, mask, box, kind in ("appear", "state_change"))
+    left = _panel(pre, mask, box, kind in ("disappear", "state_change"), fill)
+    right = _panel(post, mask, box, kind in ("appear", "state_change"), fill)
     gap = np.full((VIEW_HEIGHT, GAP, 3), 255, np.uint8)
     ok, encoded = cv2.imencode(".jpg", np.hstack([left, gap, right]), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:

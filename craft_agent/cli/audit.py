@@ -140,28 +140,44 @@ def _warn_shared(public_url: str, workspace: Path) -> None:
 def audit_stop(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Stop the workspace's Label Studio started by `audit serve --detach` (creates nothing)."""
     from craft_agent.audit.server import LocalLabelStudio, running_servers
+    from craft_agent.errors import ConfigError
 
-    settings = settings_for(workspace, existing=False)
-    server = LocalLabelStudio(settings, create=False)
-    named = server.workspace  # resolved: `workspace` alone would read as a word
-    if server.stop():
-        if as_json:
-            emit_json({"stopped": True})
-        else:
-            out.print(f"Label Studio of workspace {named} stopped.", highlight=False)
-        raise typer.Exit(EXIT_OK)
-    others = [other for other in running_servers() if other.data_dir.resolve() != server.data_dir]
-    if not others:
-        if as_json:
-            emit_json({"stopped": False})
-        else:
-            out.print(f"no Label Studio server was running for workspace {named}.", highlight=False)
-        raise typer.Exit(EXIT_OK)
-    error = (
-        f"no Label Studio server runs for workspace {named}, but {len(others)} other craft-agent "
-        f"Label Studio server(s) do."
-    )
-    fix = "stop the one you meant with its own command (listed), or pass its workspace with --workspace."
+    missing: ConfigError | None = None
+    try:
+        settings = settings_for(workspace)
+    except ConfigError as exc:
+        # A mistyped --workspace is refused as everywhere else (naming the workspaces nearby) unless a server
+        # still runs for that path (its folder deleted under it): then that one is stopped.
+        settings = settings_for(workspace, existing=False)
+        if not any(o.workspace.resolve() == settings.workspace.resolve() for o in running_servers()):
+            missing = exc
+    if missing is None:
+        server = LocalLabelStudio(settings, create=False)
+        named = server.workspace  # resolved: `workspace` alone would read as a word
+        if server.stop():
+            if as_json:
+                emit_json({"stopped": True})
+            else:
+                out.print(f"Label Studio of workspace {named} stopped.", highlight=False)
+            raise typer.Exit(EXIT_OK)
+        others = [other for other in running_servers() if other.data_dir.resolve() != server.data_dir]
+        if not others:
+            if as_json:
+                emit_json({"stopped": False})
+            else:
+                out.print(f"no Label Studio server was running for workspace {named}.", highlight=False)
+            raise typer.Exit(EXIT_OK)
+        error = (
+            f"no Label Studio server runs for workspace {named}, but {len(others)} other craft-agent "
+            f"Label Studio server(s) do."
+        )
+        fix = "stop the one you meant with its own command (listed), or pass its workspace with --workspace."
+    else:
+        others = running_servers()
+        if not others:
+            raise missing
+        error = missing.message
+        fix = f"{missing.hint} Or stop one of the craft-agent Label Studio servers running (listed)."
     if as_json:
         running = [{"workspace": str(o.workspace), "url": o.url, "pid": o.pid, "stop": o.stop_command} for o in others]
         emit_json({"stopped": False, "error": error, "fix": fix, "running": running})
