@@ -363,6 +363,29 @@ class LLMUsage(Record):
     completion_tokens: int = 0
     cost_usd: float = 0.0
 
+    def __add__(self, other: LLMUsage) -> LLMUsage:
+        return LLMUsage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+    def shared(self, among: int) -> LLMUsage:
+        """One of ``among`` equal shares of a call's usage: every target it served counts the call, and the
+        tokens and money are divided (whole tokens, rounded down)."""
+        among = max(among, 1)
+        return LLMUsage(
+            calls=self.calls,
+            prompt_tokens=self.prompt_tokens // among,
+            completion_tokens=self.completion_tokens // among,
+            cost_usd=self.cost_usd / among,
+        )
+
+    def rounded(self) -> LLMUsage:
+        """The same usage with the cost rounded to a millionth of a dollar, as provenance records it."""
+        return self.model_copy(update={"cost_usd": round(self.cost_usd, 6)})
+
 
 class AuditHint(Record):
     """A point or a box an auditor placed on one image of the pair to show the target, in the pair's pixels.

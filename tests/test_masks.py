@@ -8,7 +8,7 @@ import pytest
 from craft_agent.change import create_detector
 from craft_agent.errors import ConfigError
 from craft_agent.masks import ClassicalMaskEngine, MaskRequest, create_mask_engine, segment_candidates
-from craft_agent.masks.base import clean_mask, combine_dates
+from craft_agent.masks.base import MaskScore, clean_mask, combine_dates
 from craft_agent.masks.sam import EmbeddingCache, SamMaskEngine
 from craft_agent.masks.tiny_sam import save_checkpoint, tiny_sam
 from craft_agent.models import BBox, ChangeType
@@ -43,7 +43,7 @@ def test_classical_engine_recovers_objects_from_a_rough_seed() -> None:
                 result.dates
                 == {"appear": ["post"], "disappear": ["pre"], "state_change": ["pre", "post"]}[change.change_type]
             )
-            assert 0 <= result.scores["agreement"] <= 1 and 0 <= result.scores["stability"] <= 1
+            assert 0 <= result.scores[MaskScore.AGREEMENT] <= 1 and 0 <= result.scores[MaskScore.STABILITY] <= 1
     assert len(ious_cut) >= 5
     # measured when written: seeds about 0.55, cuts about 0.75 mean IoU
     assert np.mean(ious_cut) >= 0.65
@@ -93,7 +93,7 @@ def test_sam_engine_real_predictor_path_and_embedding_cache(tmp_path: Path) -> N
     first = engine.segment(request)
     assert first.mask.size == (256, 256) and first.dates == ["post"]
     assert engine.encoder_runs == 1 and cache.misses == 1
-    assert "predicted_iou" in first.scores
+    assert MaskScore.PREDICTED_IOU in first.scores
     # the same image again: embedding taken from memory, no encoder run
     engine.segment(request)
     assert engine.encoder_runs == 1

@@ -24,17 +24,13 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 
-from craft_agent.agent.schemas import ChangeCue
+from craft_agent.agent.schemas import ChangeCue, Shape, Size
 from craft_agent.change.evidence import to_lab
-from craft_agent.models import ChangeCandidate, ChangeType, RLEMask
-
-Size = Literal["tiny", "small", "medium", "large", "huge"]
-Shape = Literal["compact", "elongated", "irregular"]
+from craft_agent.models import ChangeCandidate, ChangeType, Domain, RLEMask
 
 # ---------------------------------------------------------------------------------------------------------
 # Vocabulary and thresholds
@@ -437,7 +433,7 @@ def _is_bare_of_vegetation(colour: str, greenness: float) -> bool:
     return greenness < BARE_EXG or colour not in GREEN_COLOURS
 
 
-def looks_like_vehicle(cue: ChangeCue, domain: str = "rs") -> bool:
+def looks_like_vehicle(cue: ChangeCue, domain: Domain = Domain.RS) -> bool:
     """Whether a candidate is car-sized on grey (road or car park) surroundings in both dates, and green in
     neither (vegetation in shade also sits on dark surroundings).
 
@@ -449,7 +445,7 @@ def looks_like_vehicle(cue: ChangeCue, domain: str = "rs") -> bool:
         if greenness >= VEGETATION_EXG and colour in _LEAFY_COLOURS:  # cars are not green; trees in shade are
             return False
     on_grey = cue.surroundings_before in GREY_COLOURS and cue.surroundings_after in GREY_COLOURS
-    if domain == "ns":
+    if domain == Domain.NS:
         road = {"dark grey", "grey", "black"}
         return cue.surroundings_before in road and cue.surroundings_after in road and cue.shape != "irregular"
     if cue.length_m is not None:
@@ -466,7 +462,7 @@ def presence_ratio(cue: ChangeCue) -> float:
     return (cue.contrast_after + 1.0) / (cue.contrast_before + 1.0)
 
 
-def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
+def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgement:
     """Appear, disappear or state change, from the cue's fields alone (rules in order, first match wins):
 
     1. aerial car-sized region on the road (:func:`looks_like_vehicle`): vehicles come and go; the date it
@@ -492,7 +488,7 @@ def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
     before, after = cue.contrast_before, cue.contrast_after
     similarity = cue.structure_similarity or 0.0
     ratio = presence_ratio(cue)
-    aerial = domain != "ns"
+    aerial = domain != Domain.NS
     if aerial and looks_like_vehicle(cue, domain):
         if ratio >= 1:
             return TypeJudgement(ChangeType.APPEAR, "a car-sized object on the road stands out only later")
@@ -545,12 +541,12 @@ def judge_change_type(cue: ChangeCue, domain: str = "rs") -> TypeJudgement:
     return TypeJudgement(ChangeType.STATE_CHANGE, "it looks different in the two images")
 
 
-def infer_change_type(cue: ChangeCue, domain: str = "rs") -> ChangeType:
+def infer_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> ChangeType:
     """The change type of :func:`judge_change_type`, without its reason."""
     return judge_change_type(cue, domain).change_type
 
 
-def infer_category(cue: ChangeCue, change_type: ChangeType, domain: str = "rs") -> str | None:
+def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Domain.RS) -> str | None:
     """A heuristic category from colour, texture, greenness and shape in the date where the object exists
     (later for appear, earlier for disappear, both for a state change).
 
@@ -566,7 +562,7 @@ def infer_category(cue: ChangeCue, change_type: ChangeType, domain: str = "rs") 
         colour, greenness = cue.colour_before, cue.greenness_before
     green_before = is_vegetation(cue.colour_before, cue.greenness_before)
     green_after = is_vegetation(cue.colour_after, cue.greenness_after)
-    if domain == "ns":
+    if domain == Domain.NS:
         if is_vegetation(colour, greenness) or (change_type is ChangeType.STATE_CHANGE and green_after):
             return "vegetation"
         if change_type is ChangeType.STATE_CHANGE:
@@ -641,14 +637,14 @@ def _box_gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return math.hypot(dx, dy)
 
 
-def _relation(target: _Landmark, other: _Landmark, domain: str) -> str:
+def _relation(target: _Landmark, other: _Landmark, domain: Domain) -> str:
     """Where ``target`` lies relative to ``other``, as a preposition."""
     size = min(other.box[2] - other.box[0], other.box[3] - other.box[1])
     if _box_gap(target.box, other.box) <= max(6.0, 0.5 * size):
         return "next to"
     dx = target.centre[0] - other.centre[0]
     dy = target.centre[1] - other.centre[1]
-    if domain == "ns":
+    if domain == Domain.NS:
         if abs(dx) >= abs(dy):
             return "left of" if dx < 0 else "right of"
         return "above" if dy < 0 else "below"
@@ -660,13 +656,13 @@ def _relation(target: _Landmark, other: _Landmark, domain: str) -> str:
 _SURFACES = frozenset({"road", "ground", "roof", "facade", "water"})
 
 
-def _surroundings_phrase(cue: ChangeCue, domain: str) -> str | None:
+def _surroundings_phrase(cue: ChangeCue, domain: Domain) -> str | None:
     """A phrase about the stable structure around the region (same ring colour in both dates), or None."""
     if cue.surroundings_before != cue.surroundings_after or cue.category_hint in _SURFACES:
         return None  # the ring changed too, or the region is itself a surface ("the road beside the road")
     ring = cue.surroundings_before
     vehicle = cue.category_hint == "vehicle"
-    if domain == "ns":
+    if domain == Domain.NS:
         if ring in ("dark grey", "grey", "black"):
             return "on the road" if vehicle else "by the road"
         if ring == "light grey":
@@ -687,7 +683,7 @@ def _surroundings_phrase(cue: ChangeCue, domain: str) -> str | None:
     return None
 
 
-def neighbour_phrases(target: _Landmark, cue: ChangeCue, landmarks: Sequence[_Landmark], domain: str) -> list[str]:
+def neighbour_phrases(target: _Landmark, cue: ChangeCue, landmarks: Sequence[_Landmark], domain: Domain) -> list[str]:
     """Up to three phrases: the nearest confident candidates (not overlapping the target) with a direction
     word, then the stable surroundings."""
     phrases: list[str] = []
@@ -721,7 +717,7 @@ def _boxes_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _cue_without_neighbours(measured: Measured, domain: str, gsd: float | None = None) -> ChangeCue:
+def _cue_without_neighbours(measured: Measured, domain: Domain, gsd: float | None = None) -> ChangeCue:
     candidate = measured.candidate
     before, after = measured.before, measured.after
     cue = ChangeCue(
@@ -755,7 +751,7 @@ def _cue_without_neighbours(measured: Measured, domain: str, gsd: float | None =
     return cue.model_copy(update={"category_hint": cue.label_category or infer_category(cue, change_type, domain)})
 
 
-def _landmark_of(cue: ChangeCue, measured: Measured, domain: str) -> _Landmark:
+def _landmark_of(cue: ChangeCue, measured: Measured, domain: Domain) -> _Landmark:
     return _landmark(cue, measured.centre, infer_change_type(cue, domain))
 
 
@@ -765,7 +761,7 @@ def change_cue(
     post: np.ndarray,
     others: list[ChangeCandidate] | None = None,
     ring_px: int = 4,
-    domain: str = "rs",
+    domain: Domain = Domain.RS,
     gsd: float | None = None,
 ) -> ChangeCue:
     """Every measured fact about one candidate, as the agent shows it to the language model.
@@ -777,7 +773,7 @@ def change_cue(
             ``neighbours``. For a whole pair prefer :func:`change_cues`, which measures each candidate once.
         ring_px: width of the ring of surroundings in pixels; the thresholds of :func:`judge_change_type` were
             set with the default 4 in both domains.
-        domain: "rs" (aerial) or "ns" (street level): which categories and direction words apply.
+        domain: aerial (``Domain.RS``) or street level (``Domain.NS``): which categories and direction words apply.
         gsd: ground sample distance (m/px), when known: sizes are then also given in metres.
 
     Returns:
@@ -814,7 +810,7 @@ def change_cues(
     pre: np.ndarray,
     post: np.ndarray,
     ring_px: int = 4,
-    domain: str = "rs",
+    domain: Domain = Domain.RS,
     gsd: float | None = None,
 ) -> list[ChangeCue]:
     """The cues of all candidates of one pair, in order; each candidate is measured once and the others serve

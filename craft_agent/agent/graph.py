@@ -4,6 +4,7 @@
             -> (segment again while a target was fixed) -> beautify -> ensure_unique
             -> compose_extras (multi-target and no-target expressions) -> write_triplets
 
+The state is typed (:class:`~craft_agent.agent.state.AgentState`: candidates, cues, targets as records).
 Checkpoints go to a SQLite file in the workspace, one thread per pair, so a run killed mid-pair resumes at
 the node that was running and never writes a triplet twice (triplet ids are content hashes as well).
 """
@@ -17,25 +18,26 @@ from langgraph.graph import END, START, StateGraph
 
 from craft_agent.agent import nodes
 from craft_agent.agent.nodes import AgentResources
-from craft_agent.agent.state import AgentState, load_targets
+from craft_agent.agent.state import AgentState
 
 
 def more_cells_to_review(state: AgentState) -> str:
     """After a cell: the next cell, or on to segmentation when every cell with candidates was reviewed."""
-    return "review_cell" if state["cell_index"] < len(state["cells"]) else "segment"
+    return "review_cell" if state.cell_index < len(state.cells) else "segment"
 
 
 def targets_still_pending(state: AgentState) -> str:
     """After a correction round: segment again what was fixed, or go on to the wording."""
-    return "segment" if any(t.status == "pending" for t in load_targets(state)) else "beautify"
+    return "segment" if any(t.status == "pending" for t in state.targets) else "beautify"
 
 
 def any_cell(state: AgentState) -> str:
-    return "review_cell" if state["cells"] else "write_triplets"
+    """After preparing: review the grid cells, or straight to writing when no cell holds a candidate."""
+    return "review_cell" if state.cells else "write_triplets"
 
 
 def build_graph(resources: AgentResources, checkpointer: Any = None) -> Any:
-    """The compiled LangGraph graph for one pair at a time (state: ``{"pair_id": ...}``)."""
+    """The compiled LangGraph graph for one pair at a time (input: ``{"pair_id": ...}``)."""
     graph = StateGraph(AgentState)
     graph.add_node("prepare", partial(nodes.prepare, resources))
     graph.add_node("review_cell", partial(nodes.review_cell, resources))

@@ -1,8 +1,11 @@
 """The agent's steps as small functions from state to a partial update.
 
 Each node takes the run's :class:`AgentResources` (catalog, images, language model, mask engine, prompts,
-configuration) and the state; the graph (``graph.py``) binds the resources and wires the nodes. The
-language model is only ever reached through :meth:`AgentResources.ask`, which records usage per target.
+configuration) and the typed :class:`~craft_agent.agent.state.AgentState`; the graph (``graph.py``) binds the
+resources and wires the nodes. The language model is only ever reached through :meth:`AgentResources.ask`,
+which charges the drafter's usage meter once per step and records each target's share for its provenance.
+The pure logic lives beside: which targets to keep and how to tell them apart in ``targets.py``, groups and
+no-target changes in ``compose.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from craft_agent.agent.compose import absent_changes, same_kind_groups
 from craft_agent.agent.cues import change_cues
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.schemas import (
@@ -29,15 +33,13 @@ from craft_agent.agent.schemas import (
     GridReview,
     GridReviewContext,
 )
-from craft_agent.agent.state import AgentState, Target, dump_targets, load_targets
+from craft_agent.agent.state import AgentState, Rejection, Target
 from craft_agent.agent.targets import (
-    absent_changes,
     by_rank,
     distinguishing_words,
     drop_shared_expressions,
     keep_labelled,
     keep_within_budget,
-    same_kind_groups,
 )
 from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
@@ -54,7 +56,9 @@ from craft_agent.llm.base import (
     LLMResponseError,
     LLMUnavailableError,
 )
+from craft_agent.llm.usage import UsageMeter
 from craft_agent.masks import MaskEngine, MaskRequest
+from craft_agent.masks.base import MaskScore
 from craft_agent.models import (
     BBox,
     ChangeCandidate,
@@ -129,16 +133,15 @@ class AgentResources:
     config: AgentConfig = field(default_factory=AgentConfig)
     package_versions: dict[str, str] = field(default_factory=dict)
     fallback: LLMBackend | None = None
-    last_response: LLMResponse[Any] | None = None
-    usage: LLMUsage = field(default_factory=LLMUsage)
+    meter: UsageMeter = field(default_factory=UsageMeter)
+    """This drafter's language steps, each counted once as it was answered (by the model, its cache or the
+    fallback); the run summary reads it. A backend's own meter, if it has one, keeps the run's budget."""
     fallbacks: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
     """Fallbacks by the error that caused them (``LLMResponseError``, ``LLMUnavailableError``...)."""
-    steps: int = 0
-    """LLM steps asked in this run (answered by the model or by the fallback)."""
     unavailable_in_a_row: int = 0
-    last_step: tuple[str, str] | None = None
-    """(task, backend that answered) of the latest step."""
+    last_step: tuple[str, str, LLMUsage] | None = None
+    """(task, backend that answered, what it spent) of the latest step."""
     _images: dict[str, tuple[ImagePair, np.ndarray, np.ndarray]] = field(default_factory=dict)
     _windows: dict[str, list[TileWindow]] = field(default_factory=dict)
 
@@ -200,29 +203,25 @@ class AgentResources:
             answered_by = f"{self.fallback.name}-fallback"
             self.fallbacks += 1
             self.fallback_reasons[type(exc).__name__] = self.fallback_reasons.get(type(exc).__name__, 0) + 1
-        self.steps += 1
-        self.usage.calls += 0 if response.cached else 1
-        self.usage.prompt_tokens += response.usage.prompt_tokens
-        self.usage.completion_tokens += response.usage.completion_tokens
-        self.usage.cost_usd += response.cost_usd
-        self.last_response = response
-        self.last_step = (task, answered_by)
+        spent = self.meter.record(response)
+        self.last_step = (task, answered_by, spent)
         self.charge(targets)
         return response.parsed
 
+    @property
+    def steps(self) -> int:
+        """Language steps asked so far (answered by the model, its cache or the fallback)."""
+        return self.meter.calls + self.meter.cached_hits
+
     def charge(self, targets: list[Target]) -> None:
-        """Share the last call's tokens and cost among the targets it served, and record on each which
-        backend answered that step."""
-        if self.last_response is None or self.last_step is None:
+        """Record on the targets the last step served their share of what it spent (the meter already counted
+        it) and which backend answered it."""
+        if self.last_step is None:
             return
-        response = self.last_response
-        task, answered_by = self.last_step
-        share = max(len(targets), 1)
+        task, answered_by, spent = self.last_step
+        share = spent.shared(len(targets))
         for target in targets:
-            target.llm_calls += 1
-            target.prompt_tokens += response.usage.prompt_tokens // share
-            target.completion_tokens += response.usage.completion_tokens // share
-            target.cost_usd += response.cost_usd / share
+            target.llm = target.llm + share
             earlier = target.steps.get(task)
             target.steps[task] = (
                 answered_by if earlier in (None, answered_by) else "+".join(sorted({*earlier.split("+"), answered_by}))
@@ -244,10 +243,10 @@ def _crop(image: np.ndarray, box: BBox, margin: int = 0) -> np.ndarray:
     ]
 
 
-def prepare(res: AgentResources, state: AgentState) -> AgentState:
+def prepare(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """Candidates of the pair (detected and segmented now if the candidates stage has not run), their cues,
-    and the grid cells that hold them."""
-    pair, pre, post = res.pair(state["pair_id"])
+    and the grid cells that hold them; the chosen candidates stay in the state for the later nodes."""
+    pair, pre, post = res.pair(state.pair_id)
     config = res.config
     mode = proposal_mode(config.proposals, pair)
     candidates = [c for c in res.catalog.candidates_for(pair.id) if is_from_mode(c, mode, config.detector)]
@@ -263,7 +262,7 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
     # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first (parts of
     # a stronger one left out), a few more than the budget so that those the review rejects can be replaced.
     chosen = ranked if budget is None else without_parts(ranked, min(config.max_targets_per_pair, 3 * budget))
-    measured = change_cues(chosen, pre, post, domain=pair.domain.value, gsd=pair.gsd_m)
+    measured = change_cues(chosen, pre, post, domain=pair.domain, gsd=pair.gsd_m)
     cues = {
         c.id: cue.model_copy(update={"rank": rank}) for rank, (c, cue) in enumerate(zip(chosen, measured, strict=True))
     }
@@ -274,7 +273,8 @@ def prepare(res: AgentResources, state: AgentState) -> AgentState:
         # and may add the changes it missed (the offline rules only see the detector's candidates)
         cells = order
     return {
-        "cues": {k: v.model_dump(mode="json") for k, v in cues.items()},
+        "candidates": chosen,
+        "cues": cues,
         "cells": cells,
         "cell_index": 0,
         "targets": [],
@@ -290,18 +290,14 @@ def _cell_of(box: BBox, config: AgentConfig, pair: ImagePair) -> str:
     return position_of_box(*box.as_xyxy(), pair.width, pair.height, config.grid_rows, config.grid_cols)
 
 
-def review_cell(res: AgentResources, state: AgentState) -> AgentState:
+def review_cell(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """CRAFT stage 1 (grid-position enhancement) for one cell: confirm, reject or add changes."""
-    pair, pre, post = res.pair(state["pair_id"])
-    cell = state["cells"][state["cell_index"]]
+    pair, pre, post = res.pair(state.pair_id)
+    cell = state.cells[state.cell_index]
     config = res.config
-    cues = [ChangeCue.model_validate(c) for c in state["cues"].values()]
-    in_cell = [c for c in cues if _cell_of(c.box, config, pair) == cell]
+    in_cell = [c for c in state.cues.values() if _cell_of(c.box, config, pair) == cell]
     cell_box = _cell_box(cell, config.grid_rows, config.grid_cols, pair.width, pair.height)
-    context = GridReviewContext(
-        pair_id=pair.id, domain=pair.domain.value, cell=cell, cell_box=cell_box, candidates=in_cell
-    )
-    targets = load_targets(state)
+    context = GridReviewContext(pair_id=pair.id, domain=pair.domain, cell=cell, cell_box=cell_box, candidates=in_cell)
     new_targets: list[Target] = []
     review = res.ask(
         "grid_review",
@@ -317,10 +313,10 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
         candidates=json.dumps([c.model_dump(mode="json") for c in in_cell], indent=1),
     )
     by_id = {c.candidate_id: c for c in in_cell}
-    rejected = list(state.get("rejected", []))
+    rejected = list(state.rejected)
     for index, change in enumerate(review.changes):
         if change.verdict == "reject":
-            rejected.append({"candidate_id": change.candidate_id, "nuisance": change.nuisance, "cell": cell})
+            rejected.append(Rejection(candidate_id=change.candidate_id, nuisance=change.nuisance, cell=cell))
             continue
         cue = by_id.get(change.candidate_id or "")
         box = _inside_image(change.box, pair) if change.verdict == "add" else (cue.box if cue else None)
@@ -339,12 +335,12 @@ def review_cell(res: AgentResources, state: AgentState) -> AgentState:
                 cue=cue,
             )
         )
-    keep_labelled(in_cell, new_targets, rejected, pair.domain.value)
+    keep_labelled(in_cell, new_targets, rejected, pair.domain)
     res.charge(new_targets)  # the review served the targets it produced
     return {
-        "targets": dump_targets(targets + new_targets),
+        "targets": [*state.targets, *new_targets],
         "rejected": rejected,
-        "cell_index": state["cell_index"] + 1,
+        "cell_index": state.cell_index + 1,
     }
 
 
@@ -381,15 +377,15 @@ def _added_cue(cell: str, box: BBox, change_type: Any) -> ChangeCue:
     )
 
 
-def segment(res: AgentResources, state: AgentState) -> AgentState:
+def segment(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """CRAFT stage 2: a mask for every pending target without one, on the right date."""
-    pair, pre, post = res.pair(state["pair_id"])
-    candidates = {c.id: c for c in res.catalog.candidates_for(pair.id)}
-    targets = load_targets(state)
+    pair, pre, post = res.pair(state.pair_id)
+    targets = state.working_targets()
+    grounded: list[ChangeCandidate] = []
     for target in targets:
         if target.status != "pending" or target.mask is not None:
             continue
-        candidate = candidates.get(target.candidate_id or "")
+        candidate = state.candidate(target.candidate_id)
         # a label's mask is exact whatever the type; a detection's mask was made for its detected type
         reuse = (
             candidate is not None
@@ -398,7 +394,7 @@ def segment(res: AgentResources, state: AgentState) -> AgentState:
         )
         if reuse and candidate is not None and candidate.mask is not None:
             target.mask = candidate.mask
-            target.scores = {k: v for k, v in candidate.scores.items()}
+            target.scores = dict(candidate.scores)
             continue
         seed = None
         if candidate is not None and candidate.mask is not None and target.rounds == 0:
@@ -419,10 +415,14 @@ def segment(res: AgentResources, state: AgentState) -> AgentState:
         target.scores = dict(result.scores)
         if target.candidate_id is None and not result.mask.is_empty:
             # a change the model added: grounded by the mask engine and kept as a candidate, for provenance
-            grounded = _grounded_candidate(pair, target, result.mask, result.engine)
-            res.catalog.add_candidates([grounded])
-            target.candidate_id = grounded.id
-    return {"targets": dump_targets(targets)}
+            added = _grounded_candidate(pair, target, result.mask, result.engine)
+            res.catalog.add_candidates([added])
+            target.candidate_id = added.id
+            grounded.append(added)
+    update: dict[str, Any] = {"targets": targets}
+    if grounded:
+        update["candidates"] = [*state.candidates, *grounded]
+    return update
 
 
 def _grounded_candidate(pair: ImagePair, target: Target, mask: RLEMask, engine: str) -> ChangeCandidate:
@@ -436,7 +436,7 @@ def _grounded_candidate(pair: ImagePair, target: Target, mask: RLEMask, engine: 
         category=target.category,
         area=mask.area,
         mask=mask,
-        scores={f"mask_{k}": v for k, v in target.scores.items()},
+        scores=dict(target.scores),
         source=f"llm:grid_review+{engine}",
     )
 
@@ -477,11 +477,11 @@ def ask_correction(
     )
 
 
-def correct(res: AgentResources, state: AgentState) -> AgentState:
+def correct(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """CRAFT stage 3: one correction round for every pending target."""
-    pair, pre, post = res.pair(state["pair_id"])
-    targets = load_targets(state)
-    round_number = state.get("round", 0) + 1
+    pair, pre, post = res.pair(state.pair_id)
+    targets = state.working_targets()
+    round_number = state.round + 1
     for target in targets:
         if target.status != "pending":
             continue
@@ -498,8 +498,8 @@ def correct(res: AgentResources, state: AgentState) -> AgentState:
             cue=target.cue,
             mask_box=mask.bbox(),
             mask_area_fraction=mask.area / (pair.width * pair.height),
-            agreement=float(np.clip(target.scores.get("mask_agreement", target.scores.get("agreement", 0.0)), 0, 1)),
-            stability=float(np.clip(target.scores.get("mask_stability", target.scores.get("stability", 0.0)), 0, 1)),
+            agreement=float(np.clip(target.scores.get(MaskScore.AGREEMENT, 0.0), 0, 1)),
+            stability=float(np.clip(target.scores.get(MaskScore.STABILITY, 0.0), 0, 1)),
         )
         verdict = ask_correction(res, context, mask_overlay(pre, post, mask.to_array(), target.box), target)
         target.rounds += 1
@@ -517,21 +517,21 @@ def correct(res: AgentResources, state: AgentState) -> AgentState:
             target.positive_points = list(verdict.positive_points)
             target.negative_points = list(verdict.negative_points)
             target.mask = None
-    return {"targets": dump_targets(targets), "round": round_number}
+    return {"targets": targets, "round": round_number}
 
 
-def beautify(res: AgentResources, state: AgentState) -> AgentState:
+def beautify(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """CRAFT stage 4: natural referring expressions, no grid words, no leakage."""
-    pair, _, _ = res.pair(state["pair_id"])
-    targets = keep_within_budget(load_targets(state), state.get("budget"))
+    pair, _, _ = res.pair(state.pair_id)
+    targets = keep_within_budget(state.working_targets(), state.budget)
     wanted = res.config.expressions_per_target
     for target in targets:
-        if target.status not in ("accepted", "uncorrected"):
+        if not target.kept:
             continue
         target.expressions = ask_expressions(res, pair, target, wanted, cue=target.cue)
         if not target.expressions:
             target.status = "discarded"
-    return {"targets": dump_targets(targets)}
+    return {"targets": targets}
 
 
 def ask_expressions(
@@ -540,7 +540,7 @@ def ask_expressions(
     """Ask for ``wanted`` expressions of ``target`` (``count`` objects; ``cue`` the measured facts, if given)."""
     context = BeautifyContext(
         pair_id=pair.id,
-        domain=pair.domain.value,
+        domain=pair.domain,
         change_type=target.change_type,
         category=target.category,
         description=target.description,
@@ -575,7 +575,7 @@ def clean_expressions(expressions: list[str], plural: bool = False) -> list[str]
     return seen
 
 
-def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
+def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """Stage 5: every expression must single out its target among the pair's other targets.
 
     An expression is ambiguous when another kept target has the same change type and category and the
@@ -584,9 +584,9 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
     left without a unique expression is named by its rank from one side ("the second building from the west
     that appeared"), and dropped when even that is too far to say.
     """
-    pair, _, _ = res.pair(state["pair_id"])
-    targets = load_targets(state)
-    kept = [t for t in targets if t.status in ("accepted", "uncorrected")]
+    pair, _, _ = res.pair(state.pair_id)
+    targets = state.working_targets()
+    kept = [t for t in targets if t.kept]
     for target in kept:
         rivals = [
             o
@@ -600,7 +600,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
         if len(unique) < len(target.expressions):
             context = DisambiguateContext(
                 pair_id=pair.id,
-                domain=pair.domain.value,
+                domain=pair.domain,
                 expression=target.expressions[0],
                 target=target.cue,
                 others=[o.cue for o in rivals[:5]],
@@ -627,19 +627,19 @@ def ensure_unique(res: AgentResources, state: AgentState) -> AgentState:
         if not unique:
             target.status = "discarded"
     drop_shared_expressions([t for t in kept if t.status != "discarded"])
-    return {"targets": dump_targets(targets)}
+    return {"targets": targets}
 
 
-def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
+def write_triplets(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """Drafted triplets with provenance into the catalog (ids are content hashes: re-runs add nothing)."""
-    pair, _, _ = res.pair(state["pair_id"])
+    pair, _, _ = res.pair(state.pair_id)
     ids = []
     # The same for every triplet of the run: work them out once.
     prompt_hashes = res.prompts.hashes()
-    mode = state.get("proposals", "detector")
+    mode = state.proposals
     config_hash = hashlib.sha256(res.config.model_dump_json().encode()).hexdigest()[:12]
-    for target in load_targets(state):
-        if target.status not in ("accepted", "uncorrected") or target.mask is None or not target.expressions:
+    for target in state.targets:
+        if not target.kept or target.mask is None or not target.expressions:
             continue
         change_type = None if target.no_target else target.change_type
         answered = set("+".join(target.steps.values()).split("+")) - {""}
@@ -656,12 +656,7 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
             steps=dict(sorted(target.steps.items())),
             prompt_hashes=prompt_hashes,
             package_versions=res.package_versions,
-            llm=LLMUsage(
-                calls=target.llm_calls,
-                prompt_tokens=target.prompt_tokens,
-                completion_tokens=target.completion_tokens,
-                cost_usd=round(target.cost_usd, 6),
-            ),
+            llm=target.llm.rounded(),
             config_hash=config_hash,
         )
         triplet = Triplet(
@@ -685,16 +680,15 @@ def write_triplets(res: AgentResources, state: AgentState) -> AgentState:
     return {"triplet_ids": ids}
 
 
-def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
-    """Multi-target and no-target expressions, as in MTRefSeg-21K.
+def compose_extras(res: AgentResources, state: AgentState) -> dict[str, Any]:
+    """Multi-target and no-target expressions, as in MTRefSeg-21K (the targets composed in ``compose.py``).
 
     Groups: kept targets of one change type and category (two or more) also get a plural expression whose
     mask is their union. No-target: for a share of the kept targets, a plausible change of the same
     category that did NOT happen (the opposite type, when no target of that kind exists), with an empty mask.
     """
-    pair, _, _ = res.pair(state["pair_id"])
-    targets = load_targets(state)
-    kept = [t for t in targets if t.status in ("accepted", "uncorrected") and t.mask is not None]
+    pair, _, _ = res.pair(state.pair_id)
+    kept = [t for t in state.targets if t.kept and t.mask is not None]
     extras: list[Target] = []
     if res.config.multi_target:
         for group in same_kind_groups(kept):
@@ -707,4 +701,4 @@ def compose_extras(res: AgentResources, state: AgentState) -> AgentState:
         absent.expressions = ask_expressions(res, pair, absent, 1)[:1]
         if absent.expressions:
             extras.append(absent)
-    return {"targets": dump_targets(targets + extras)}
+    return {"targets": [*state.targets, *extras]}

@@ -46,7 +46,7 @@ from craft_agent.agent.schemas import (
 from craft_agent.agent.wording import absolute_description, distinguishing_expressions, referring_expressions
 from craft_agent.llm.base import LLMError, LLMRequest, LLMResponse, LLMResponseError, T, TokenUsage
 from craft_agent.llm.usage import UsageMeter
-from craft_agent.models import BBox, ChangeType
+from craft_agent.models import BBox, ChangeType, Domain
 
 # ---------------------------------------------------------------------------------------------------------
 # Nuisances (grid review)
@@ -134,7 +134,7 @@ def review_grid_cell(context: GridReviewContext) -> GridReview:
     return GridReview(changes=changes)
 
 
-def confirmed_change(cue: ChangeCue, domain: str) -> ReviewedChange:
+def confirmed_change(cue: ChangeCue, domain: Domain) -> ReviewedChange:
     """A candidate confirmed with its type (the labels' when they give it, else judged from the cue), category
     and absolute description."""
     change_type = cue.label_type or judge_change_type(cue, domain).change_type
@@ -212,7 +212,7 @@ def correction_verdict(context: CorrectionContext) -> CorrectionVerdict:
         return CorrectionVerdict(action="accept", reason="The mask covers the change and is stable.")
     if context.round == 1:
         # the context does not say the domain: only a type both domains' rules agree on overrides the review
-        judged, street = judge_change_type(cue, "rs"), judge_change_type(cue, "ns")
+        judged, street = judge_change_type(cue, Domain.RS), judge_change_type(cue, Domain.NS)
         if judged.change_type == street.change_type != context.change_type:
             return CorrectionVerdict(
                 action="fix",

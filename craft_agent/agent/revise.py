@@ -46,7 +46,6 @@ from craft_agent.models import (
     ChangeCandidate,
     ChangeType,
     ImagePair,
-    LLMUsage,
     RLEMask,
     Triplet,
     TripletState,
@@ -148,7 +147,7 @@ class TripletReviser:
         cue = self._cue(pair, pre, post, mask, change_type, edited)
         # on another object than the one shown, the old words describe the wrong thing: describe what it covers
         moved = mask.iou(triplet.mask) < MOVED_IOU
-        asked = absolute_description(cue, change_type, edited.category, pair.domain.value) if moved else None
+        asked = absolute_description(cue, change_type, edited.category, pair.domain) if moved else None
         target = Target(
             id=triplet.id,
             candidate_id=None,
@@ -260,12 +259,7 @@ class TripletReviser:
             update |= {
                 "steps": dict(sorted(steps.items())),
                 "prompt_hashes": res.prompts.hashes(),
-                "llm": LLMUsage(
-                    calls=provenance.llm.calls + target.llm_calls,
-                    prompt_tokens=provenance.llm.prompt_tokens + target.prompt_tokens,
-                    completion_tokens=provenance.llm.completion_tokens + target.completion_tokens,
-                    cost_usd=round(provenance.llm.cost_usd + target.cost_usd, 6),
-                ),
+                "llm": (provenance.llm + target.llm).rounded(),
             }
             if "mask" in answer.changed:
                 update["backends"] = {**provenance.backends, "masks": res.engine.name}
@@ -356,7 +350,7 @@ class TripletReviser:
             ),
             key=gap,
         )[:NEIGHBOUR_CANDIDATES]
-        return change_cues([candidate, *others], pre, post, domain=pair.domain.value, gsd=pair.gsd_m)[0]
+        return change_cues([candidate, *others], pre, post, domain=pair.domain, gsd=pair.gsd_m)[0]
 
 
 def change_agreement(pre: np.ndarray, post: np.ndarray, mask: RLEMask) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, Field
 
@@ -24,6 +25,7 @@ from craft_agent.agent.nodes import AgentConfig, AgentResources
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.revise import TripletReviser, revise_needs_fix
+from craft_agent.agent.state import CHECKPOINT_TYPES, STATE_VERSION
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.llm.base import BudgetExceededError, LLMBackend
 from craft_agent.masks import MaskEngine
@@ -97,17 +99,19 @@ class GenerateSummary(BaseModel):
         self.cost_known = self.cost_known and other.cost_known
 
     def add_usage(self, resources: AgentResources, llm: LLMBackend) -> None:
-        """The language steps, fallbacks, tokens and cost of ``resources`` (one drafter's), added."""
+        """The language steps, fallbacks, tokens and cost of ``resources`` (one drafter's), added: read from
+        its usage meter, where each step was counted once."""
         self.llm_backend = llm.name
         self.llm_steps += resources.steps
         self.fallbacks += resources.fallbacks
         for reason, count in resources.fallback_reasons.items():
             self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + count
         self.cost_known = bool(getattr(llm, "priced", True))
-        self.llm_calls += resources.usage.calls
-        self.prompt_tokens += resources.usage.prompt_tokens
-        self.completion_tokens += resources.usage.completion_tokens
-        self.cost_usd += resources.usage.cost_usd
+        spent = resources.meter.snapshot()
+        self.llm_calls += spent.calls
+        self.prompt_tokens += spent.prompt_tokens
+        self.completion_tokens += spent.completion_tokens
+        self.cost_usd += spent.cost_usd
 
     @property
     def mostly_fallbacks(self) -> bool:
@@ -154,7 +158,9 @@ def _versions() -> dict[str, str]:
 
 def open_checkpoints(catalog: Catalog, workspace: Path) -> tuple[Callable[[], None], Any]:
     """The agent's checkpoint saver and how to close it: beside a PostgreSQL catalog, in that database (its
-    own tables), so workers on several machines share the threads; else a SQLite file in the workspace."""
+    own tables), so workers on several machines share the threads; else a SQLite file in the workspace. Its
+    serializer rebuilds the state's records (:data:`~craft_agent.agent.state.CHECKPOINT_TYPES`) and no others."""
+    serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)
     if catalog.dialect == "postgresql":
         import psycopg
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -162,11 +168,11 @@ def open_checkpoints(catalog: Catalog, workspace: Path) -> tuple[Callable[[], No
 
         url = catalog.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         connection = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        saver = PostgresSaver(connection)
+        saver = PostgresSaver(connection, serde=serde)
         saver.setup()  # creates or migrates its tables; idempotent
         return connection.close, saver
     sqlite = sqlite3.connect(workspace / CHECKPOINTS_FILE, check_same_thread=False, timeout=60)
-    return sqlite.close, SqliteSaver(sqlite)
+    return sqlite.close, SqliteSaver(sqlite, serde=serde)
 
 
 def agent_resources(
@@ -190,12 +196,14 @@ def agent_resources(
     )
 
 
-def thread_for(pair_id: str, resources: AgentResources) -> str:
-    """Checkpoint thread of a pair under this configuration (another config or model starts afresh)."""
+def thread_for(pair_id: str, resources: AgentResources, version: int = STATE_VERSION) -> str:
+    """Checkpoint thread of a pair under this configuration and state layout (another config, model or
+    :data:`~craft_agent.agent.state.STATE_VERSION` starts afresh; the first layout's threads had no version)."""
     fingerprint = (
         f"{resources.config.model_dump_json()}|{resources.llm.name}|{resources.llm.model_id}|{resources.engine.name}"
     )
-    return f"{pair_id}:{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
+    thread = f"{pair_id}:{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
+    return thread if version == 1 else f"{thread}:v{version}"
 
 
 def generate(
@@ -281,11 +289,8 @@ class PairDrafter:
         """
         settings: Any = {"configurable": {"thread_id": thread_for(pair_id, self.resources)}, "recursion_limit": 200}
         snapshot = self._app.get_state(settings)
-        # A thread is done only when its last node wrote the triplet ids and nothing is pending. A kill just
-        # after a step's checkpoint was saved leaves tasks pending while ``next`` is already empty, so ``next``
-        # alone would call such a pair done and lose its triplets.
         pending = bool(snapshot.next or snapshot.tasks)
-        if "triplet_ids" in snapshot.values and not pending:
+        if _finished(snapshot) or (not snapshot.values and self._finished_in_first_layout(pair_id)):
             return PairOutcome(pair_id=pair_id, status="skipped")
         # durability="sync": each node's checkpoint is on disk before the next node starts, so a kill at any
         # moment resumes at the node that was running (the default writes asynchronously and a kill can lose
@@ -293,9 +298,9 @@ class PairDrafter:
         final = self._app.invoke(None if pending else {"pair_id": pair_id}, settings, durability="sync")
         rejected: dict[str, int] = {}
         for rejection in final.get("rejected", []):
-            reason = str(rejection.get("nuisance") or "other")
+            reason = rejection.nuisance or "other"
             rejected[reason] = rejected.get(reason, 0) + 1
-        ids = list(final.get("triplet_ids", []))
+        ids = list(final.get("triplet_ids") or [])
         return PairOutcome(
             pair_id=pair_id,
             status="resumed" if pending else "drafted",
@@ -303,3 +308,16 @@ class PairDrafter:
             uncorrected=sum(self.catalog.get_triplet(i).uncorrected for i in ids),
             rejected=rejected,
         )
+
+    def _finished_in_first_layout(self, pair_id: str) -> bool:
+        """Whether a thread of the first state layout (JSON values, no version in its id) finished this pair:
+        such a pair is done; one it left unfinished is drafted afresh under the current layout."""
+        legacy: Any = {"configurable": {"thread_id": thread_for(pair_id, self.resources, version=1)}}
+        return _finished(self._app.get_state(legacy))
+
+
+def _finished(snapshot: Any) -> bool:
+    """A thread is done only when its last node wrote the triplet ids and nothing is pending. A kill just after a
+    step's checkpoint was saved leaves tasks pending while ``next`` is already empty, so ``next`` alone would
+    call such a pair done and lose its triplets."""
+    return snapshot.values.get("triplet_ids") is not None and not (snapshot.next or snapshot.tasks)

@@ -23,7 +23,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from craft_agent.models import AuditHint, BBox, ChangeType
+from craft_agent.models import AuditHint, BBox, ChangeType, Domain
+
+Size = Literal["tiny", "small", "medium", "large", "huge"]
+"""How big a change looks, from the share of the image it covers (``craft_agent.agent.cues.SIZE_WORDS``)."""
+
+Shape = Literal["compact", "elongated", "irregular"]
+"""A change's outline (``craft_agent.agent.cues.shape_word``)."""
 
 Nuisance = Literal["illumination", "season", "registration", "shadow", "noise", "other"]
 """Why a candidate is not a real change."""
@@ -46,8 +52,8 @@ class ChangeCue(BaseModel):
     detector_type: ChangeType
     confidence: float = Field(ge=0, le=1)
     area_fraction: float = Field(ge=0, le=1, description="Share of the image the candidate covers.")
-    size: Literal["tiny", "small", "medium", "large", "huge"]
-    shape: Literal["compact", "elongated", "irregular"]
+    size: Size
+    shape: Shape
     colour_before: str = Field(description="Colour name inside the region in the earlier image.")
     colour_after: str
     surroundings_before: str = Field(description="Colour name of a ring around the region, earlier image.")
@@ -84,7 +90,7 @@ class GridReviewContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pair_id: str
-    domain: Literal["rs", "ns"]
+    domain: Domain
     cell: str
     cell_box: BBox
     candidates: list[ChangeCue]
@@ -153,7 +159,7 @@ class BeautifyContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pair_id: str
-    domain: Literal["rs", "ns"]
+    domain: Domain
     change_type: ChangeType | None = Field(description="None for a no-target expression.")
     category: str | None
     description: str = Field(description="The absolute-position description to rewrite.")
@@ -172,7 +178,7 @@ class DisambiguateContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pair_id: str
-    domain: Literal["rs", "ns"]
+    domain: Domain
     expression: str
     target: ChangeCue
     others: list[ChangeCue] = Field(description="Other targets of the pair the expression also fits.")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from craft_agent.agent.cues import PALETTE
 from craft_agent.agent.schemas import BeautifyContext, ChangeCue, DisambiguateContext
 from craft_agent.grid import all_cell_names
-from craft_agent.models import ChangeType
+from craft_agent.models import ChangeType, Domain
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks
@@ -182,7 +182,7 @@ class _Target:
 
     change_type: ChangeType | None
     category: str | None
-    domain: str
+    domain: Domain
     colour_before: str | None = None
     colour_after: str | None = None
     size: str | None = None
@@ -203,7 +203,7 @@ class _Target:
 
 
 def _target_from_cue(
-    cue: ChangeCue | None, change_type: ChangeType | None, category: str | None, domain: str, count: int, seed: str
+    cue: ChangeCue | None, change_type: ChangeType | None, category: str | None, domain: Domain, count: int, seed: str
 ) -> _Target:
     if cue is None:
         return _Target(change_type, category, domain, count=count, seed=seed)
@@ -229,7 +229,7 @@ def _rank(items: Iterable[str], seed: str) -> list[str]:
 
 
 def _nouns(target: _Target) -> list[str]:
-    table = _NS_NOUNS if target.domain == "ns" and target.category in _NS_NOUNS else _NOUNS
+    table = _NS_NOUNS if target.domain == Domain.NS and target.category in _NS_NOUNS else _NOUNS
     forms = table.get(target.category or "", _DEFAULT_NOUNS)
     index = 1 if target.count > 1 else 0
     return [form[index] for form in forms]
@@ -314,7 +314,9 @@ def _pick_varied(candidates: Sequence[str], wanted: int, seed: str) -> list[str]
 # ---------------------------------------------------------------------------------------------------------
 
 
-def absolute_description(cue: ChangeCue, change_type: ChangeType, category: str | None, domain: str = "rs") -> str:
+def absolute_description(
+    cue: ChangeCue, change_type: ChangeType, category: str | None, domain: Domain = Domain.RS
+) -> str:
     """A CRAFT stage-1 description with the absolute grid position, e.g. "the red-roofed building in the
     top-left that appeared" or "the cluster of trees in the mid-right that was cleared".
 
@@ -423,7 +425,7 @@ def _distinctions(context: DisambiguateContext, base: _Target) -> list[_Distinct
         other_centres = [_centre(o) for o in others]
         words = (
             {"west": "leftmost", "east": "rightmost", "north": "upper", "south": "lower"}
-            if context.domain == "ns"
+            if context.domain == Domain.NS
             else {"west": "westernmost", "east": "easternmost", "north": "northernmost", "south": "southernmost"}
         )
         checks = {

@@ -51,14 +51,15 @@ class CandidateSummary(BaseModel):
 
 
 def refine(candidate: ChangeCandidate, result_mask: Any, scores: dict[str, float], engine: str) -> ChangeCandidate:
-    """The candidate with the engine's mask, the box of that mask and the engine's scores added."""
+    """The candidate with the engine's mask, the box of that mask and the engine's scores added (under their
+    :class:`~craft_agent.masks.base.MaskScore` names)."""
     box = result_mask.bbox() or candidate.box
     return candidate.model_copy(
         update={
             "mask": result_mask,
             "box": box,
             "area": result_mask.area,
-            "scores": {**candidate.scores, **{f"mask_{k}": v for k, v in scores.items()}},
+            "scores": {**candidate.scores, **scores},
             "source": f"{candidate.source}+{engine}",
         }
     )

@@ -1,10 +1,17 @@
-"""Counting what language-model calls cost, and stopping a run cleanly when its budget is spent."""
+"""Counting what language-model calls cost, and stopping a run cleanly when its budget is spent.
+
+The :class:`UsageMeter` is where usage is counted: a backend charges the run's meter (and checks its budget)
+for every answer, and the agent's drafter records every step it asked in its own meter
+(:meth:`UsageMeter.record`), which its summary reads. Per-triplet figures are shares of those same charges,
+kept for provenance (``craft_agent.agent.state.Target.llm``), not a second count.
+"""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from craft_agent.llm.base import BudgetExceededError, TokenUsage
+from craft_agent.llm.base import BudgetExceededError, LLMResponse, TokenUsage
 from craft_agent.models import LLMUsage
 
 
@@ -68,6 +75,20 @@ class UsageMeter:
             self._prompt_tokens += usage.prompt_tokens
             self._completion_tokens += usage.completion_tokens
             self._cost_usd += cost_usd
+
+    def record(self, response: LLMResponse[Any]) -> LLMUsage:
+        """Count one answer as its caller received it (a cache hit as a hit, nothing spent) and return what it
+        spent: one call with its tokens and cost, or nothing for a cache hit."""
+        if response.cached:
+            self.record_cache_hit()
+            return LLMUsage()
+        self.charge(response.usage, response.cost_usd)
+        return LLMUsage(
+            calls=1,
+            prompt_tokens=response.usage.prompt_tokens,
+            completion_tokens=response.usage.completion_tokens,
+            cost_usd=response.cost_usd,
+        )
 
     def record_cache_hit(self) -> None:
         """Count an answer served from the cache (no tokens, no money)."""

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from craft_agent.errors import ConfigError
-from craft_agent.masks.base import MaskRequest, MaskResult, request_for_candidate
+from craft_agent.masks.base import MaskRequest, MaskResult, MaskScore, request_for_candidate
 from craft_agent.masks.classical import ClassicalMaskEngine
 from craft_agent.models import ChangeCandidate
 from craft_agent.settings import Settings
@@ -77,6 +77,7 @@ __all__ = [
     "MaskEngine",
     "MaskRequest",
     "MaskResult",
+    "MaskScore",
     "create_mask_engine",
     "request_for_candidate",
     "segment_candidates",

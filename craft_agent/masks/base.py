@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import cv2
 import numpy as np
@@ -56,9 +57,22 @@ class MaskRequest:
         return self.post_key if date == "post" else self.pre_key
 
 
+class MaskScore(StrEnum):
+    """The scores, in [0, 1], an engine gives a mask: one spelling, kept as is by every record that carries them
+    (:class:`MaskResult`, a candidate's and a target's ``scores``, beside the detector's ``confidence``)."""
+
+    AGREEMENT = "mask_agreement"
+    """IoU of the mask with its seed (the detected region, or the box) where the engine worked."""
+    STABILITY = "mask_stability"
+    """Classical engine: IoU between the cut and the seed it started from (1.0 when the seed was kept)."""
+    PREDICTED_IOU = "mask_predicted_iou"
+    """SAM: the model's own estimate of the mask's IoU (the lowest over the dates used)."""
+
+
 @dataclass
 class MaskResult:
-    """A segmented target: the mask (COCO RLE on the pair's grid), the engine, the dates used, scores in [0, 1]."""
+    """A segmented target: the mask (COCO RLE on the pair's grid), the engine, the dates used, and its scores
+    (:class:`MaskScore` names)."""
 
     mask: RLEMask
     engine: str

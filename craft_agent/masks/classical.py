@@ -13,7 +13,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates, mask_iou
+from craft_agent.masks.base import (
+    MaskRequest,
+    MaskResult,
+    MaskScore,
+    Window,
+    agreement,
+    clean_mask,
+    combine_dates,
+    mask_iou,
+)
 from craft_agent.models import BBox
 
 
@@ -54,8 +63,9 @@ class ClassicalMaskEngine:
         """Segment the request's target on the date(s) where it is visible.
 
         Returns:
-            The mask with scores: ``agreement`` (IoU with the seed in the box) and ``stability``
-            (IoU between the cut and the seed it started from; 1.0 when the seed was kept as is).
+            The mask with scores (:class:`~craft_agent.masks.base.MaskScore`): ``mask_agreement`` (IoU with the
+            seed in the box) and ``mask_stability`` (IoU between the cut and the seed it started from; 1.0 when the
+            seed was kept as is).
         """
         height, width = request.pre.shape[:2]
         box = request.box
@@ -79,8 +89,8 @@ class ClassicalMaskEngine:
             engine=self.name,
             dates=request.dates,
             scores={
-                "agreement": round(agreement(crop, seed if request.seed is not None else None, local), 4),
-                "stability": round(float(min(stabilities)), 4),
+                MaskScore.AGREEMENT: round(agreement(crop, seed if request.seed is not None else None, local), 4),
+                MaskScore.STABILITY: round(float(min(stabilities)), 4),
             },
         )
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from craft_agent.change.evidence import EvidenceConfig, change_evidence
 from craft_agent.change.objects import fill_small_holes
-from craft_agent.masks.base import MaskRequest, Window, mask_iou
+from craft_agent.masks.base import MaskRequest, MaskScore, Window, mask_iou
 from craft_agent.models import BBox, ChangeType
 
 Point = tuple[int, int]
@@ -260,6 +260,6 @@ class SamClickEngine:
         return ClickResult(
             result.mask.to_array() > 0,
             self.name,
-            float(result.scores.get("predicted_iou", 0.0)),
+            float(result.scores.get(MaskScore.PREDICTED_IOU, 0.0)),
             {"encoder_runs": runs},
         )

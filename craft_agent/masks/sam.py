@@ -18,7 +18,16 @@ import numpy as np
 import torch
 
 from craft_agent.errors import ConfigError
-from craft_agent.masks.base import MaskRequest, MaskResult, Window, agreement, clean_mask, combine_dates, mask_iou
+from craft_agent.masks.base import (
+    MaskRequest,
+    MaskResult,
+    MaskScore,
+    Window,
+    agreement,
+    clean_mask,
+    combine_dates,
+    mask_iou,
+)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -156,8 +165,8 @@ class SamMaskEngine:
             engine=self.name,
             dates=request.dates,
             scores={
-                "agreement": round(agreement(crop, seed, window.local_box(request.box)), 4),
-                "predicted_iou": round(float(min(predicted)), 4),
+                MaskScore.AGREEMENT: round(agreement(crop, seed, window.local_box(request.box)), 4),
+                MaskScore.PREDICTED_IOU: round(float(min(predicted)), 4),
             },
         )
 
