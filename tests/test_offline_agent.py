@@ -383,3 +383,23 @@ def test_backend_answers_like_a_language_model_and_refuses_what_it_cannot(tmp_pa
     # The registry's offline builder hands the run's usage meter to the backend.
     built = create_llm_backend(Settings(workspace=tmp_path), "offline", meter)
     assert isinstance(built, OfflineBackend) and built.usage is meter
+
+
+def test_an_object_cut_by_the_image_edge_gets_no_size_or_shape_word() -> None:
+    pre, post, candidate = _square_pair((200, 30, 30))
+    post[0:2, 112:128] = (200, 30, 30)  # a sliver of a red roof whose house lies mostly outside the image
+    sliver = np.zeros((128, 128), bool)
+    sliver[0:2, 112:128] = True
+    cut = candidate.model_copy(
+        update={"id": "edge", "box": BBox(x0=112, y0=0, x1=128, y1=2), "mask": RLEMask.from_array(sliver)}
+    )
+    cue = change_cue(cut, pre, post)
+    assert cue.cut_by_border and cue.size in ("tiny", "small"), "the visible part alone looks small"
+    assert not change_cue(candidate, pre, post).cut_by_border
+    context = BeautifyContext(
+        pair_id="p", domain="rs", change_type=ChangeType.APPEAR, category="building", description="d", cue=cue
+    )
+    worded = referring_expressions(context, 12)
+    assert worded and not any(re.search(r"\b(tiny|small|long|irregularly shaped)\b", e) for e in worded), worded
+    whole = context.model_copy(update={"cue": cue.model_copy(update={"cut_by_border": False})})
+    assert any(re.search(r"\b(tiny|small)\b", e) for e in referring_expressions(whole, 12))

@@ -247,6 +247,7 @@ class Measured:
     similarity: float
     extent_px: int = 0
     area_px: int = 0
+    cut_by_border: bool = False
 
 
 def _rle_counts(counts: str) -> list[int]:
@@ -408,6 +409,7 @@ def measure(candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, ring_
         similarity=structure_similarity(lab_before[..., 0], lab_after[..., 0], small),
         extent_px=int(max(xs.max() - xs.min(), ys.max() - ys.min())) + 1,
         area_px=area,
+        cut_by_border=box.x0 <= 0 or box.y0 <= 0 or box.x1 >= width or box.y1 >= height,
     )
 
 
@@ -729,6 +731,7 @@ def _cue_without_neighbours(measured: Measured, domain: Domain, gsd: float | Non
         area_fraction=round(measured.area_fraction, 6),
         size=measured.size,
         shape=measured.shape,
+        cut_by_border=measured.cut_by_border,
         colour_before=before.colour,
         colour_after=after.colour,
         surroundings_before=before.surroundings,

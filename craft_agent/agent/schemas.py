@@ -54,6 +54,11 @@ class ChangeCue(BaseModel):
     area_fraction: float = Field(ge=0, le=1, description="Share of the image the candidate covers.")
     size: Size
     shape: Shape
+    cut_by_border: bool = Field(
+        default=False,
+        description="The candidate touches the image's edge: the object may go on outside the image, so its "
+        "visible size and shape say little about it.",
+    )
     colour_before: str = Field(description="Colour name inside the region in the earlier image.")
     colour_after: str
     surroundings_before: str = Field(description="Colour name of a ring around the region, earlier image.")

@@ -213,8 +213,10 @@ def _target_from_cue(
         domain=domain,
         colour_before=cue.colour_before,
         colour_after=cue.colour_after,
-        size=cue.size,
-        shape=cue.shape,
+        # An object cut by the image's edge shows only part of itself: no size or shape word for it (a house
+        # whose corner is in the image is not a "tiny house").
+        size=None if cue.cut_by_border else cue.size,
+        shape=None if cue.cut_by_border else cue.shape,
         neighbours=tuple(n for n in cue.neighbours if not is_leaky(n) and not mentions_grid(n)),
         count=count,
         greener=cue.greenness_after > cue.greenness_before,
