@@ -38,7 +38,8 @@ demo: venv
 	@echo "== the drafted triplets, one row each: $(WORKSPACE)/demo/preview/index.html (and page-*.png)"
 	@echo "== audit them in Label Studio:"
 	@$(BIN)/craft-agent audit serve --workspace $(WORKSPACE)/demo --detach
-	@echo "== next: $(BIN)/craft-agent audit pull --workspace $(WORKSPACE)/demo          (read the audits back)"
+	@echo "== next: $(BIN)/craft-agent audit ml-backend --workspace $(WORKSPACE)/demo --detach  (click-to-mask on the page)"
+	@echo "         $(BIN)/craft-agent audit pull --workspace $(WORKSPACE)/demo          (read the audits back)"
 	@echo "         $(BIN)/craft-agent audit status --workspace $(WORKSPACE)/demo        (progress, acceptance)"
 	@echo "         $(BIN)/craft-agent export --workspace $(WORKSPACE)/demo --out $(WORKSPACE)/dataset --format mtrefseg,webdataset"
 	@echo "         $(BIN)/craft-agent flows serve --workspace $(WORKSPACE)/demo --watch $(WORKSPACE)/examples --every 900"

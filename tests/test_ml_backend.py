@@ -223,3 +223,36 @@ def test_a_click_relayed_by_label_studio_becomes_a_fix_on_pull(
     assert not audit.client.ml.list(project=pushed.project_id)
     service.close()
     catalog.close()
+
+
+def test_the_backend_runs_detached_on_a_kept_port_and_stops_with_the_audit_server(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from craft_agent.localhost import pid_alive
+
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}"):
+        pass
+
+    def craft(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "craft_agent.cli", *args, "--workspace", str(workspace)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+    started = craft("audit", "ml-backend", "--detach", "--no-register", "--engine", "classical", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    first = json.loads(started.stdout)
+    try:
+        assert httpx.get(first["url"] + "/health").json()["engine"] == "classical"
+        again = craft("audit", "ml-backend", "--detach", "--no-register", "--json")
+        assert again.returncode == 2 and "already runs for this workspace" in json.loads(again.stdout)["error"]
+        assert craft("audit", "ml-backend", "--stop", "--json").returncode == 0
+        assert not pid_alive(first["pid"])
+        # It comes back on the same port, and `audit stop` takes it down with the audit server.
+        second = json.loads(craft("audit", "ml-backend", "--detach", "--no-register", "--json").stdout)
+        assert second["url"] == first["url"] and second["pid"] != first["pid"]
+        stopped = craft("audit", "stop")
+        assert "ML backend of workspace" in stopped.stdout and not pid_alive(second["pid"])
+    finally:
+        craft("audit", "ml-backend", "--stop")

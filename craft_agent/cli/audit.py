@@ -152,6 +152,12 @@ def audit_stop(workspace: WorkspaceOption = None, as_json: JsonOption = False) -
         if not any(o.workspace.resolve() == settings.workspace.resolve() for o in running_servers()):
             missing = exc
     if missing is None:
+        from craft_agent.cli.ml_backend import stop_backend
+
+        # The click-to-mask backend serves this server's page only: it goes with it.
+        backend = stop_backend(settings.workspace)
+        if backend is not None and not as_json:
+            out.print(f"ML backend of workspace {settings.workspace} stopped (pid {backend}).", highlight=False)
         server = LocalLabelStudio(settings, create=False)
         named = server.workspace  # resolved: `workspace` alone would read as a word
         if server.stop():

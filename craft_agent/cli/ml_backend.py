@@ -43,6 +43,23 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
 
 
+def stop_backend(workspace: Path, wait_s: float = 10) -> int | None:
+    """Stop the workspace's detached ML backend, if one runs; returns its PID (it unregisters itself)."""
+    from craft_agent.localhost import pid_alive
+
+    state_path = _state_path(workspace)
+    state = _read_state(state_path)
+    pid = int(state.get("pid") or 0)
+    if not pid or not pid_alive(pid):
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _write_state(state_path, {**state, "pid": None})
+    return pid
+
+
 @handled
 def audit_ml_backend(
     workspace: WorkspaceOption = None,
@@ -71,17 +88,11 @@ def audit_ml_backend(
     state = _read_state(state_path)
     where = shlex.quote(str(settings.workspace))
     if stop:
-        pid = int(state.get("pid") or 0)
-        if not pid or not pid_alive(pid):
+        pid = stop_backend(settings.workspace)
+        if pid is None:
             message = {"stopped": False, "reason": f"no ML backend is running for workspace {settings.workspace}"}
             emit_json(message) if as_json else out.print(message["reason"])
             raise typer.Exit(EXIT_OK)
-        os.kill(pid, signal.SIGTERM)  # it unregisters itself on the way out
-        for _ in range(100):
-            if not pid_alive(pid):
-                break
-            time.sleep(0.1)
-        _write_state(state_path, {**state, "pid": None})
         emit_json({"stopped": True, "pid": pid}) if as_json else out.print(f"stopped the ML backend (pid {pid})")
         raise typer.Exit(EXIT_OK)
     running = int(state.get("pid") or 0)
