@@ -37,12 +37,11 @@ from craft_agent.change.evidence import EvidenceConfig, change_evidence
 from craft_agent.grid import position_of_box
 from craft_agent.masks import MaskRequest
 from craft_agent.masks.base import Window, mask_iou
-from craft_agent.masks.click import ClassicalClickEngine, ClickPrompt, SamClickEngine
+from craft_agent.masks.click import ClassicalClickEngine, SamClickEngine, prompt_from_hints, segment_prompt
 from craft_agent.models import (
     AuditHint,
     AuditRecord,
     AuditRevision,
-    BBox,
     ChangeCandidate,
     ChangeType,
     ImagePair,
@@ -281,33 +280,12 @@ class TripletReviser:
         union = np.zeros((pair.height, pair.width), bool)
         scores = []
         for date in ("pre", "post"):
-            marks = [h for h in hints if h.date == date]
-            if not marks:
+            if not any(h.date == date for h in hints):
                 continue
-            boxes = [h.box for h in marks if h.box is not None]
-            box = (
-                BBox(
-                    x0=min(b.x0 for b in boxes),
-                    y0=min(b.y0 for b in boxes),
-                    x1=max(b.x1 for b in boxes),
-                    y1=max(b.y1 for b in boxes),
-                )
-                if boxes
-                else None
-            )
-            positives = tuple(h.point for h in marks if h.point is not None and h.positive)
-            negatives = tuple(h.point for h in marks if h.point is not None and not h.positive)
-            if not positives and box is None:
-                box = shown.bbox()
-                if box is None:
-                    continue
-            prompt = ClickPrompt(date=date, positives=positives, negatives=negatives, box=box)
-            image, other = (post, pre) if date == "post" else (pre, post)
-            if isinstance(self.clicks, SamClickEngine):
-                keys = (pair.post.sha256, pair.pre.sha256) if date == "post" else (pair.pre.sha256, pair.post.sha256)
-                clicked = self.clicks.segment(image, other, prompt, *keys)
-            else:
-                clicked = self.clicks.segment(image, other, prompt)
+            prompt = prompt_from_hints(date, hints, fallback_box=shown.bbox())
+            if prompt is None:
+                continue
+            clicked = segment_prompt(self.clicks, pre, post, pair.pre.sha256, pair.post.sha256, prompt)
             union |= clicked.mask
             scores.append(float(np.clip(clicked.score, 0.0, 1.0)))
         return (RLEMask.from_array(union), min(scores)) if union.any() else None

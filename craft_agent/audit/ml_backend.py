@@ -39,12 +39,17 @@ import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 from starlette.requests import Request  # FastAPI resolves the handlers' annotations from this module
 
-from craft_agent.audit.labeling import BRUSH_LABEL, IMAGE_A, IMAGE_B, MASK_A, MASK_B
+from craft_agent.audit.labeling import BRUSH_LABEL, IMAGE_A, IMAGE_B, MASK_A, MASK_B, hints_from_results
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import AuditError, CatalogError, ConfigError
-from craft_agent.masks.click import ClassicalClickEngine, ClickPrompt, ClickResult, SamClickEngine
-from craft_agent.models import BBox
+from craft_agent.masks.click import (
+    ClassicalClickEngine,
+    ClickPrompt,
+    SamClickEngine,
+    prompt_from_hints,
+    segment_prompt,
+)
 from craft_agent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,8 +58,8 @@ MODEL_VERSION = f"craft-agent click-to-mask {version('craft-agent')}"
 BACKEND_TITLE = "craft-agent click-to-mask"
 DATE_OF = {IMAGE_A: "pre", IMAGE_B: "post"}
 BRUSH_OF = {IMAGE_A: MASK_A, IMAGE_B: MASK_B}
-POINT_TYPES = ("keypointlabels", "keypoint")
-BOX_TYPES = ("rectanglelabels", "rectangle")
+PROMPT_TYPES = ("keypointlabels", "rectanglelabels")
+"""The page's smart tools (``kp_*``, ``box_*``)."""
 CACHED_PAIRS = 8
 
 
@@ -72,25 +77,16 @@ class ImagePrompt:
     height: int
 
 
-def _percent(value: Any, extent: int, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise PromptError(f"{what} {value!r} is not a number") from exc
-    if not -1.0 <= number <= 101.0:
-        raise PromptError(f"{what} {number} is outside the image (0-100 %)")
-    return min(max(number, 0.0), 100.0) / 100.0 * extent
-
-
 def prompt_from_context(context: dict[str, Any]) -> ImagePrompt:
-    """The points and box of an interactive /predict context, in pixels of the image they were placed on.
+    """The points and box of an interactive /predict context, in pixels of the image they were placed on
+    (read as the pull reads them from a submitted annotation: :func:`~craft_agent.audit.labeling.hints_from_results`).
 
     Raises:
         PromptError: for prompts on no or several images, on an image that is not a date of the pair, of
-            another kind, or with coordinates that are not percentages of the image.
+            another kind, or outside the image.
     """
     items = [item for item in context.get("result") or [] if isinstance(item, dict)]
-    used = [item for item in items if item.get("type") in POINT_TYPES + BOX_TYPES]
+    used = [item for item in items if item.get("type") in PROMPT_TYPES]
     if not used:
         raise PromptError("the context holds no point or box")
     images = {str(item.get("to_name")) for item in used}
@@ -101,29 +97,14 @@ def prompt_from_context(context: dict[str, Any]) -> ImagePrompt:
     if len(sizes) != 1 or min(next(iter(sizes))) <= 0:
         raise PromptError(f"the prompts give no single image size ({sorted(sizes)})")
     width, height = sizes.pop()
-    positives: list[tuple[int, int]] = []
-    negatives: list[tuple[int, int]] = []
-    box: BBox | None = None
-    for item in used:
-        value = item.get("value") or {}
-        if item["type"] in POINT_TYPES:
-            x = min(width - 1, int(_percent(value.get("x"), width, "point x")))
-            y = min(height - 1, int(_percent(value.get("y"), height, "point y")))
-            (positives if item.get("is_positive", True) is not False else negatives).append((x, y))
-        else:
-            x0 = _percent(value.get("x"), width, "box x")
-            y0 = _percent(value.get("y"), height, "box y")
-            x1 = x0 + _percent(value.get("width"), width, "box width")
-            y1 = y0 + _percent(value.get("height"), height, "box height")
-            box = BBox(
-                x0=int(x0),
-                y0=int(y0),
-                x1=max(int(x0) + 1, min(width, round(x1))),
-                y1=max(int(y0) + 1, min(height, round(y1))),
-            )
-    if not positives and box is None:
+    try:
+        hints = hints_from_results(used, (height, width))
+    except ValueError as exc:
+        raise PromptError(f"{exc} (prompts outside the image or without area cannot be used)") from exc
+    prompt = prompt_from_hints(DATE_OF[to_name], hints)
+    if prompt is None:
         raise PromptError("only negative points: place a positive point (a click) or a box on the target first")
-    return ImagePrompt(to_name, ClickPrompt(DATE_OF[to_name], tuple(positives), tuple(negatives), box), width, height)
+    return ImagePrompt(to_name, prompt, width, height)
 
 
 def brush_region(to_name: str, mask: np.ndarray) -> dict[str, Any]:
@@ -233,14 +214,9 @@ class ClickService:
                 raise PromptError(
                     f"the page loaded a {placed.width}x{placed.height} image, the pair is {pre.shape[1]}x{pre.shape[0]}"
                 )
-            image, other = (post, pre) if placed.prompt.date == "post" else (pre, post)
-            keys = (post_key, pre_key) if placed.prompt.date == "post" else (pre_key, post_key)
-            result: ClickResult
+            result = segment_prompt(self.sam or self.classical, pre, post, pre_key, post_key, placed.prompt)
             if self.sam is not None:
-                result = self.sam.segment(image, other, placed.prompt, *keys)
                 self.stats.encoder_runs = int(result.details.get("encoder_runs", 0))
-            else:
-                result = self.classical.segment(image, other, placed.prompt)
             region = brush_region(placed.to_name, result.mask)
             elapsed = (time.perf_counter() - started) * 1000
             if self.stats.first_ms is None:

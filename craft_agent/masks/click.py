@@ -22,7 +22,7 @@ import numpy as np
 from craft_agent.change.evidence import EvidenceConfig, change_evidence
 from craft_agent.change.objects import fill_small_holes
 from craft_agent.masks.base import MaskRequest, MaskScore, Window, mask_iou
-from craft_agent.models import BBox, ChangeType
+from craft_agent.models import AuditHint, BBox, ChangeType
 
 Point = tuple[int, int]
 
@@ -55,6 +55,30 @@ class ClickPrompt:
         xs = [x for x, _ in self.positives]
         ys = [y for _, y in self.positives]
         return BBox(x0=min(xs), y0=min(ys), x1=max(xs) + 1, y1=max(ys) + 1)
+
+
+def prompt_from_hints(date: str, hints: list[AuditHint], fallback_box: BBox | None = None) -> ClickPrompt | None:
+    """The prompt of the ``hints`` placed on ``date``: their positive and negative points and the box around
+    their boxes; ``fallback_box`` (else None) when they hold neither a positive point nor a box."""
+    marks = [h for h in hints if h.date == date]
+    boxes = [h.box for h in marks if h.box is not None]
+    box = (
+        BBox(
+            x0=min(b.x0 for b in boxes),
+            y0=min(b.y0 for b in boxes),
+            x1=max(b.x1 for b in boxes),
+            y1=max(b.y1 for b in boxes),
+        )
+        if boxes
+        else None
+    )
+    positives = tuple(h.point for h in marks if h.point is not None and h.positive)
+    negatives = tuple(h.point for h in marks if h.point is not None and not h.positive)
+    if not positives and box is None:
+        box = fallback_box
+        if box is None:
+            return None
+    return ClickPrompt(date=date, positives=positives, negatives=negatives, box=box)
 
 
 @dataclass
@@ -263,3 +287,20 @@ class SamClickEngine:
             float(result.scores.get(MaskScore.PREDICTED_IOU, 0.0)),
             {"encoder_runs": runs},
         )
+
+
+def segment_prompt(
+    engine: ClassicalClickEngine | SamClickEngine,
+    pre: np.ndarray,
+    post: np.ndarray,
+    pre_key: str,
+    post_key: str,
+    prompt: ClickPrompt,
+) -> ClickResult:
+    """``prompt`` segmented by ``engine`` on the date it was placed on, the other date as context (SAM also
+    takes the images' content keys, its embedding cache keys)."""
+    image, other = (post, pre) if prompt.date == "post" else (pre, post)
+    if isinstance(engine, SamClickEngine):
+        keys = (post_key, pre_key) if prompt.date == "post" else (pre_key, post_key)
+        return engine.segment(image, other, prompt, *keys)
+    return engine.segment(image, other, prompt)
