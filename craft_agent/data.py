@@ -88,7 +88,7 @@ class MTRSIterableDataset(IterableDataset[Sample]):
         self.splits = _splits(split)
 
     def __iter__(self) -> Iterator[Sample]:
-        return self.format.stream(self.folder, self.splits)
+        return self.format.samples(self.folder, self.splits)
 
 
 def collate_samples(batch: list[Sample]) -> dict[str, Any]:

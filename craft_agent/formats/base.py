@@ -245,22 +245,27 @@ class SampleReader(Protocol):
 class Format:
     """One export format: its folder name and its writer, validator and reader.
 
-    ``open(folder, splits)`` returns a :class:`SampleReader` for map-style formats; ``stream(folder, splits)``
-    iterates the samples in file order (every format has it). ``splits`` None means all.
+    ``open(folder, splits)`` returns a :class:`SampleReader` for map-style formats; ``stream`` iterates the
+    samples in file order where that differs from the reader's order (or where there is no reader).
+    :meth:`samples` iterates either way. ``splits`` None means all.
     """
 
     name: str
     write: ShardWriter
     validate: Validator
-    stream: Callable[[Path, set[str] | None], Iterator[Sample]]
     open: Callable[[Path, set[str] | None], SampleReader] | None = None
+    stream: Callable[[Path, set[str] | None], Iterator[Sample]] | None = None
     description: str = ""
 
     @property
     def random_access(self) -> bool:
         return self.open is not None
 
-
-def iterate(reader: SampleReader) -> Iterator[Sample]:
-    for index in range(len(reader)):
-        yield reader[index]
+    def samples(self, folder: Path, splits: set[str] | None = None) -> Iterator[Sample]:
+        """Every sample of ``splits`` under the format's ``folder``, one at a time."""
+        if self.stream is not None:
+            return self.stream(folder, splits)
+        if self.open is None:
+            raise TypeError(f"format {self.name} has neither a reader nor a stream")
+        reader = self.open(folder, splits)
+        return (reader[index] for index in range(len(reader)))

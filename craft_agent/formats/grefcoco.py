@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,6 @@ from craft_agent.formats.base import (
     ImageSource,
     Sample,
     ValidationReport,
-    iterate,
     rgb,
 )
 from craft_agent.models import RLEMask
@@ -212,15 +210,10 @@ class Reader:
         }
 
 
-def stream(folder: Path, splits: set[str] | None = None) -> Iterator[Sample]:
-    return iterate(Reader(folder, splits))
-
-
 FORMAT = Format(
     name=NAME,
     write=write,
     validate=validate,
-    stream=stream,
     open=Reader,
     description="gRefCOCO-style JSON (instances.json, grefs(unc).json) for the RefCOCO family of codebases.",
 )

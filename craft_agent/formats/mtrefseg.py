@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,6 @@ from craft_agent.formats.base import (
     by_split,
     check_mask,
     image_size,
-    iterate,
     mask_png,
     rgb,
     sample_record,
@@ -284,15 +282,10 @@ class Reader:
         }
 
 
-def stream(folder: Path, splits: set[str] | None = None) -> Iterator[Sample]:
-    return iterate(Reader(folder, splits))
-
-
 FORMAT = Format(
     name=NAME,
     write=write,
     validate=validate,
-    stream=stream,
     open=Reader,
     description="MTRefSeg-21K's folder layout: A/ B/ masks/ referring_expression/ per split.",
 )
