@@ -47,8 +47,8 @@ from craft_agent.errors import ConfigError, CraftError
 from craft_agent.metrics import PixelCounts
 from craft_agent.settings import CATALOG_FILENAME
 from craft_agent.train.common import (
+    begin_run,
     cosine_learning_rate,
-    read_checkpoint_to_resume,
     save_checkpoint,
     seed_everything,
     segmentation_loss,
@@ -336,19 +336,11 @@ def train_change_model(
             a bad device, or data without any pair with a change mask.
     """
     started = time.monotonic()
-    if not minutes and not steps:
-        raise ConfigError("training needs a budget.", hint="pass --minutes N and/or --steps N.")
     checkpoint_path = out / CHECKPOINT_NAME
-    saved: dict[str, Any] | None = None
-    if resume:
-        saved = read_checkpoint_to_resume(checkpoint_path, CHECKPOINT_FORMAT, "change")
+    saved = begin_run(checkpoint_path, CHECKPOINT_FORMAT, "change", resume, minutes, steps)
+    if saved is not None:
         config = ChangeTrainingConfig.model_validate(saved["config"])
     else:
-        if checkpoint_path.exists():
-            raise ConfigError(
-                f"{checkpoint_path} already exists.",
-                hint="pass --resume to go on training it, or choose another --out.",
-            )
         config = ChangeTrainingConfig(crop=crop, batch=batch, val_fraction=val_fraction, seed=seed)
     target = resolve_device(device)
     seed_everything(config.seed)

@@ -53,6 +53,26 @@ def read_checkpoint_to_resume(path: Path, expected_format: str, what: str) -> di
     return saved
 
 
+def begin_run(
+    checkpoint_path: Path, expected_format: str, what: str, resume: bool, minutes: float | None, steps: int | None
+) -> dict[str, Any] | None:
+    """The checkpoint a run goes on from (``resume``), or None for a new run.
+
+    Raises:
+        ConfigError: without a budget, for a new run over an existing checkpoint, or as
+            :func:`read_checkpoint_to_resume`.
+    """
+    if not minutes and not steps:
+        raise ConfigError("training needs a budget.", hint="pass --minutes N and/or --steps N.")
+    if resume:
+        return read_checkpoint_to_resume(checkpoint_path, expected_format, what)
+    if checkpoint_path.exists():
+        raise ConfigError(
+            f"{checkpoint_path} already exists.", hint="pass --resume to go on training it, or choose another --out."
+        )
+    return None
+
+
 def cosine_learning_rate(base: float, fraction: float) -> float:
     """Cosine decay from ``base`` to 5 % of it over a run (``fraction`` of the budget spent, 0..1)."""
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))))

@@ -32,6 +32,7 @@ from craft_agent.errors import ConfigError
 from craft_agent.metrics import ReferringScores
 from craft_agent.refer.model import ReferSegNet, TextFeaturizer, resolve_text_encoder
 from craft_agent.train.common import (
+    begin_run,
     cosine_learning_rate,
     read_checkpoint_to_resume,
     save_checkpoint,
@@ -267,19 +268,11 @@ def train_refer_model(
             examples.
     """
     started = time.monotonic()
-    if not minutes and not steps:
-        raise ConfigError("training needs a budget.", hint="pass --minutes N and/or --steps N.")
     checkpoint_path = out / CHECKPOINT_NAME
-    saved: dict[str, Any] | None = None
-    if resume:
-        saved = read_checkpoint_to_resume(checkpoint_path, REFER_FORMAT, "refer")
+    saved = begin_run(checkpoint_path, REFER_FORMAT, "refer", resume, minutes, steps)
+    if saved is not None:
         config = ReferTrainingConfig.model_validate(saved["config"])
     else:
-        if checkpoint_path.exists():
-            raise ConfigError(
-                f"{checkpoint_path} already exists.",
-                hint="pass --resume to go on training it, or choose another --out.",
-            )
         config = ReferTrainingConfig(size=size, batch=batch, seed=seed, text_encoder=resolve_text_encoder(text_encoder))
     train = load_examples(data, config.size, "train")
     val = load_examples(data, config.size, "val")
