@@ -270,20 +270,23 @@ def click_latency(settings: Settings, triplets: list[Triplet], seed: int, clicks
         if len(requests) >= clicks:
             break
 
-    def run(service: ClickService, warm: list[dict[str, Any]]) -> dict[str, Any]:
-        with serving(create_app(service), "127.0.0.1", free_port()) as url, httpx.Client(timeout=60) as client:
-            for body in warm + requests:
-                client.post(url + "/predict", json=body).raise_for_status()
-            return dict(client.get(url + "/metrics").json())
+    def run(service: ClickService) -> dict[str, Any]:
+        try:
+            with serving(create_app(service), "127.0.0.1", free_port()) as url, httpx.Client(timeout=60) as client:
+                for body in requests:
+                    client.post(url + "/predict", json=body).raise_for_status()
+                return dict(client.get(url + "/metrics").json())
+        finally:
+            service.close()
 
-    classical = run(ClickService(settings, "classical"), [])
+    classical = run(ClickService(settings, "classical"))
     cache = EmbeddingCache(settings.workspace / "cache" / "sam-bench")
     # On a fresh cache every new image's first click runs the image encoder (the first click is reported);
     # a second backend on the same cache then finds every embedding there, as after drafting with SAM.
     cold = ClickService(settings, "sam", sam_engine=SamMaskEngine(tiny_sam(), "tiny:bench", cache))
-    first = run(cold, [])
+    first = run(cold)
     warm = ClickService(settings, "sam", sam_engine=SamMaskEngine(tiny_sam(), "tiny:bench", cache))
-    cached = run(warm, [])
+    cached = run(warm)
     return {
         "click_ms_p50": classical["click_ms_p50"],
         "click_ms_p95": classical["click_ms_p95"],
