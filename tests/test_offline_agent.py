@@ -190,10 +190,10 @@ def test_cues_relate_neighbours_and_batch_matches_single() -> None:
     batch = change_cues([first, second], pre, post)
     single = change_cue(first, pre, post, [first, second])
     assert batch[0] == single
-    assert single.neighbours[0] == "west of the white-roofed building"
-    assert batch[1].neighbours[0] == "east of the red-roofed building"
+    assert single.neighbours[0] == "west of the new white-roofed building"
+    assert batch[1].neighbours[0] == "east of the new red-roofed building"
     street = change_cues([first, second], pre, post, domain="ns")
-    assert street[0].neighbours[0].startswith("left of the white")
+    assert street[0].neighbours[0].startswith("left of the new white")
 
 
 def _cue(**changes: object) -> ChangeCue:

@@ -7,11 +7,101 @@ from pathlib import Path
 from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
+from craft_agent.agent.schemas import ChangeCue
+from craft_agent.agent.state import Target
+from craft_agent.agent.targets import by_rank, drop_shared_expressions, refers
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.masks import ClassicalMaskEngine
+from craft_agent.models import BBox, ChangeType, Domain
 from craft_agent.synthetic import write_examples
+
+
+def _house(name: str, x: int, y: int, colour: str = "grey", size: str = "small", **cue: object) -> Target:
+    box = BBox(x0=x, y0=y, x1=x + 20, y1=y + 20)
+    return Target(
+        id=name,
+        candidate_id=name,
+        change_type=ChangeType.APPEAR,
+        category="building",
+        description="a building",
+        box=box,
+        status="accepted",
+        cue=ChangeCue.model_validate(
+            {
+                "candidate_id": name,
+                "grid_cell": "center",
+                "box": box,
+                "detector_type": "appear",
+                "confidence": 0.9,
+                "area_fraction": 0.01,
+                "size": size,
+                "shape": "compact",
+                "colour_before": "green",
+                "colour_after": colour,
+                "surroundings_before": "green",
+                "surroundings_after": "green",
+                "greenness_before": 0.1,
+                "greenness_after": 0.0,
+                "texture_before": 1.0,
+                "texture_after": 1.0,
+                "contrast_before": 1.0,
+                "contrast_after": 5.0,
+                "brightness_change": 3.0,
+                **cue,
+            }
+        ),
+    )
+
+
+def test_an_expression_refers_only_when_true_of_its_target_and_of_no_other() -> None:
+    red = _house("red", 10, 100, colour="red")
+    west, middle, east = _house("w", 40, 10), _house("m", 80, 200), _house("e", 120, 50, size="large")
+    houses = [red, west, middle, east]
+    rs = Domain.RS
+
+    def others(t: Target) -> list[Target]:
+        return [o for o in houses if o.id != t.id]
+
+    # the attributes alone: "grey" fits three houses, "red" one
+    assert not refers("the grey-roofed building that appeared", middle, others(middle), rs)
+    assert refers("the red-roofed building that appeared", red, others(red), rs)
+    # untrue of the target: it is not red, it is not large
+    assert not refers("the red-roofed building that appeared", middle, others(middle), rs)
+    assert not refers("the large building that appeared", middle, others(middle), rs)
+    assert refers("the large building that appeared", east, others(east), rs)
+    # position words count among the houses the attributes fit: the red one is further west, not grey
+    assert refers("the westernmost grey-roofed building that appeared", west, others(west), rs)
+    assert not refers("the westernmost building that appeared", west, others(west), rs)
+    assert refers("the southernmost building that appeared", middle, others(middle), rs)
+    assert not refers("the northernmost building that appeared", middle, others(middle), rs)
+    assert refers("the second grey-roofed building from the west that appeared", middle, others(middle), rs)
+    assert not refers("the second building from the west that appeared", middle, others(middle), rs)
+    # a rank is said among what the words fit, and is then true
+    assert (
+        by_rank(["the building that appeared"], middle, others(middle), rs) == "the southernmost building that appeared"
+    )
+    row = [_house(n, x, 400) for n, x in (("r1", 10), ("r2", 50), ("r3", 90), ("r4", 130))]
+    ranked = by_rank(["the building that appeared"], row[2], [row[0], row[1], row[3]], rs)
+    assert ranked == "the second building from the east that appeared"  # level with all: no northernmost
+    assert refers(ranked, row[2], [row[0], row[1], row[3]], rs)
+    # a landmark phrase only refers when the landmark is next to this house alone
+    near = [_house(n, x, 300, neighbours=["next to the new pond"]) for n, x in (("a", 10), ("b", 60))]
+    assert not refers("the building next to the new pond that appeared", near[0], near[1:], rs)
+    assert refers("the westernmost building next to the new pond that appeared", near[0], near[1:], rs)
+
+
+def test_a_shared_stock_phrase_is_ranked_among_all_it_fits() -> None:
+    houses = [_house(n, x, 50) for n, x in (("a", 10), ("b", 60), ("c", 110))]
+    for house in houses[:2]:
+        house.expressions = ["the new structure beside the lane"]
+    houses[2].expressions = ["the grey-roofed building that appeared"]
+    drop_shared_expressions(houses, Domain.RS)
+    # "c" does not say the phrase but is of the same kind and fits it: "b" is second from the east, not easternmost
+    assert houses[0].expressions == ["the westernmost new structure beside the lane"]
+    assert houses[1].expressions == ["the second new structure beside the lane from the east"]
+    assert houses[2].expressions == ["the grey-roofed building that appeared"]
 
 
 def test_rank_words_make_an_expression_unique() -> None:

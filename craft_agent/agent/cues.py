@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -628,8 +629,15 @@ def _landmark(cue: ChangeCue, centre: tuple[float, float], change_type: ChangeTy
         phrase = f"the {noun}"
     else:
         phrase = f"the {colour} {noun}"
+    # A reader takes "the grey-roofed building" for any grey-roofed building in the image, changed or not:
+    # a landmark is named as a change ("the new ...", "the former ..."), so that only changes can answer to it.
+    # A changed state ("the grey roof" repainted) has no such word and is no landmark.
     if change_type is ChangeType.DISAPPEAR:
         phrase = phrase.replace("the ", "the former ", 1)
+    elif change_type is ChangeType.APPEAR:
+        phrase = phrase.replace("the ", "the new ", 1)
+    else:
+        phrase = ""
     return _Landmark(cue.candidate_id, cue.box.as_xyxy(), centre, phrase, cue.confidence)
 
 
@@ -685,14 +693,23 @@ def _surroundings_phrase(cue: ChangeCue, domain: Domain) -> str | None:
     return None
 
 
-def neighbour_phrases(target: _Landmark, cue: ChangeCue, landmarks: Sequence[_Landmark], domain: Domain) -> list[str]:
+def neighbour_phrases(
+    target: _Landmark,
+    cue: ChangeCue,
+    landmarks: Sequence[_Landmark],
+    domain: Domain,
+    ambiguous: frozenset[str] = frozenset(),
+) -> list[str]:
     """Up to three phrases: the nearest confident candidates (not overlapping the target) with a direction
-    word, then the stable surroundings."""
+    word, then the stable surroundings. A landmark whose phrase is in ``ambiguous`` (it names several of the
+    pair's changes: "the new dark-grey-roofed building" among forty) locates nothing and is not used."""
     phrases: list[str] = []
     nearby = [
         other
         for other in landmarks
         if other.candidate_id != target.candidate_id
+        and other.phrase
+        and other.phrase not in ambiguous
         and other.confidence >= _NEIGHBOUR_CONFIDENCE
         and not _boxes_overlap(target.box, other.box)
     ]
@@ -805,7 +822,14 @@ def change_cue(
         other_measured = measure(other, pre, post, ring_px)
         other_cue = _cue_without_neighbours(other_measured, domain, gsd)
         landmarks.append(_landmark_of(other_cue, other_measured, domain))
-    return cue.model_copy(update={"neighbours": neighbour_phrases(target, cue, landmarks, domain)})
+    ambiguous = _shared_phrases(landmarks)
+    return cue.model_copy(update={"neighbours": neighbour_phrases(target, cue, landmarks, domain, ambiguous)})
+
+
+def _shared_phrases(landmarks: Sequence[_Landmark]) -> frozenset[str]:
+    """Landmark phrases that name more than one of the pair's changes."""
+    counts = Counter(landmark.phrase for landmark in landmarks)
+    return frozenset(phrase for phrase, count in counts.items() if count > 1)
 
 
 def change_cues(
@@ -824,6 +848,7 @@ def change_cues(
     if not landmarks:
         return []
     boxes = np.array([landmark.box for landmark in landmarks], np.float64)
+    ambiguous = _shared_phrases(landmarks)
     result = []
     for index, (cue, target) in enumerate(zip(cues, landmarks, strict=True)):
         # box gaps to every other candidate at once; only the few nearest are phrased
@@ -831,5 +856,6 @@ def change_cues(
         dy = np.maximum(0.0, np.maximum(boxes[:, 1], boxes[index, 1]) - np.minimum(boxes[:, 3], boxes[index, 3]))
         order = np.argsort(np.hypot(dx, dy), kind="stable")[: 8 * _NEIGHBOURS]
         nearby = [landmarks[int(k)] for k in order]
-        result.append(cue.model_copy(update={"neighbours": neighbour_phrases(target, cue, nearby, domain)}))
+        neighbours = neighbour_phrases(target, cue, nearby, domain, ambiguous)
+        result.append(cue.model_copy(update={"neighbours": neighbours}))
     return result

@@ -36,10 +36,11 @@ from craft_agent.agent.schemas import (
 from craft_agent.agent.state import AgentState, Rejection, Target
 from craft_agent.agent.targets import (
     by_rank,
-    distinguishing_words,
     drop_shared_expressions,
     keep_labelled,
     keep_within_budget,
+    refers,
+    same_kind,
 )
 from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
@@ -576,34 +577,29 @@ def clean_expressions(expressions: list[str], plural: bool = False) -> list[str]
 
 
 def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
-    """Stage 5: every expression must single out its target among the pair's other targets.
+    """Stage 5: every expression must single out its target among the pair's other targets, and be true of it.
 
-    An expression is ambiguous when another kept target has the same change type and category and the
-    expression names none of the attributes in which they differ (colour, size, shape, neighbours, or a side
-    of the image the target is the furthest towards); it is rewritten with a distinguishing attribute. A target
-    left without a unique expression is named by its rank from one side ("the second building from the west
-    that appeared"), and dropped when even that is too far to say.
+    Each expression is read as a reader would (:func:`~craft_agent.agent.targets.refers`): among the kept
+    targets of the same change type and category, those its colour, size, shape and landmark words fit, then
+    its position and comparison words ("westernmost", "larger") among those. One that fits another target
+    too is rewritten with a distinguishing attribute; one that still does not refer gets the target's rank
+    from one side among the targets it fits ("the second building from the west that appeared"); a target
+    left without an expression that refers is dropped.
     """
     pair, _, _ = res.pair(state.pair_id)
     targets = state.working_targets()
     kept = [t for t in targets if t.kept]
+    domain = pair.domain
     for target in kept:
-        rivals = [
-            o
-            for o in kept
-            if o.id != target.id and (o.change_type, o.category) == (target.change_type, target.category)
-        ]
-        if not rivals:
-            continue
-        distinct = distinguishing_words(target, rivals)
-        unique = [e for e in target.expressions if any(word and word in e for word in distinct)]
-        if len(unique) < len(target.expressions):
+        rivals = same_kind(target, kept)
+        unique = [e for e in target.expressions if refers(e, target, rivals, domain)]
+        if rivals and len(unique) < len(target.expressions):
             context = DisambiguateContext(
                 pair_id=pair.id,
-                domain=pair.domain,
+                domain=domain,
                 expression=target.expressions[0],
                 target=target.cue,
-                others=[o.cue for o in rivals[:5]],
+                others=[o.cue for o in rivals],
                 change_type=target.change_type,
                 category=target.category,
             )
@@ -617,16 +613,15 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
                 target=target.cue.model_dump_json(),
                 others=json.dumps([o.cue.model_dump(mode="json") for o in rivals[:5]]),
             )
-            rewritten = [
-                e for e in clean_expressions(answer.expressions) if any(word and word in e for word in distinct)
-            ]
+            rewritten = [e for e in clean_expressions(answer.expressions) if refers(e, target, rivals, domain)]
             unique = clean_expressions(unique + rewritten)
-        if not unique and target.expressions:
-            unique = clean_expressions([e for e in [by_rank(target, rivals)] if e])
+        if not unique:
+            ranked = by_rank(target.expressions, target, rivals, domain)
+            unique = clean_expressions([ranked] if ranked and refers(ranked, target, rivals, domain) else [])
         target.expressions = unique
         if not unique:
             target.status = "discarded"
-    drop_shared_expressions([t for t in kept if t.status != "discarded"])
+    drop_shared_expressions([t for t in kept if t.status != "discarded"], domain)
     return {"targets": targets}
 
 

@@ -5,10 +5,21 @@ The extra targets a pair gets (groups, no-target changes) are composed in :mod:`
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
+from craft_agent.agent.cues import PALETTE
 from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Rejection, Target
-from craft_agent.agent.wording import ordinal_expression
+from craft_agent.agent.wording import (
+    EXTREME_WORDS,
+    ORDINAL_WORDS,
+    SHAPE_ADJECTIVES,
+    SIDE_NAMES,
+    SIZE_ADJECTIVES,
+    ordinal_expression,
+)
 from craft_agent.models import BBox, Domain
 
 
@@ -53,21 +64,195 @@ def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target
     return targets
 
 
-def _signature(cue: ChangeCue) -> set[str]:
-    return {cue.colour_before, cue.colour_after, cue.size, cue.shape, *cue.neighbours}
+# ---------------------------------------------------------------------------------------------------------
+# The referring rule: an expression is read as a reader would, against the pair's other targets
+# ---------------------------------------------------------------------------------------------------------
+#
+# A reader takes the targets of the same change type and category, keeps those the expression's attributes
+# fit (colour, size, shape, a landmark phrase), then applies its position and comparison words among them
+# ("westernmost", "the second ... from the north", "largest"). An expression refers when exactly its target
+# is left; it lies when its target does not answer to it. Both are checked here, so no expression says
+# "the southernmost house" of a house with another one south of it.
+
+_COLOURS = sorted(PALETTE, key=len, reverse=True)  # "dark grey" before "grey"
+_SIZES = sorted({w for w in SIZE_ADJECTIVES.values() if w} | {w for w in SHAPE_ADJECTIVES.values() if w}, key=len)
+_COMPARATIVES = {
+    "largest": 1,
+    "larger": 1,
+    "biggest": 1,
+    "bigger": 1,
+    "smallest": -1,
+    "smaller": -1,
+}
 
 
-def distinguishing_words(target: Target, rivals: list[Target]) -> set[str]:
-    """Words that tell ``target`` apart from ``rivals`` (same type and category): attributes of its cue that no
-    rival shares (colour, size, shape, neighbours) and the compass words of the sides it lies furthest towards."""
-    words = set().union(*(_signature(target.cue) - _signature(o.cue) for o in rivals))
-    return words | _extreme_words(target, rivals)
+def _plain(text: str) -> str:
+    return " " + re.sub(r"[\s-]+", " ", text.lower()).strip() + " "
 
 
-def drop_shared_expressions(kept: list[Target]) -> None:
-    """The same words on two targets refer to neither: each target that shares an expression gets it with its
-    rank from one side among the targets sharing it ("the westernmost ..."), or loses it when that is too far
-    to say; a target left with no expression is discarded."""
+def _says(text: str, phrase: str) -> bool:
+    return f" {_plain(phrase).strip()} " in text
+
+
+def _consume(text: str, phrase: str) -> str:
+    return text.replace(f" {_plain(phrase).strip()} ", " # ")
+
+
+def _attributes(cue: ChangeCue) -> tuple[set[str], set[str], tuple[str, ...]]:
+    """Colours (both dates), size and shape words, and neighbour phrases a cue answers to."""
+    size = {SIZE_ADJECTIVES.get(cue.size, ""), SHAPE_ADJECTIVES.get(cue.shape, "")} - {""}
+    return {cue.colour_before, cue.colour_after}, size, tuple(cue.neighbours)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What an expression says about its target: attribute words, and position or comparison claims."""
+
+    colours: tuple[str, ...]
+    sizes: tuple[str, ...]
+    neighbours: tuple[str, ...]
+    extremes: tuple[str, ...]
+    ordinals: tuple[tuple[int, str], ...]
+    comparatives: tuple[int, ...]
+    true_of_target: bool
+
+
+def _read(expression: str, target: Target, domain: Domain) -> _Reading:
+    colours, sizes, neighbours = _attributes(target.cue)
+    text = _plain(expression)
+    said_neighbours = tuple(n for n in neighbours if _says(text, n))
+    for phrase in said_neighbours:  # a landmark's colour is the landmark's, not the target's
+        text = _consume(text, phrase)
+    said_colours = []
+    for colour in _COLOURS:
+        if _says(text, colour):
+            said_colours.append(colour)
+            text = _consume(text, colour)
+    said_sizes = [word for word in _SIZES if _says(text, word)]
+    sides = {word: side for side, word in EXTREME_WORDS[domain].items()}
+    extremes = tuple(sides[word] for word in sides if _says(text, word))
+    names = {name: side for side, name in SIDE_NAMES[domain].items()}
+    ordinals = tuple(
+        (ORDINAL_WORDS.index(word), names[side])
+        for word, side in re.findall(r" (" + "|".join(ORDINAL_WORDS[1:]) + r") .*?from the (\w+) ", text)
+        if side in names
+    )
+    comparatives = tuple(sign for word, sign in _COMPARATIVES.items() if _says(text, word))
+    # a colour, size or shape the target does not have makes the expression untrue of it
+    true_of_target = set(said_colours) <= colours and set(said_sizes) <= sizes
+    return _Reading(
+        tuple(said_colours), tuple(said_sizes), said_neighbours, extremes, ordinals, comparatives, true_of_target
+    )
+
+
+def _fits(reading: _Reading, rival: Target) -> bool:
+    """Whether the expression's attribute words fit ``rival`` too (an object cut by the image's edge may have
+    any size)."""
+    colours, sizes, neighbours = _attributes(rival.cue)
+    return (
+        set(reading.colours) <= colours
+        and (rival.cue.cut_by_border or set(reading.sizes) <= sizes)
+        and set(reading.neighbours) <= set(neighbours)
+    )
+
+
+def _centre(box: BBox) -> tuple[float, float]:
+    return ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+
+
+def _ranks(target: Target, rivals: list[Target]) -> dict[str, int | None]:
+    """The target's 0-based rank from each side among itself and ``rivals`` (by box centre); None for a side
+    where a rival lies level with it (no rank is then true)."""
+    x, y = _centre(target.box)
+    centres = [_centre(o.box) for o in rivals]
+    ranks: dict[str, int | None] = {
+        "west": sum(cx < x for cx, _ in centres),
+        "east": sum(cx > x for cx, _ in centres),
+        "north": sum(cy < y for _, cy in centres),
+        "south": sum(cy > y for _, cy in centres),
+    }
+    level_x, level_y = any(cx == x for cx, _ in centres), any(cy == y for _, cy in centres)
+    for side in ("west", "east") if level_x else ():
+        ranks[side] = None
+    for side in ("north", "south") if level_y else ():
+        ranks[side] = None
+    return ranks
+
+
+def refers(expression: str, target: Target, rivals: list[Target], domain: Domain) -> bool:
+    """Whether ``expression`` is true of ``target`` and of no other target in ``rivals`` (the pair's kept
+    targets of the same change type and category), read as a reader would (see the comment above)."""
+    reading = _read(expression, target, domain)
+    if not reading.true_of_target:
+        return False
+    fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
+    claims = bool(reading.extremes or reading.ordinals or reading.comparatives)
+    if not claims:
+        return not fitting
+    ranks = _ranks(target, fitting)
+    area = target.cue.area_fraction
+    for side in reading.extremes:
+        if ranks[side] != 0:
+            return False
+    for rank, side in reading.ordinals:
+        if ranks[side] != rank:
+            return False
+    # "the largest ...": larger than every other target the attributes fit
+    return all(sign * (area - o.cue.area_fraction) > 0 for sign in reading.comparatives for o in fitting)
+
+
+def _with_rank(expression: str, target: Target, fitting: list[Target], domain: Domain) -> tuple[int, str] | None:
+    """``expression`` with the target's rank from its nearest side among ``fitting`` (the other targets a
+    reader would take it for), and that rank; None when no side gives a rank that can be said."""
+    reading = _read(expression, target, domain)
+    if not reading.true_of_target or reading.extremes or reading.ordinals or reading.comparatives:
+        return None
+    ranks = {side: rank for side, rank in _ranks(target, fitting).items() if rank is not None}
+    if not ranks:
+        return None
+    side = min(ranks, key=lambda k: (ranks[k], k))
+    if ranks[side] == 0:
+        ranked = ordinal_expression(expression, 0, side, domain)
+    else:
+        # "the second building from the west beside the road", not "... beside the road from the west"
+        base = expression
+        for phrase in reading.neighbours:
+            base = re.sub(rf"\s+{re.escape(phrase)}(?=\s|$)", "", base, count=1, flags=re.IGNORECASE)
+        ranked = ordinal_expression(base, ranks[side], side, domain, " ".join(reading.neighbours))
+    return None if ranked is None else (ranks[side], ranked)
+
+
+def by_rank(expressions: list[str], target: Target, rivals: list[Target], domain: Domain) -> str | None:
+    """One of ``expressions`` with the target's rank from its nearest side among the rivals it fits ("the
+    second grey building from the west that appeared"): the one with the lowest rank, shortest on a tie; None
+    when every rank is too far to say."""
+    options = []
+    for expression in expressions:
+        reading = _read(expression, target, domain)
+        fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
+        ranked = _with_rank(expression, target, fitting, domain)
+        if ranked is not None:
+            options.append((ranked[0], len(ranked[1].split()), ranked[1]))
+    return min(options)[2] if options else None
+
+
+def same_kind(target: Target, kept: list[Target]) -> list[Target]:
+    """The other kept single targets a reader could mistake ``target`` for: same change type and category."""
+    return [
+        o
+        for o in kept
+        if o.id != target.id
+        and not o.no_target
+        and not o.member_ids
+        and (o.change_type, o.category) == (target.change_type, target.category)
+    ]
+
+
+def drop_shared_expressions(kept: list[Target], domain: Domain) -> None:
+    """The same words on two targets (of different categories, or a model's stock phrase) refer to neither:
+    each target sharing an expression gets it with its rank from one side among those sharing it and the
+    others of its kind the words fit ("the westernmost ..."), or loses it when that is too far to say; a
+    target left with no expression is discarded."""
     users: dict[str, list[Target]] = {}
     for target in kept:
         for expression in dict.fromkeys(e.lower() for e in target.expressions):
@@ -78,44 +263,13 @@ def drop_shared_expressions(kept: list[Target]) -> None:
             continue
         for target in sharing:
             original = next(e for e in target.expressions if e.lower() == text)
-            ranked = _with_rank(original, target, [o for o in sharing if o.id != target.id])
-            replacement = [ranked] if ranked is not None and ranked.lower() not in taken else []
+            reading = _read(original, target, domain)
+            fitting = [o for o in sharing if o.id != target.id]
+            fitting += [o for o in same_kind(target, kept) if o not in fitting and _fits(reading, o)]
+            ranked = _with_rank(original, target, fitting, domain)
+            replacement = [ranked[1]] if ranked is not None and ranked[1].lower() not in taken else []
             taken.update(r.lower() for r in replacement)
             target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
     for target in kept:
         if not target.expressions:
             target.status = "discarded"
-
-
-def _centre(box: BBox) -> tuple[float, float]:
-    return ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
-
-
-def _ranks(target: Target, rivals: list[Target]) -> dict[str, int]:
-    """The target's 0-based rank from each side among itself and its rivals (by box centre)."""
-    x, y = _centre(target.box)
-    centres = [_centre(o.box) for o in rivals]
-    return {
-        "west": sum(cx < x for cx, _ in centres),
-        "east": sum(cx > x for cx, _ in centres),
-        "north": sum(cy < y for _, cy in centres),
-        "south": sum(cy > y for _, cy in centres),
-    }
-
-
-def _extreme_words(target: Target, rivals: list[Target]) -> set[str]:
-    """Compass words that truly single the target out: it lies furthest towards that side."""
-    return {f"{side}ernmost" for side, rank in _ranks(target, rivals).items() if rank == 0}
-
-
-def by_rank(target: Target, rivals: list[Target]) -> str | None:
-    """The target's first expression with its rank from the nearest side, or None when too far to say."""
-    return _with_rank(target.expressions[0], target, rivals)
-
-
-def _with_rank(expression: str, target: Target, rivals: list[Target]) -> str | None:
-    """``expression`` with the target's rank among ``rivals`` from the side it is nearest to (see
-    :func:`~craft_agent.agent.wording.ordinal_expression`)."""
-    ranks = _ranks(target, rivals)
-    side = min(ranks, key=lambda k: (ranks[k], k))
-    return ordinal_expression(expression, ranks[side], side)

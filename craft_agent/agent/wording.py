@@ -246,8 +246,9 @@ def _adjective(target: _Target, colour: str | None) -> str:
     return colour
 
 
-_SIZE_WORDS = {"tiny": "tiny", "small": "small", "medium": "", "large": "large", "huge": "huge"}
-_SHAPE_WORDS = {"elongated": "long", "compact": "", "irregular": "irregularly shaped"}
+SIZE_ADJECTIVES = {"tiny": "tiny", "small": "small", "medium": "", "large": "large", "huge": "huge"}
+SHAPE_ADJECTIVES = {"elongated": "long", "compact": "", "irregular": "irregularly shaped"}
+"""How a cue's size and shape are said before the noun ('' for the unremarkable ones)."""
 
 
 def _join(*parts: str) -> str:
@@ -257,8 +258,8 @@ def _join(*parts: str) -> str:
 def _noun_phrases(target: _Target, with_colour: bool, with_size: bool) -> list[str]:
     """Noun phrases without article or temporal wording, e.g. 'small red-roofed building'."""
     colour = target.colour if with_colour else None
-    size = _SIZE_WORDS.get(target.size or "", "") if with_size else ""
-    shape = _SHAPE_WORDS.get(target.shape or "", "") if with_size and not size else ""
+    size = SIZE_ADJECTIVES.get(target.size or "", "") if with_size else ""
+    shape = SHAPE_ADJECTIVES.get(target.shape or "", "") if with_size and not size else ""
     return [_join(size or shape, _adjective(target, colour), noun) for noun in _nouns(target)]
 
 
@@ -425,11 +426,7 @@ def _distinctions(context: DisambiguateContext, base: _Target) -> list[_Distinct
         margin_x = 0.5 * target.box.width
         margin_y = 0.5 * target.box.height
         other_centres = [_centre(o) for o in others]
-        words = (
-            {"west": "leftmost", "east": "rightmost", "north": "upper", "south": "lower"}
-            if context.domain == Domain.NS
-            else {"west": "westernmost", "east": "easternmost", "north": "northernmost", "south": "southernmost"}
-        )
+        words = EXTREME_WORDS[context.domain]
         checks = {
             "west": all(x + margin_x <= ox for ox, _ in other_centres),
             "east": all(x - margin_x >= ox for ox, _ in other_centres),
@@ -446,7 +443,7 @@ def _distinctions(context: DisambiguateContext, base: _Target) -> list[_Distinct
         found.append(_Distinction(1.5, target=replace(base, neighbours=unique), must_say=unique))
     # shape: a shape none of the others has
     if target.shape not in {o.shape for o in others} and target.shape != "compact":
-        found.append(_Distinction(1.0, _SHAPE_WORDS[target.shape]))
+        found.append(_Distinction(1.0, SHAPE_ADJECTIVES[target.shape]))
     return sorted(found, key=lambda d: -d.strength)
 
 
@@ -486,19 +483,35 @@ def distinguishing_expressions(context: DisambiguateContext, wanted: int = 3) ->
     return _pick_varied(options, max(1, wanted), seed)
 
 
-_ORDINALS = ("", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
-_EXTREMES = {"west": "westernmost", "east": "easternmost", "north": "northernmost", "south": "southernmost"}
-MAX_ORDINAL = len(_ORDINALS)
+ORDINAL_WORDS = ("", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+"""Ordinal words by 0-based rank (rank 0 is said with an extreme word instead)."""
+EXTREME_WORDS: dict[Domain, dict[str, str]] = {
+    Domain.RS: {"west": "westernmost", "east": "easternmost", "north": "northernmost", "south": "southernmost"},
+    Domain.NS: {"west": "leftmost", "east": "rightmost", "north": "upper", "south": "lower"},
+}
+"""The word for the object furthest towards a side: compass words from above, left and right at street level."""
+SIDE_NAMES: dict[Domain, dict[str, str]] = {
+    Domain.RS: {"west": "west", "east": "east", "north": "north", "south": "south"},
+    Domain.NS: {"west": "left", "east": "right", "north": "top", "south": "bottom"},
+}
+"""How a rank's side is said: "the second car from the left", "the third building from the north"."""
+MAX_ORDINAL = len(ORDINAL_WORDS)
 """Ranks beyond this are not said: no one counts to the fifteenth house from the west."""
 
 
-def ordinal_expression(expression: str, rank: int, direction: str) -> str | None:
+def ordinal_expression(
+    expression: str, rank: int, direction: str, domain: Domain = Domain.RS, relation: str = ""
+) -> str | None:
     """``expression`` made unique by the target's rank from one side among the objects it also fits.
 
     Args:
         expression: a referring expression starting with "the" ("the grey building that appeared").
-        rank: 0-based rank of the target counted from ``direction`` (0: the westernmost...).
-        direction: west, east, north or south (compass words suit aerial images).
+        rank: 0-based rank of the target counted from ``direction`` (0: the westernmost...), among the objects
+            the expression fits: the rank is only true when counted so.
+        direction: west, east, north or south (said as left, right, top, bottom at street level).
+        domain: the imagery's domain (compass words suit aerial images).
+        relation: a landmark phrase ("beside the road") taken out of ``expression``, said after the rank's
+            side ("the second building from the west beside the road").
 
     Returns:
         "the westernmost grey building that appeared" for rank 0, "the second grey building from the west
@@ -509,11 +522,12 @@ def ordinal_expression(expression: str, rank: int, direction: str) -> str | None
     if rank >= MAX_ORDINAL or len(words) < 2 or words[0].lower() != "the":
         return None
     rest = words[1]
-    if rank == 0:
-        return f"{words[0]} {_EXTREMES[direction]} {rest}"
     head, that, tail = rest.partition(" that ")
-    where = f"{head} from the {direction}"
-    return f"{words[0]} {_ORDINALS[rank]} {where}{that}{tail}" if that else f"{words[0]} {_ORDINALS[rank]} {where}"
+    if rank == 0:
+        where = f"{words[0]} {EXTREME_WORDS[domain][direction]} {head}"
+    else:
+        where = f"{words[0]} {ORDINAL_WORDS[rank]} {head} from the {SIDE_NAMES[domain][direction]}"
+    return " ".join(f"{where} {relation}{that}{tail}".split())
 
 
 _PLURAL_VERBS = {
