@@ -74,20 +74,75 @@ class ChangeType(StrEnum):
 _CHANGE_CODES = {ChangeType.APPEAR: 0, ChangeType.DISAPPEAR: 1, ChangeType.STATE_CHANGE: 2}
 
 
-CATEGORIES: tuple[str, ...] = (
-    "building",
-    "roof",
-    "vegetation",
-    "vehicle",
-    "water",
-    "ground",
-    "road",
-    "facade",
-    "object",
-)
-"""The closed set of change categories. building: a whole building; roof: a roof repainted; vegetation: trees
-or grass; vehicle: a car; water: a pond or flooded area; ground: bare or paved land, a field; road: a road
-section; facade: a wall or door (street scenes); object: a statue, sign, bench or tarp (street scenes)."""
+class Category(StrEnum):
+    """The closed set of change categories the agent names. A label's or a manifest's own category word (a
+    dataset may say "boat") is kept on the record as written; :meth:`parse` maps it into this set for the
+    wording, and it is None when nothing fits."""
+
+    BUILDING = "building"
+    """A whole building."""
+    ROOF = "roof"
+    """A roof repainted or re-covered (the building stays)."""
+    VEGETATION = "vegetation"
+    """Trees or grass."""
+    VEHICLE = "vehicle"
+    """A car, a van."""
+    WATER = "water"
+    """A pond or a flooded area."""
+    GROUND = "ground"
+    """Bare or paved land, a field."""
+    ROAD = "road"
+    """A road section."""
+    FACADE = "facade"
+    """A wall or a door (street scenes)."""
+    OBJECT = "object"
+    """A statue, sign, bench or tarp (street scenes)."""
+
+    def nouns(self, domain: Domain = Domain.RS) -> tuple[tuple[str, str], ...]:
+        """(singular, plural) nouns for this category in ``domain``, the usual one first."""
+        return _STREET_NOUNS.get(self, _NOUNS[self]) if domain is Domain.NS else _NOUNS[self]
+
+    @classmethod
+    def parse(cls, word: str | None) -> Category | None:
+        """The category a word names: a category ("Building"), or one of its nouns or a common synonym
+        ("houses", "trees", "car", "lake"); None for None or a word that names none."""
+        if word is None:
+            return None
+        key = " ".join(word.lower().replace("_", " ").replace("-", " ").split())
+        if key in cls._value2member_map_:
+            return cls(key)
+        return _SYNONYMS.get(key) or _SYNONYMS.get(key.removesuffix("s"))
+
+
+_NOUNS: dict[Category, tuple[tuple[str, str], ...]] = {
+    Category.BUILDING: (("building", "buildings"), ("house", "houses")),
+    Category.ROOF: (("roof", "roofs"), ("building roof", "building roofs")),
+    Category.VEGETATION: (("cluster of trees", "clusters of trees"), ("group of trees", "groups of trees")),
+    Category.VEHICLE: (("car", "cars"), ("vehicle", "vehicles")),
+    Category.WATER: (("pond", "ponds"), ("pool of water", "pools of water")),
+    Category.GROUND: (("field", "fields"), ("plot of land", "plots of land")),
+    Category.ROAD: (("road section", "road sections"), ("stretch of road", "stretches of road")),
+    Category.FACADE: (("facade", "facades"), ("wall", "walls")),
+    Category.OBJECT: (("object", "objects"), ("structure", "structures")),
+}
+_STREET_NOUNS: dict[Category, tuple[tuple[str, str], ...]] = {
+    Category.VEGETATION: (("patch of grass", "patches of grass"), ("strip of grass", "strips of grass")),
+}
+_SYNONYMS: dict[str, Category] = {
+    **{form: category for category, nouns in _NOUNS.items() for pair in nouns for form in pair},
+    **{form: category for category, nouns in _STREET_NOUNS.items() for pair in nouns for form in pair},
+    **{word: Category.BUILDING for word in ("warehouse", "shed", "factory", "structure built", "construction")},
+    **{word: Category.VEGETATION for word in ("tree", "grass", "forest", "woodland", "shrub", "low vegetation")},
+    **{word: Category.VEHICLE for word in ("truck", "van", "bus", "lorry")},
+    **{word: Category.WATER for word in ("lake", "river", "pool", "water body", "flood")},
+    **{word: Category.GROUND for word in ("soil", "bare ground", "bare land", "land", "sports field", "parking lot")},
+    **{word: Category.ROAD for word in ("street", "lane", "highway", "pavement")},
+    **{word: Category.FACADE for word in ("door", "window", "storefront")},
+    **{word: Category.OBJECT for word in ("statue", "sign", "bench", "tarp", "bin", "pole")},
+}
+
+CATEGORIES: tuple[str, ...] = tuple(category.value for category in Category)
+"""The category words of :class:`Category`, in order (for CLI choices and messages)."""
 
 
 class BBox(Record):

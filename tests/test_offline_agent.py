@@ -37,7 +37,7 @@ from craft_agent.agent.wording import (
 from craft_agent.change import create_detector
 from craft_agent.grid import all_cell_names
 from craft_agent.llm import LLMError, LLMRequest, UsageMeter, create_llm_backend
-from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
+from craft_agent.models import BBox, Category, ChangeCandidate, ChangeType, Domain, RLEMask
 from craft_agent.settings import Settings
 from craft_agent.synthetic import generate_scene
 
@@ -403,3 +403,37 @@ def test_an_object_cut_by_the_image_edge_gets_no_size_or_shape_word() -> None:
     assert worded and not any(re.search(r"\b(tiny|small|long|irregularly shaped)\b", e) for e in worded), worded
     whole = context.model_copy(update={"cue": cue.model_copy(update={"cut_by_border": False})})
     assert any(re.search(r"\b(tiny|small)\b", e) for e in referring_expressions(whole, 12))
+
+
+def test_a_building_is_called_a_house_only_when_house_sized() -> None:
+    def words(**cue: object) -> str:
+        context = BeautifyContext(
+            pair_id="p",
+            domain="rs",
+            change_type=ChangeType.APPEAR,
+            category="building",
+            description="d",
+            cue=_cue(**cue),
+        )
+        return " ".join(referring_expressions(context, 12))
+
+    assert re.search(r"\bhouse\b", words(length_m=14.0))
+    assert not re.search(r"\bhouses?\b", words(length_m=70.0, size="huge")), "a 70 m warehouse is no house"
+    # without a ground sample distance, a building that fills much of the image is no house either
+    assert not re.search(r"\bhouses?\b", words(size="large"))
+
+
+def test_a_model_category_word_is_mapped_into_the_closed_set() -> None:
+    answer = GridReview.model_validate(
+        {
+            "changes": [
+                {"candidate_id": "a", "verdict": "confirm", "category": "Trees"},
+                {"candidate_id": "b", "verdict": "confirm", "category": "warehouse"},
+                {"candidate_id": "c", "verdict": "confirm", "category": "spaceship"},
+            ]
+        }
+    )
+    assert [c.category for c in answer.changes] == [Category.VEGETATION, Category.BUILDING, None]
+    assert "enum" in json.dumps(GridReview.model_json_schema()), "the model is shown the closed set"
+    assert Category.parse("lakes") is Category.WATER and Category.parse(None) is None
+    assert Category.VEGETATION.nouns(Domain.NS)[0] == ("patch of grass", "patches of grass")

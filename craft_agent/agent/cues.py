@@ -31,7 +31,7 @@ import numpy as np
 
 from craft_agent.agent.schemas import ChangeCue, Shape, Size
 from craft_agent.change.evidence import to_lab
-from craft_agent.models import ChangeCandidate, ChangeType, Domain, RLEMask
+from craft_agent.models import Category, ChangeCandidate, ChangeType, Domain, RLEMask
 
 # ---------------------------------------------------------------------------------------------------------
 # Vocabulary and thresholds
@@ -549,7 +549,7 @@ def infer_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> ChangeType:
     return judge_change_type(cue, domain).change_type
 
 
-def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Domain.RS) -> str | None:
+def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Domain.RS) -> Category:
     """A heuristic category from colour, texture, greenness and shape in the date where the object exists
     (later for appear, earlier for disappear, both for a state change).
 
@@ -567,46 +567,34 @@ def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Dom
     green_after = is_vegetation(cue.colour_after, cue.greenness_after)
     if domain == Domain.NS:
         if is_vegetation(colour, greenness) or (change_type is ChangeType.STATE_CHANGE and green_after):
-            return "vegetation"
+            return Category.VEGETATION
         if change_type is ChangeType.STATE_CHANGE:
-            return "facade"
-        return "vehicle" if looks_like_vehicle(cue, domain) else "object"
+            return Category.FACADE
+        return Category.VEHICLE if looks_like_vehicle(cue, domain) else Category.OBJECT
     if looks_like_vehicle(cue, domain) and change_type is not ChangeType.STATE_CHANGE:
-        return "vehicle"
+        return Category.VEHICLE
     if change_type is ChangeType.STATE_CHANGE:
         if green_before and cue.texture_before < LAWN_TEXTURE and cue.colour_before == "green":
-            return "ground"
+            return Category.GROUND
         if green_before or green_after:
-            return "vegetation"
+            return Category.VEGETATION
         if cue.colour_before in GROUND_COLOURS and cue.colour_after in GROUND_COLOURS:
-            return "ground"
+            return Category.GROUND
         if cue.colour_before in GREY_COLOURS and cue.colour_after in GREY_COLOURS and cue.size not in ("tiny", "small"):
-            return "road"
-        return "roof"
+            return Category.ROAD
+        return Category.ROOF
     if is_vegetation(colour, greenness):
-        return "vegetation"
+        return Category.VEGETATION
     if colour == "teal":
-        return "water"
+        return Category.WATER
     if colour in GREY_COLOURS and cue.shape == "elongated" and cue.size not in ("tiny", "small"):
-        return "road"
-    return "building"
+        return Category.ROAD
+    return Category.BUILDING
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Neighbours
 # ---------------------------------------------------------------------------------------------------------
-
-_NOUNS = {
-    "building": "building",
-    "roof": "roof",
-    "vegetation": "trees",
-    "vehicle": "car",
-    "water": "pond",
-    "road": "road section",
-    "ground": "patch of ground",
-    "facade": "facade",
-    "object": "object",
-}
 
 
 @dataclass(frozen=True)
@@ -620,12 +608,13 @@ class _Landmark:
     confidence: float
 
 
-def _landmark(cue: ChangeCue, centre: tuple[float, float], change_type: ChangeType) -> _Landmark:
+def _landmark(cue: ChangeCue, centre: tuple[float, float], change_type: ChangeType, domain: Domain) -> _Landmark:
     colour = cue.colour_before if change_type is ChangeType.DISAPPEAR else cue.colour_after
-    noun = _NOUNS.get(cue.category_hint or "", "structure")
-    if cue.category_hint == "building":
+    category = Category.parse(cue.category_hint)
+    noun = category.nouns(domain)[0][0] if category else "structure"
+    if category is Category.BUILDING:
         phrase = f"the {colour.replace(' ', '-')}-roofed building"
-    elif cue.category_hint in ("vegetation", "ground", "water"):
+    elif category in (Category.VEGETATION, Category.GROUND, Category.WATER):
         phrase = f"the {noun}"
     else:
         phrase = f"the {colour} {noun}"
@@ -663,7 +652,7 @@ def _relation(target: _Landmark, other: _Landmark, domain: Domain) -> str:
     return "north of" if dy < 0 else "south of"
 
 
-_SURFACES = frozenset({"road", "ground", "roof", "facade", "water"})
+_SURFACES = frozenset({Category.ROAD, Category.GROUND, Category.ROOF, Category.FACADE, Category.WATER})
 
 
 def _surroundings_phrase(cue: ChangeCue, domain: Domain) -> str | None:
@@ -671,7 +660,7 @@ def _surroundings_phrase(cue: ChangeCue, domain: Domain) -> str | None:
     if cue.surroundings_before != cue.surroundings_after or cue.category_hint in _SURFACES:
         return None  # the ring changed too, or the region is itself a surface ("the road beside the road")
     ring = cue.surroundings_before
-    vehicle = cue.category_hint == "vehicle"
+    vehicle = cue.category_hint is Category.VEHICLE
     if domain == Domain.NS:
         if ring in ("dark grey", "grey", "black"):
             return "on the road" if vehicle else "by the road"
@@ -768,11 +757,12 @@ def _cue_without_neighbours(measured: Measured, domain: Domain, gsd: float | Non
         label_category=candidate.category if candidate.evidence.get("labelled") else None,
     )
     change_type = cue.label_type or infer_change_type(cue, domain)
-    return cue.model_copy(update={"category_hint": cue.label_category or infer_category(cue, change_type, domain)})
+    hint = Category.parse(cue.label_category) or infer_category(cue, change_type, domain)
+    return cue.model_copy(update={"category_hint": hint})
 
 
 def _landmark_of(cue: ChangeCue, measured: Measured, domain: Domain) -> _Landmark:
-    return _landmark(cue, measured.centre, infer_change_type(cue, domain))
+    return _landmark(cue, measured.centre, infer_change_type(cue, domain), domain)
 
 
 def change_cue(

@@ -19,11 +19,20 @@ Tasks, in graph order (see ``craft_agent.agent.graph.build_graph``):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from craft_agent.models import AuditHint, BBox, ChangeType, Domain
+from craft_agent.models import AuditHint, BBox, Category, ChangeType, Domain
+
+
+def _category_word(value: object) -> object:
+    return Category.parse(value) if isinstance(value, str) else value
+
+
+ModelCategory = Annotated[Category | None, BeforeValidator(_category_word)]
+"""A category a model answered: its word mapped into the closed set ("trees" is vegetation), None when it names
+none (the rules then infer one), so that a stray word never costs the whole answer."""
 
 Size = Literal["tiny", "small", "medium", "large", "huge"]
 """How big a change looks, from the share of the image it covers (``craft_agent.agent.cues.SIZE_WORDS``)."""
@@ -79,7 +88,7 @@ class ChangeCue(BaseModel):
     )
     length_m: float | None = Field(default=None, ge=0, description="Longest side in metres (when the GSD is known).")
     area_m2: float | None = Field(default=None, ge=0, description="Area in square metres (when the GSD is known).")
-    category_hint: str | None = Field(default=None, description="Heuristic category from colour and texture.")
+    category_hint: Category | None = Field(default=None, description="Heuristic category from colour and texture.")
     rank: int = Field(
         default=0, ge=0, description="Strength of the detector's evidence among the pair's changes: 0 is strongest."
     )
@@ -108,7 +117,7 @@ class ReviewedChange(Answer):
     verdict: Literal["confirm", "reject", "add"]
     nuisance: Nuisance | None = Field(default=None, description="For reject: what explains the difference.")
     change_type: ChangeType | None = Field(default=None, description="appear, disappear or state_change.")
-    category: str | None = Field(default=None, description="building, vegetation, vehicle, water, road, ...")
+    category: ModelCategory = Field(default=None, description="One of the categories (see the schema's enum).")
     description: str | None = Field(
         default=None, description="Short expression with the absolute grid position, e.g. 'the red car in mid-right'."
     )

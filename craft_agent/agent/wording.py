@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from craft_agent.agent.cues import PALETTE
 from craft_agent.agent.schemas import BeautifyContext, ChangeCue, DisambiguateContext
 from craft_agent.grid import all_cell_names
-from craft_agent.models import ChangeType, Domain
+from craft_agent.models import Category, ChangeType, Domain
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks
@@ -66,24 +66,12 @@ def is_leaky(expression: str) -> bool:
 # Vocabulary
 # ---------------------------------------------------------------------------------------------------------
 
-_NOUNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "building": (("building", "buildings"), ("house", "houses")),
-    "roof": (("roof", "roofs"), ("building roof", "building roofs")),
-    "vegetation": (("cluster of trees", "clusters of trees"), ("group of trees", "groups of trees")),
-    "vehicle": (("car", "cars"), ("vehicle", "vehicles")),
-    "water": (("pond", "ponds"), ("pool of water", "pools of water")),
-    "ground": (("field", "fields"), ("plot of land", "plots of land")),
-    "road": (("road section", "road sections"), ("stretch of road", "stretches of road")),
-    "facade": (("facade", "facades"), ("wall", "walls")),
-    "object": (("object", "objects"), ("structure", "structures")),
-}
-_NS_NOUNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "vegetation": (("patch of grass", "patches of grass"), ("strip of grass", "strips of grass")),
-}
 _DEFAULT_NOUNS: tuple[tuple[str, str], ...] = (("structure", "structures"), ("feature", "features"))
 
 # Categories whose colour is worth saying before the noun, and how (building colours are their roofs').
-_COLOURED = {"building", "roof", "vehicle", "facade", "object", "road", None}
+_COLOURED = {Category.BUILDING, Category.ROOF, Category.VEHICLE, Category.FACADE, Category.OBJECT, Category.ROAD, None}
+HOUSE_MAX_LENGTH_M = 30.0
+"""A building longer than this is not called a house (houses are about 8-30 m long)."""
 
 
 @dataclass(frozen=True)
@@ -94,28 +82,28 @@ class _Phrase:
     prefix: bool = False
 
 
-_APPEAR_BY_CATEGORY: dict[str, tuple[str, ...]] = {
-    "building": ("+newly built", "that {was} built", "that {was} put up"),
-    "roof": ("+newly built", "that {was} built"),
-    "vehicle": ("+newly parked", "that arrived"),
-    "vegetation": ("+newly planted", "that grew"),
-    "road": ("+newly paved", "that {was} laid"),
-    "ground": ("+newly paved", "that {was} laid"),
+_APPEAR_BY_CATEGORY: dict[Category, tuple[str, ...]] = {
+    Category.BUILDING: ("+newly built", "that {was} built", "that {was} put up"),
+    Category.ROOF: ("+newly built", "that {was} built"),
+    Category.VEHICLE: ("+newly parked", "that arrived"),
+    Category.VEGETATION: ("+newly planted", "that grew"),
+    Category.ROAD: ("+newly paved", "that {was} laid"),
+    Category.GROUND: ("+newly paved", "that {was} laid"),
 }
 _APPEAR_OTHER = ("+newly placed", "that {was} placed")
-_DISAPPEAR_BY_CATEGORY: dict[str, tuple[str, ...]] = {
-    "building": ("that {was} demolished", "that {was} torn down", "+demolished"),
-    "roof": ("that {was} demolished", "that {was} torn down", "+demolished"),
-    "vegetation": ("that {was} cleared", "that {was} cut down", "+cleared"),
-    "vehicle": ("that drove away", "that left", "+departed"),
-    "water": ("that dried up", "+vanished"),
+_DISAPPEAR_BY_CATEGORY: dict[Category, tuple[str, ...]] = {
+    Category.BUILDING: ("that {was} demolished", "that {was} torn down", "+demolished"),
+    Category.ROOF: ("that {was} demolished", "that {was} torn down", "+demolished"),
+    Category.VEGETATION: ("that {was} cleared", "that {was} cut down", "+cleared"),
+    Category.VEHICLE: ("that drove away", "that left", "+departed"),
+    Category.WATER: ("that dried up", "+vanished"),
 }
 _DISAPPEAR_OTHER = ("that {was} removed", "+removed")
-_STATE_BY_CATEGORY: dict[str, tuple[str, ...]] = {
-    "roof": ("that changed from {before} to {after}", "that {was} repainted {after}", "+repainted"),
-    "building": ("{whose} changed from {before} to {after}", "that {was} repainted {after}", "+repainted"),
-    "road": ("that {was} resurfaced", "+freshly paved", "that {was} repaved"),
-    "facade": ("that {was} repainted {after}", "that changed from {before} to {after}", "+repainted"),
+_STATE_BY_CATEGORY: dict[Category, tuple[str, ...]] = {
+    Category.ROOF: ("that changed from {before} to {after}", "that {was} repainted {after}", "+repainted"),
+    Category.BUILDING: ("{whose} changed from {before} to {after}", "that {was} repainted {after}", "+repainted"),
+    Category.ROAD: ("that {was} resurfaced", "+freshly paved", "that {was} repaved"),
+    Category.FACADE: ("that {was} repainted {after}", "that changed from {before} to {after}", "+repainted"),
 }
 _PAVED = ("that {was} paved over", "+now paved", "that {was} resurfaced")
 _DUG_UP = ("that {was} dug up", "that {is} now bare soil", "that {was} resurfaced")
@@ -136,21 +124,22 @@ def _temporal_phrases(target: _Target) -> list[_Phrase]:
     Templates starting with "+" go before the noun ("the newly built ..."), the others after it; phrases
     that name a colour change are dropped when the colours are unknown or the same.
     """
-    category, change_type = target.category or "", target.change_type
+    category, change_type = target.category, target.change_type
     before, after = target.colour_before, target.colour_after
     templates: tuple[str, ...] = ()
     if change_type is ChangeType.APPEAR:
-        templates = ("that appeared", "that {was} added", "+new", *_APPEAR_BY_CATEGORY.get(category, _APPEAR_OTHER))
+        appear = _APPEAR_BY_CATEGORY.get(category, _APPEAR_OTHER) if category else _APPEAR_OTHER
+        templates = ("that appeared", "that {was} added", "+new", *appear)
     elif change_type is ChangeType.DISAPPEAR:
-        specific = _DISAPPEAR_BY_CATEGORY.get(category, _DISAPPEAR_OTHER)
+        specific = _DISAPPEAR_BY_CATEGORY.get(category, _DISAPPEAR_OTHER) if category else _DISAPPEAR_OTHER
         templates = ("that {is} no longer there", "that disappeared", "that {was} taken away", *specific)
     elif change_type is ChangeType.STATE_CHANGE:
-        if category == "ground":
+        if category is Category.GROUND:
             specific = _PAVED if after in ("grey", "light grey", "dark grey", "white") else _DUG_UP
-        elif category == "vegetation":
+        elif category is Category.VEGETATION:
             specific = _GREENED if target.greener else _DRIED
         else:
-            specific = _STATE_BY_CATEGORY.get(category, ())
+            specific = _STATE_BY_CATEGORY.get(category, ()) if category else ()
         templates = (*specific, *_STATE_ANY)
     plural = target.count > 1
     words = {
@@ -181,7 +170,7 @@ class _Target:
     """Everything the wording needs about one target (from a cue, a context, or both)."""
 
     change_type: ChangeType | None
-    category: str | None
+    category: Category | None
     domain: Domain
     colour_before: str | None = None
     colour_after: str | None = None
@@ -191,6 +180,7 @@ class _Target:
     count: int = 1
     greener: bool = False
     seed: str = ""
+    length_m: float | None = None
 
     @property
     def colour(self) -> str | None:
@@ -206,10 +196,10 @@ def _target_from_cue(
     cue: ChangeCue | None, change_type: ChangeType | None, category: str | None, domain: Domain, count: int, seed: str
 ) -> _Target:
     if cue is None:
-        return _Target(change_type, category, domain, count=count, seed=seed)
+        return _Target(change_type, Category.parse(category), domain, count=count, seed=seed)
     return _Target(
         change_type=change_type,
-        category=category if category is not None else cue.category_hint,
+        category=Category.parse(category) if category is not None else cue.category_hint,
         domain=domain,
         colour_before=cue.colour_before,
         colour_after=cue.colour_after,
@@ -221,6 +211,7 @@ def _target_from_cue(
         count=count,
         greener=cue.greenness_after > cue.greenness_before,
         seed=seed,
+        length_m=cue.length_m,
     )
 
 
@@ -231,17 +222,27 @@ def _rank(items: Iterable[str], seed: str) -> list[str]:
 
 
 def _nouns(target: _Target) -> list[str]:
-    table = _NS_NOUNS if target.domain == Domain.NS and target.category in _NS_NOUNS else _NOUNS
-    forms = table.get(target.category or "", _DEFAULT_NOUNS)
+    category = Category.parse(target.category)
+    forms = category.nouns(target.domain) if category else _DEFAULT_NOUNS
+    if category is Category.BUILDING and not _house_sized(target):
+        forms = tuple(form for form in forms if form[0] != "house")
     index = 1 if target.count > 1 else 0
     return [form[index] for form in forms]
+
+
+def _house_sized(target: _Target) -> bool:
+    """Whether a building may be called a house: up to :data:`HOUSE_MAX_LENGTH_M` long where the ground sample
+    distance is known, else not large or huge in the image (a warehouse is no house)."""
+    if target.length_m is not None:
+        return target.length_m <= HOUSE_MAX_LENGTH_M
+    return target.size not in ("large", "huge")
 
 
 def _adjective(target: _Target, colour: str | None) -> str:
     """Colour words before the noun: '' when the category does not take a colour."""
     if not colour or target.category not in _COLOURED:
         return ""
-    if target.category == "building":
+    if target.category is Category.BUILDING:
         return f"{colour.replace(' ', '-')}-roofed"
     return colour
 

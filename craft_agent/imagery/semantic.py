@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from craft_agent.errors import ConfigError, IngestError
-from craft_agent.models import CATEGORIES, ChangeType
+from craft_agent.models import Category, ChangeType
 
 Colour = tuple[int, int, int]
 
@@ -37,15 +37,8 @@ class SemanticClass(BaseModel):
 
     name: str
     colour: Colour
-    category: str = Field(description="The category (closed set, see craft_agent.models.CATEGORIES).")
+    category: Category = Field(description="The category (the closed set of craft_agent.models.Category).")
     kind: Literal["object", "surface"]
-
-    @field_validator("category")
-    @classmethod
-    def _known_category(cls, value: str) -> str:
-        if value not in CATEGORIES:
-            raise ValueError(f"category {value!r} is not one of {', '.join(CATEGORIES)}")
-        return value
 
 
 class ClassTable(BaseModel):

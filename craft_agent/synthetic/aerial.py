@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from craft_agent.models import Category
 from craft_agent.synthetic.aerial_objects import (
     Footprint,
     Pond,
@@ -243,7 +244,9 @@ class AerialPlanner:
         where = "in the parking lot" if slot.in_lot else "on the road"
         verb = "that appeared" if change_type == "appear" else "that left"
         attributes = {"colour": colour, "size": "small", "shape": "rectangular"}
-        self.draft.note(thing, change_type, "vehicle", f"the {colour} car {where} in the {{pos}} {verb}", attributes)
+        self.draft.note(
+            thing, change_type, Category.VEHICLE, f"the {colour} car {where} in the {{pos}} {verb}", attributes
+        )
         return True
 
     # -- buildings -------------------------------------------------------------------------------------
@@ -294,7 +297,7 @@ class AerialPlanner:
         self.take(box, change=True)
         attributes = {"colour": colour, "size": size_word(footprint.u), "shape": footprint.shape}
         phrase = f"the {colour}-roofed building in the {{pos}} that appeared"
-        self.draft.note(thing, "appear", "building", phrase, attributes)
+        self.draft.note(thing, "appear", Category.BUILDING, phrase, attributes)
         return True
 
     def change_demolished_building(self) -> bool:
@@ -310,7 +313,7 @@ class AerialPlanner:
         self.take(box, change=True)
         attributes = {"colour": colour, "size": size_word(footprint.u), "shape": footprint.shape}
         phrase = f"the {colour}-roofed building in the {{pos}} that was demolished"
-        self.draft.note(thing, "disappear", "building", phrase, attributes)
+        self.draft.note(thing, "disappear", Category.BUILDING, phrase, attributes)
         return True
 
     def change_recoloured_roof(self) -> bool:
@@ -331,7 +334,7 @@ class AerialPlanner:
             "shape": footprint.shape,
         }
         phrase = f"the roof of the building in the {{pos}} that changed from {before} to {after}"
-        self.draft.note(thing, "state_change", "roof", phrase, attributes)
+        self.draft.note(thing, "state_change", Category.ROOF, phrase, attributes)
         return True
 
     # -- vegetation, water, ground ---------------------------------------------------------------------
@@ -360,7 +363,7 @@ class AerialPlanner:
         self.take(box, change=True)
         attributes = {"colour": "green", "size": size_word(u), "shape": "cluster", "count": str(count)}
         self.draft.note(
-            thing, "disappear", "vegetation", "the cluster of trees in the {pos} that was cleared", attributes
+            thing, "disappear", Category.VEGETATION, "the cluster of trees in the {pos} that was cleared", attributes
         )
         return True
 
@@ -384,7 +387,7 @@ class AerialPlanner:
         thing = self.draft.add([placed.shore, placed.water], [placed.shore, placed.mud])
         self.take(placed.box, change=True)
         attributes = {"colour": "dark blue-green", "size": size_word(placed.u), "shape": "irregular"}
-        self.draft.note(thing, "disappear", "water", "the pond in the {pos} that dried up", attributes)
+        self.draft.note(thing, "disappear", Category.WATER, "the pond in the {pos} that dried up", attributes)
         return True
 
     def change_resurfaced_ground(self) -> bool:
@@ -422,7 +425,7 @@ class AerialPlanner:
             "size": size_word(u),
             "shape": "rectangular",
         }
-        self.draft.note(thing, "state_change", "ground", phrase, attributes)
+        self.draft.note(thing, "state_change", Category.GROUND, phrase, attributes)
         return True
 
     def change_resurfaced_road(self) -> bool:
@@ -465,5 +468,7 @@ class AerialPlanner:
             "size": size_word(u),
             "shape": "strip",
         }
-        self.draft.note(thing, "state_change", "road", "the road section in the {pos} that was resurfaced", attributes)
+        self.draft.note(
+            thing, "state_change", Category.ROAD, "the road section in the {pos} that was resurfaced", attributes
+        )
         return True

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from craft_agent.models import Category
 from craft_agent.synthetic.records import ChangeTypeName
 
 # Scenes are drawn this much larger on every side, so that shifting the post image by up to this many
@@ -100,7 +101,7 @@ class PlannedChange:
 
     thing: Thing
     change_type: ChangeTypeName
-    category: str
+    category: Category
     phrase: str
     attributes: dict[str, str]
 
@@ -125,7 +126,7 @@ class Draft:
         self,
         thing: Thing,
         change_type: ChangeTypeName,
-        category: str,
+        category: Category,
         phrase: str,
         attributes: dict[str, str],
     ) -> None:

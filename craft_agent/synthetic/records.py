@@ -9,6 +9,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from craft_agent.models import Category
+
 ChangeTypeName = Literal["appear", "disappear", "state_change"]
 DomainName = Literal["rs", "ns"]
 CHANGE_TYPES: tuple[ChangeTypeName, ...] = ("appear", "disappear", "state_change")
@@ -20,7 +22,7 @@ class SyntheticChange:
 
     Attributes:
         change_type: "appear", "disappear" or "state_change".
-        category: one of :data:`CATEGORIES`.
+        category: the change's :class:`~craft_agent.models.Category`.
         mask: bool H x W, the exact pixels of the changed object in the pre image's pixel grid.
         position: 3 x 3 grid position of the mask's bounding-box centre ("top-left", "center", ...).
         description: a short phrase with an absolute position, CRAFT stage-1 style.
@@ -29,7 +31,7 @@ class SyntheticChange:
     """
 
     change_type: ChangeTypeName
-    category: str
+    category: Category
     mask: NDArray[np.bool_]
     position: str
     description: str

@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from craft_agent.models import Category
 from craft_agent.synthetic.canvas import PAD, Box, Colour, Draft, Layer, Surface, Thing, render, tinted
 from craft_agent.synthetic.palettes import (
     BENCH_COLOURS,
@@ -278,7 +279,7 @@ class StreetPlanner:
         else:
             phrase = f"the {colour} car in the {{pos}} that drove away"
         attributes = {"colour": colour, "size": "medium", "shape": "car"}
-        self.draft.note(thing, change_type, "vehicle", phrase, attributes)
+        self.draft.note(thing, change_type, Category.VEHICLE, phrase, attributes)
         return True
 
     def change_object(self, change_type: Literal["appear", "disappear"]) -> bool:
@@ -312,7 +313,7 @@ class StreetPlanner:
         else:
             phrase = f"the {colour} {kind} in the {{pos}} that was removed"
         attributes = {"colour": colour, "size": size_word(u), "shape": kind}
-        self.draft.note(thing, change_type, "object", phrase, attributes)
+        self.draft.note(thing, change_type, Category.OBJECT, phrase, attributes)
         return True
 
     def free_facade(self, need_door: bool) -> _Facade | None:
@@ -365,7 +366,7 @@ class StreetPlanner:
         thing = self.draft.add([Layer(box, mask, np.asarray(image, np.float32))], [])
         attributes = {"colour": colour, "size": "large", "shape": "tarp"}
         phrase = f"the large {colour} tarp covering the entrance in the {{pos}} that was taken away"
-        self.draft.note(thing, "disappear", "object", phrase, attributes)
+        self.draft.note(thing, "disappear", Category.OBJECT, phrase, attributes)
         return True
 
     def change_repainted_wall(self) -> bool:
@@ -378,7 +379,7 @@ class StreetPlanner:
         self.draft.replace(facade.wall, new_wall)
         attributes = {"colour": after, "colour_before": before, "size": "large", "shape": "facade"}
         phrase = f"the {before} facade in the {{pos}} that was repainted {after}"
-        self.draft.note(new_wall, "state_change", "facade", phrase, attributes)
+        self.draft.note(new_wall, "state_change", Category.FACADE, phrase, attributes)
         return True
 
     def change_repainted_door(self) -> bool:
@@ -392,7 +393,7 @@ class StreetPlanner:
         self.draft.replace(door.thing, new_door)
         attributes = {"colour": after, "colour_before": before, "size": "small", "shape": "door"}
         phrase = f"the {before} door in the {{pos}} that was repainted {after}"
-        self.draft.note(new_door, "state_change", "facade", phrase, attributes)
+        self.draft.note(new_door, "state_change", Category.FACADE, phrase, attributes)
         return True
 
     def change_thriving_grass(self) -> bool:
@@ -413,6 +414,6 @@ class StreetPlanner:
         thing = self.add_foreground(base_y, [border, dry], [border, lush])
         attributes = {"colour": "green", "colour_before": "yellow-brown", "size": size_word(u), "shape": "planter"}
         self.draft.note(
-            thing, "state_change", "vegetation", "the lush green grass now thriving in the {pos}", attributes
+            thing, "state_change", Category.VEGETATION, "the lush green grass now thriving in the {pos}", attributes
         )
         return True
