@@ -40,6 +40,7 @@ def _row_of_houses() -> np.ndarray:
     mask[20:60, 20:60] = mask[35:45, 60:70] = mask[20:60, 70:110] = mask[35:45, 110:120] = mask[20:60, 120:160] = True
     mask[100:180, 20:40] = mask[160:180, 20:120] = True
     mask[5:8, 250:253] = True
+    mask[60, 60] = mask[61, 61] = True  # a tail touching the first house only by a corner (8-connected)
     return mask
 
 
@@ -48,7 +49,8 @@ def test_touching_objects_are_split_at_their_necks_and_nothing_else_is() -> None
     boxes = [r.box for r in regions]
     # the three houses come apart at the necks (each keeps half of a neck), the L stays whole, the speck goes
     assert len(regions) == 4
-    assert [b[0] for b in boxes[:3]] == [20, 68, 118] and all(b[1] == 20 and b[3] == 60 for b in boxes[:3])
+    assert [b[0] for b in boxes[:3]] == [20, 65, 115] and all(b[1] == 20 and b[3] == 60 for b in boxes[1:3])
+    assert boxes[0][3] == 62, "the corner-joined tail stays with its house"
     assert boxes[3] == (20, 100, 120, 180) and regions[3].area == 80 * 20 + 20 * 80
     # nothing of the objects is lost: the union of the pieces is the mask without the speck
     union = np.zeros((200, 300), bool)

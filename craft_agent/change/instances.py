@@ -87,7 +87,9 @@ def _split_component(component: np.ndarray, min_area_px: int, neck_ratio: float)
         return [component]
     markers = np.zeros(component.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = watershed(-distance, markers, mask=component)
+    # 8-connected like the component: with the default 4-connectivity a pixel joined to the rest only by a
+    # corner is never reached and would be lost
+    labels = watershed(-distance, markers, mask=component, connectivity=2)
     labels = _merge_shallow_necks(labels, distance, neck_ratio)
     labels = _merge_small_pieces(labels, min_area_px)
     return [labels == value for value in np.unique(labels) if value > 0]
