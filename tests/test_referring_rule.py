@@ -9,7 +9,7 @@ from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Target
-from craft_agent.agent.targets import by_rank, drop_shared_expressions, refers
+from craft_agent.agent.targets import by_rank, drop_shared_expressions, keep_labelled, refers
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
@@ -86,6 +86,11 @@ def test_an_expression_refers_only_when_true_of_its_target_and_of_no_other() -> 
     ranked = by_rank(["the building that appeared"], row[2], [row[0], row[1], row[3]], rs)
     assert ranked == "the second building from the east that appeared"  # level with all: no northernmost
     assert refers(ranked, row[2], [row[0], row[1], row[3]], rs)
+    # a column of slivers along the image's edge, a few pixels apart across it: counted down the column only
+    column = [_house(n, x, y) for n, x, y in (("c1", 0, 500), ("c2", 4, 540), ("c3", 1, 580), ("c4", 3, 620))]
+    assert by_rank(["the building that appeared"], column[1], column[::2] + column[3:], rs) == (
+        "the second building from the north that appeared"
+    )
     # a landmark phrase only refers when the landmark is next to this house alone
     near = [_house(n, x, 300, neighbours=["next to the new pond"]) for n, x in (("a", 10), ("b", 60))]
     assert not refers("the building next to the new pond that appeared", near[0], near[1:], rs)
@@ -138,3 +143,14 @@ def test_no_expression_is_shared_by_two_triplets_of_a_pair(tmp_path: Path) -> No
                     e.lower() for t in triplets if t.provenance.backends["proposals"] == mode for e in t.expressions
                 ]
                 assert len(words) == len(set(words)), pair.name
+
+
+def test_a_building_change_label_is_never_a_state_change() -> None:
+    """LEVIR-CD and WHU-CD mark buildings built or demolished: a labelled building the rules judged "changed
+    its look" (white roof on dark scrub) appeared; a land-cover label keeps the judged state change."""
+    built = _house("b", 10, 10, labelled=True, label_category="building", contrast_before=8.0, contrast_after=30.0)
+    gone = _house("g", 60, 10, labelled=True, label_category="building", contrast_before=30.0, contrast_after=8.0)
+    field = _house("f", 110, 10, labelled=True, label_category=None)
+    targets = [t.model_copy(update={"change_type": ChangeType.STATE_CHANGE}) for t in (built, gone, field)]
+    keep_labelled([t.cue for t in targets], targets, [], Domain.RS)
+    assert [t.change_type for t in targets] == [ChangeType.APPEAR, ChangeType.DISAPPEAR, ChangeType.STATE_CHANGE]

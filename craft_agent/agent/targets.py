@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from craft_agent.agent.cues import PALETTE
+from craft_agent.agent.cues import PALETTE, presence_ratio
 from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Rejection, Target
@@ -20,7 +20,7 @@ from craft_agent.agent.wording import (
     SIZE_ADJECTIVES,
     ordinal_expression,
 )
-from craft_agent.models import BBox, Domain
+from craft_agent.models import BBox, Category, ChangeType, Domain
 
 
 def keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[Rejection], domain: Domain) -> None:
@@ -45,8 +45,22 @@ def keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[R
             )
             targets.append(target)
         target.box = cue.box
-        target.change_type = cue.label_type or target.change_type
+        target.change_type = cue.label_type or _object_label_type(cue, target.change_type)
         target.category = cue.label_category or target.category
+
+
+OBJECT_LABELS = frozenset({Category.BUILDING, Category.VEHICLE})
+"""Categories whose change labels mark objects that exist in one date only: a building-change dataset
+(LEVIR-CD, WHU-CD, S2Looking) labels buildings that were built or demolished, not repainted ones."""
+
+
+def _object_label_type(cue: ChangeCue, judged: ChangeType) -> ChangeType:
+    """The type of a labelled change whose label says only "changed": the judged type, except that an object
+    label (:data:`OBJECT_LABELS`) is never a state change; it appeared when it stands out more in the later
+    image, else disappeared."""
+    if judged is ChangeType.STATE_CHANGE and Category.parse(cue.label_category) in OBJECT_LABELS:
+        return ChangeType.APPEAR if presence_ratio(cue) >= 1 else ChangeType.DISAPPEAR
+    return judged
 
 
 def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target]:
@@ -161,21 +175,30 @@ def _centre(box: BBox) -> tuple[float, float]:
 
 
 def _ranks(target: Target, rivals: list[Target]) -> dict[str, int | None]:
-    """The target's 0-based rank from each side among itself and ``rivals`` (by box centre); None for a side
-    where a rival lies level with it (no rank is then true)."""
+    """The target's 0-based rank from each side among itself and ``rivals``, counting the rivals whose box
+    centre lies clearly beyond its own on that side (by half the larger of the two boxes' extents); None for a
+    side where a rival lies about level with it, as in a column of houses along the image's edge: no reader
+    can count "the fourth from the west" there."""
     x, y = _centre(target.box)
-    centres = [_centre(o.box) for o in rivals]
-    ranks: dict[str, int | None] = {
-        "west": sum(cx < x for cx, _ in centres),
-        "east": sum(cx > x for cx, _ in centres),
-        "north": sum(cy < y for _, cy in centres),
-        "south": sum(cy > y for _, cy in centres),
-    }
-    level_x, level_y = any(cx == x for cx, _ in centres), any(cy == y for _, cy in centres)
-    for side in ("west", "east") if level_x else ():
-        ranks[side] = None
-    for side in ("north", "south") if level_y else ():
-        ranks[side] = None
+    ranks: dict[str, int | None] = {"west": 0, "east": 0, "north": 0, "south": 0}
+    for rival in rivals:
+        cx, cy = _centre(rival.box)
+        margin_x = 0.5 * max(target.box.width, rival.box.width)
+        margin_y = 0.5 * max(target.box.height, rival.box.height)
+        sides = (
+            ("west", x - cx, margin_x),
+            ("east", cx - x, margin_x),
+            ("north", y - cy, margin_y),
+            ("south", cy - y, margin_y),
+        )
+        for side, offset, margin in sides:
+            rank = ranks[side]
+            if rank is None:
+                continue
+            if abs(offset) < margin:
+                ranks[side] = None
+            elif offset > 0:
+                ranks[side] = rank + 1
     return ranks
 
 
