@@ -103,9 +103,9 @@ def test_a_shared_stock_phrase_is_ranked_among_all_it_fits() -> None:
         house.expressions = ["the new structure beside the lane"]
     houses[2].expressions = ["the grey-roofed building that appeared"]
     drop_shared_expressions(houses, Domain.RS)
-    # "c" does not say the phrase but is of the same kind and fits it: "b" is second from the east, not easternmost
+    # "c" does not say the phrase but is of the same kind and fits it: "b" is second from the west, not easternmost
     assert houses[0].expressions == ["the westernmost new structure beside the lane"]
-    assert houses[1].expressions == ["the second new structure beside the lane from the east"]
+    assert houses[1].expressions == ["the second new structure beside the lane from the west"]
     assert houses[2].expressions == ["the grey-roofed building that appeared"]
 
 
@@ -154,3 +154,23 @@ def test_a_building_change_label_is_never_a_state_change() -> None:
     targets = [t.model_copy(update={"change_type": ChangeType.STATE_CHANGE}) for t in (built, gone, field)]
     keep_labelled([t.cue for t in targets], targets, [], Domain.RS)
     assert [t.change_type for t in targets] == [ChangeType.APPEAR, ChangeType.DISAPPEAR, ChangeType.STATE_CHANGE]
+
+
+def test_a_house_in_a_grid_is_named_by_its_row() -> None:
+    """Three rows of three houses: no house but the corners is furthest towards a side, and "the second from
+    the west" fits a whole column; a row says which."""
+    grid = {(r, c): _house(f"h{r}{c}", 10 + 50 * c, 10 + 50 * r) for r in range(3) for c in range(3)}
+    rs = Domain.RS
+    middle_top = grid[0, 1]
+    rivals = [h for h in grid.values() if h is not middle_top]
+    assert not refers("the second building from the west that appeared", middle_top, rivals, rs)
+    ranked = by_rank(["the building that appeared"], middle_top, rivals, rs)
+    assert ranked == "the second building from the west in the northernmost row that appeared"
+    assert refers(ranked, middle_top, rivals, rs)
+    # the centre house: second row from a side, second in it
+    centre = grid[1, 1]
+    ranked = by_rank(["the building that appeared"], centre, [h for h in grid.values() if h is not centre], rs)
+    assert ranked == "the second building from the west in the second row from the north that appeared"
+    assert refers(ranked, centre, [h for h in grid.values() if h is not centre], rs)
+    # a wrong row is untrue
+    assert not refers("the second building from the west in the southernmost row that appeared", middle_top, rivals, rs)

@@ -14,6 +14,7 @@ from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Rejection, Target
 from craft_agent.agent.wording import (
     EXTREME_WORDS,
+    MAX_ORDINAL,
     ORDINAL_WORDS,
     SHAPE_ADJECTIVES,
     SIDE_NAMES,
@@ -129,11 +130,15 @@ class _Reading:
     ordinals: tuple[tuple[int, str], ...]
     comparatives: tuple[int, ...]
     true_of_target: bool
+    line: tuple[str, int, str] | None = None
+    """("row" or "column", its 0-based rank, the side counted from) when the expression says "in the
+    northernmost row" or "in the second column from the west"."""
 
 
 def _read(expression: str, target: Target, domain: Domain) -> _Reading:
     colours, sizes, neighbours = _attributes(target.cue)
     text = _plain(expression)
+    line, text = _read_line(text, domain)
     said_neighbours = tuple(n for n in neighbours if _says(text, n))
     for phrase in said_neighbours:  # a landmark's colour is the landmark's, not the target's
         text = _consume(text, phrase)
@@ -155,8 +160,30 @@ def _read(expression: str, target: Target, domain: Domain) -> _Reading:
     # a colour, size or shape the target does not have makes the expression untrue of it
     true_of_target = set(said_colours) <= colours and set(said_sizes) <= sizes
     return _Reading(
-        tuple(said_colours), tuple(said_sizes), said_neighbours, extremes, ordinals, comparatives, true_of_target
+        tuple(said_colours), tuple(said_sizes), said_neighbours, extremes, ordinals, comparatives, true_of_target, line
     )
+
+
+def _line_phrase(kind: str, rank: int, side: str, domain: Domain) -> str:
+    if rank == 0:
+        return f"in the {EXTREME_WORDS[domain][side]} {kind}"
+    return f"in the {ORDINAL_WORDS[rank]} {kind} from the {SIDE_NAMES[domain][side]}"
+
+
+def _read_line(text: str, domain: Domain) -> tuple[tuple[str, int, str] | None, str]:
+    """The row or column an expression places its target in, and the text without that phrase."""
+    extremes = {word: side for side, word in EXTREME_WORDS[domain].items()}
+    names = {name: side for side, name in SIDE_NAMES[domain].items()}
+    match = re.search(r" in the (\w+) (row|column)(?: from the (\w+))? ", text)
+    if match is None:
+        return None, text
+    word, kind, named = match.groups()
+    rest = text[: match.start()] + " " + text[match.end() :]
+    if word in extremes and named is None:
+        return (kind, 0, extremes[word]), rest
+    if word in ORDINAL_WORDS[1:] and named in names:
+        return (kind, ORDINAL_WORDS.index(word), names[named]), rest
+    return None, text
 
 
 def _fits(reading: _Reading, rival: Target) -> bool:
@@ -202,6 +229,53 @@ def _ranks(target: Target, rivals: list[Target]) -> dict[str, int | None]:
     return ranks
 
 
+_LINE_SIDES = {"row": ("north", "south"), "column": ("west", "east")}
+MAX_LINE = 5
+"""Rows and columns are counted up to the fifth from a side."""
+
+
+def _level(a: Target, b: Target, kind: str) -> bool:
+    """Whether two targets lie in one row (``kind`` "row": their centres level north-south by less than half
+    the larger height) or one column."""
+    (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+    if kind == "row":
+        return abs(ay - by) < 0.5 * max(a.box.height, b.box.height)
+    return abs(ax - bx) < 0.5 * max(a.box.width, b.box.width)
+
+
+def _line(target: Target, fitting: list[Target], kind: str) -> tuple[list[Target], dict[str, int]] | None:
+    """The other targets in the target's row (or column) and that line's rank from each of its two sides
+    (rows are counted from the north and from the south). A line is a row a reader sees: at least two targets,
+    each level with every other. None when the target's line is not one; a side is left out when the targets
+    beyond the line on it do not fall into such lines."""
+    members = [o for o in fitting if _level(target, o, kind)]
+    line = [target, *members]
+    if not members or any(not _level(a, b, kind) for i, a in enumerate(line) for b in line[i + 1 :]):
+        return None  # a "row" of one is no row: along curved streets the houses form no lines to count
+    axis = 1 if kind == "row" else 0
+    here = _centre(target.box)[axis]
+    ranks: dict[str, int] = {}
+    for side, sign in zip(_LINE_SIDES[kind], (-1, 1), strict=True):
+        beyond = sorted(
+            (o for o in fitting if o not in members and sign * (_centre(o.box)[axis] - here) > 0),
+            key=lambda o: -sign * _centre(o.box)[axis],
+        )
+        # lines beyond, from the far side in: a target starts a new line unless it is level with the first of
+        # the current one; a line whose members are not all level with each other is no clean line
+        lines: list[list[Target]] = []
+        for other in beyond:
+            if lines and _level(lines[-1][0], other, kind):
+                lines[-1].append(other)
+            else:
+                lines.append([other])
+        if all(
+            len(group) > 1 and all(_level(a, b, kind) for i, a in enumerate(group) for b in group[i + 1 :])
+            for group in lines
+        ):
+            ranks[side] = len(lines)
+    return members, ranks
+
+
 def refers(expression: str, target: Target, rivals: list[Target], domain: Domain) -> bool:
     """Whether ``expression`` is true of ``target`` and of no other target in ``rivals`` (the pair's kept
     targets of the same change type and category), read as a reader would (see the comment above)."""
@@ -209,6 +283,12 @@ def refers(expression: str, target: Target, rivals: list[Target], domain: Domain
     if not reading.true_of_target:
         return False
     fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
+    if reading.line is not None:
+        kind, line_rank, line_side = reading.line
+        line = _line(target, fitting, kind)
+        if line is None or line[1].get(line_side) != line_rank:
+            return False
+        fitting = line[0]  # "in the northernmost row": the reader looks along that row only
     claims = bool(reading.extremes or reading.ordinals or reading.comparatives)
     if not claims:
         return not fitting
@@ -226,23 +306,39 @@ def refers(expression: str, target: Target, rivals: list[Target], domain: Domain
 
 def _with_rank(expression: str, target: Target, fitting: list[Target], domain: Domain) -> tuple[int, str] | None:
     """``expression`` with the target's rank from its nearest side among ``fitting`` (the other targets a
-    reader would take it for), and that rank; None when no side gives a rank that can be said."""
+    reader would take it for), or, where no side gives a rank to say, its rank along its row or column ("the
+    third new house from the west in the northernmost row"); with the count a reader makes (lower is easier).
+    None when nothing can be said."""
     reading = _read(expression, target, domain)
-    if not reading.true_of_target or reading.extremes or reading.ordinals or reading.comparatives:
+    if not reading.true_of_target or reading.extremes or reading.ordinals or reading.comparatives or reading.line:
         return None
-    ranks = {side: rank for side, rank in _ranks(target, fitting).items() if rank is not None}
-    if not ranks:
-        return None
-    side = min(ranks, key=lambda k: (ranks[k], k))
-    if ranks[side] == 0:
-        ranked = ordinal_expression(expression, 0, side, domain)
-    else:
-        # "the second building from the west beside the road", not "... beside the road from the west"
-        base = expression
-        for phrase in reading.neighbours:
-            base = re.sub(rf"\s+{re.escape(phrase)}(?=\s|$)", "", base, count=1, flags=re.IGNORECASE)
-        ranked = ordinal_expression(base, ranks[side], side, domain, " ".join(reading.neighbours))
-    return None if ranked is None else (ranks[side], ranked)
+    # "the second building from the west beside the road", not "... beside the road from the west"
+    base = expression
+    for phrase in reading.neighbours:
+        base = re.sub(rf"\s+{re.escape(phrase)}(?=\s|$)", "", base, count=1, flags=re.IGNORECASE)
+    relation = " ".join(reading.neighbours)
+    options: list[tuple[int, str]] = []
+    for side, rank in _ranks(target, fitting).items():
+        if rank is not None and rank < MAX_ORDINAL:
+            text = ordinal_expression(expression, 0, side, domain) if rank == 0 else None
+            text = text or ordinal_expression(base, rank, side, domain, relation)
+            options += [(rank, text)] if text else []
+    if not options:
+        for kind, (first, second) in _LINE_SIDES.items():
+            line = _line(target, fitting, kind)
+            if line is None:
+                continue
+            members, line_ranks = line
+            across = {k: v for k, v in _ranks(target, members).items() if k not in (first, second)}
+            for line_side, line_rank in line_ranks.items():
+                if line_rank >= MAX_LINE:
+                    continue
+                where = " ".join([_line_phrase(kind, line_rank, line_side, domain), relation])
+                for side, rank in across.items():
+                    if rank is not None and rank < MAX_ORDINAL:
+                        text = ordinal_expression(base, rank, side, domain, where)
+                        options += [(rank + line_rank + 1, text)] if text else []
+    return min(options, key=lambda o: (o[0], len(o[1]))) if options else None
 
 
 def by_rank(expressions: list[str], target: Target, rivals: list[Target], domain: Domain) -> str | None:

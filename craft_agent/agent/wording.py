@@ -50,10 +50,21 @@ _LEAK_PATTERN = re.compile(
 )
 
 
+_OBJECT_LINE = re.compile(
+    r"\bin the (?:(?:western|eastern|northern|southern|left|right)most|upper|lower) (?:row|column)\b"
+    r"|\bin the (?:second|third|fourth|fifth) (?:row|column)"
+    r" from the (?:west|east|north|south|left|right|top|bottom)\b",
+    re.IGNORECASE,
+)
+"""A row or column of the changed objects themselves ("in the northernmost row", "in the second column from
+the west"), which locates a target among its like without the image's grid."""
+
+
 def mentions_grid(expression: str) -> bool:
     """Whether an expression uses absolute grid words ("top-left", "mid-right", "center", "sector", "cell",
-    "row", "column", "grid", "quadrant"), which referring expressions must not."""
-    return _GRID_PATTERN.search(expression) is not None
+    "row", "column", "grid", "quadrant"), which referring expressions must not. A row or column of objects
+    counted from a side (see :data:`_OBJECT_LINE`) is no grid word."""
+    return _GRID_PATTERN.search(_OBJECT_LINE.sub(" ", expression)) is not None
 
 
 def is_leaky(expression: str) -> bool:
