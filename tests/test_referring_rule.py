@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from craft_agent.agent.compose import absent_changes
 from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
@@ -174,3 +175,12 @@ def test_a_house_in_a_grid_is_named_by_its_row() -> None:
     assert refers(ranked, centre, [h for h in grid.values() if h is not centre], rs)
     # a wrong row is untrue
     assert not refers("the second building from the west in the southernmost row that appeared", middle_top, rivals, rs)
+
+
+def test_no_target_expressions_never_deny_a_change_that_was_found() -> None:
+    """ "the demolished building" is untrue of a pair where a building was demolished, even one the referring
+    rule could not name and dropped."""
+    built = _house("b", 10, 10)
+    demolished = _house("d", 60, 10).model_copy(update={"change_type": ChangeType.DISAPPEAR, "status": "discarded"})
+    assert [a.change_type for a in absent_changes([built], 1.0, 256, 256, "pair")] == [ChangeType.DISAPPEAR]
+    assert absent_changes([built], 1.0, 256, 256, "pair", seen=[built, demolished]) == []

@@ -47,12 +47,16 @@ _ABSENT_TYPE = {
 }
 
 
-def absent_changes(kept: list[Target], ratio: float, height: int, width: int, pair_id: str) -> list[Target]:
+def absent_changes(
+    kept: list[Target], ratio: float, height: int, width: int, pair_id: str, seen: list[Target] | None = None
+) -> list[Target]:
     """No-target changes for a share ``ratio`` of the kept targets (MTRefSeg-21K has about 15 % of such samples):
     a plausible change of a kept category that did NOT happen (the opposite type, where no target of that kind
-    exists), with an empty mask. A fractional count (0.1 x 4 targets) is rounded up or down by a hash of the pair,
-    so the share holds over a dataset while each pair's draw stays the same on every run."""
-    present = {(t.change_type, t.category) for t in kept}
+    exists among the kept targets and ``seen``, every change the pair's review found, also those dropped for the
+    budget or for want of a unique expression: a demolished house that could not be named still makes "the
+    demolished house" untrue), with an empty mask. A fractional count (0.1 x 4 targets) is rounded up or down by
+    a hash of the pair, so the share holds over a dataset while each pair's draw stays the same on every run."""
+    present = {(t.change_type, t.category) for t in [*kept, *(seen or [])]}
     expected = ratio * len(kept)
     draw = int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     wanted = math.floor(expected) + (draw < expected - math.floor(expected))

@@ -692,7 +692,8 @@ def compose_extras(res: AgentResources, state: AgentState) -> dict[str, Any]:
             )
             if group.expressions:
                 extras.append(group)
-    for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width, pair.id):
+    seen = [t for t in state.targets if not t.no_target]
+    for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width, pair.id, seen):
         absent.expressions = ask_expressions(res, pair, absent, 1)[:1]
         if absent.expressions:
             extras.append(absent)
