@@ -184,3 +184,25 @@ def test_no_target_expressions_never_deny_a_change_that_was_found() -> None:
     demolished = _house("d", 60, 10).model_copy(update={"change_type": ChangeType.DISAPPEAR, "status": "discarded"})
     assert [a.change_type for a in absent_changes([built], 1.0, 256, 256, "pair")] == [ChangeType.DISAPPEAR]
     assert absent_changes([built], 1.0, 256, 256, "pair", seen=[built, demolished]) == []
+
+
+def test_an_object_cut_by_the_image_edge_is_named_along_that_edge() -> None:
+    """A house sliver on the eastern edge of a 256 px image, among houses that block every other way to say it:
+    one level with it across (no "easternmost"), two level with it but not with each other (no "northernmost",
+    no clean row), five south and west of it (too far to count)."""
+    image = (256, 256)
+    sliver = _house("s", 236, 50, cut_by_border=True)
+    narrow = _house("h", 0, 0).model_copy(update={"box": BBox(x0=236, y0=180, x1=246, y1=190)})
+    places = (("a", 100, 55), ("g", 160, 45), ("b", 140, 118), ("c", 60, 200), ("d", 20, 160), ("e", 180, 230))
+    rivals = [narrow, *(_house(n, x, y) for n, x, y in places)]
+    ranked = by_rank(["the new building"], sliver, rivals, Domain.RS, image)
+    assert ranked == "the new building at the eastern edge of the image"
+    assert refers(ranked, sliver, rivals, Domain.RS, image)
+    assert not refers(ranked, narrow, [sliver, *rivals[1:]], Domain.RS, image), "the narrow one does not reach it"
+    assert not refers("the new building at the western edge of the image", sliver, rivals, Domain.RS, image)
+    # two on the edge: counted along it
+    lower = _house("l", 236, 120, cut_by_border=True)
+    assert refers(
+        "the northernmost new building at the eastern edge of the image", sliver, [lower, *rivals], "rs", image
+    )
+    assert not refers("the new building at the eastern edge of the image", sliver, [lower, *rivals], "rs", image)

@@ -589,10 +589,10 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     pair, _, _ = res.pair(state.pair_id)
     targets = state.working_targets()
     kept = [t for t in targets if t.kept]
-    domain = pair.domain
+    domain, image = pair.domain, (pair.width, pair.height)
     for target in kept:
         rivals = same_kind(target, kept)
-        unique = [e for e in target.expressions if refers(e, target, rivals, domain)]
+        unique = [e for e in target.expressions if refers(e, target, rivals, domain, image)]
         if rivals and len(unique) < len(target.expressions):
             context = DisambiguateContext(
                 pair_id=pair.id,
@@ -613,15 +613,15 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
                 target=target.cue.model_dump_json(),
                 others=json.dumps([o.cue.model_dump(mode="json") for o in rivals[:5]]),
             )
-            rewritten = [e for e in clean_expressions(answer.expressions) if refers(e, target, rivals, domain)]
+            rewritten = [e for e in clean_expressions(answer.expressions) if refers(e, target, rivals, domain, image)]
             unique = clean_expressions(unique + rewritten)
         if not unique:
-            ranked = by_rank(target.expressions, target, rivals, domain)
-            unique = clean_expressions([ranked] if ranked and refers(ranked, target, rivals, domain) else [])
+            ranked = by_rank(target.expressions, target, rivals, domain, image)
+            unique = clean_expressions([ranked] if ranked and refers(ranked, target, rivals, domain, image) else [])
         target.expressions = unique
         if not unique:
             target.status = "discarded"
-    drop_shared_expressions([t for t in kept if t.status != "discarded"], domain)
+    drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image)
     return {"targets": targets}
 
 

@@ -133,12 +133,16 @@ class _Reading:
     line: tuple[str, int, str] | None = None
     """("row" or "column", its 0-based rank, the side counted from) when the expression says "in the
     northernmost row" or "in the second column from the west"."""
+    edge: str | None = None
+    """The side of the image whose edge the expression places its target at ("at the eastern edge of the
+    image")."""
 
 
 def _read(expression: str, target: Target, domain: Domain) -> _Reading:
     colours, sizes, neighbours = _attributes(target.cue)
     text = _plain(expression)
     line, text = _read_line(text, domain)
+    edge, text = _read_edge(text, domain)
     said_neighbours = tuple(n for n in neighbours if _says(text, n))
     for phrase in said_neighbours:  # a landmark's colour is the landmark's, not the target's
         text = _consume(text, phrase)
@@ -160,8 +164,45 @@ def _read(expression: str, target: Target, domain: Domain) -> _Reading:
     # a colour, size or shape the target does not have makes the expression untrue of it
     true_of_target = set(said_colours) <= colours and set(said_sizes) <= sizes
     return _Reading(
-        tuple(said_colours), tuple(said_sizes), said_neighbours, extremes, ordinals, comparatives, true_of_target, line
+        tuple(said_colours),
+        tuple(said_sizes),
+        said_neighbours,
+        extremes,
+        ordinals,
+        comparatives,
+        true_of_target,
+        line,
+        edge,
     )
+
+
+EDGE_WORDS: dict[Domain, dict[str, str]] = {
+    Domain.RS: {"west": "western", "east": "eastern", "north": "northern", "south": "southern"},
+    Domain.NS: {"west": "left", "east": "right", "north": "top", "south": "bottom"},
+}
+"""How the image's edges are said: "at the eastern edge of the image", "at the left edge of the image"."""
+
+
+def _edge_phrase(side: str, domain: Domain) -> str:
+    return f"at the {EDGE_WORDS[domain][side]} edge of the image"
+
+
+def _read_edge(text: str, domain: Domain) -> tuple[str | None, str]:
+    """The image edge an expression places its target at, and the text without that phrase."""
+    words = {word: side for side, word in EDGE_WORDS[domain].items()}
+    match = re.search(r" at the (\w+) edge of the image ", text)
+    if match is None or match.group(1) not in words:
+        return None, text
+    return words[match.group(1)], text[: match.start()] + " " + text[match.end() :]
+
+
+def _edges(target: Target, image: tuple[int, int] | None) -> set[str]:
+    """The sides of the image whose edge the target's box touches (east and south only with the image's size)."""
+    box = target.box
+    touched = {side for side, hit in (("west", box.x0 <= 0), ("north", box.y0 <= 0)) if hit}
+    if image is not None:
+        touched |= {side for side, hit in (("east", box.x1 >= image[0]), ("south", box.y1 >= image[1])) if hit}
+    return touched
 
 
 def _line_phrase(kind: str, rank: int, side: str, domain: Domain) -> str:
@@ -276,13 +317,20 @@ def _line(target: Target, fitting: list[Target], kind: str) -> tuple[list[Target
     return members, ranks
 
 
-def refers(expression: str, target: Target, rivals: list[Target], domain: Domain) -> bool:
+def refers(
+    expression: str, target: Target, rivals: list[Target], domain: Domain, image: tuple[int, int] | None = None
+) -> bool:
     """Whether ``expression`` is true of ``target`` and of no other target in ``rivals`` (the pair's kept
-    targets of the same change type and category), read as a reader would (see the comment above)."""
+    targets of the same change type and category), read as a reader would (see the comment above). ``image``:
+    the image's (width, height), for "at the eastern edge of the image"."""
     reading = _read(expression, target, domain)
     if not reading.true_of_target:
         return False
     fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
+    if reading.edge is not None:
+        if reading.edge not in _edges(target, image):
+            return False
+        fitting = [o for o in fitting if reading.edge in _edges(o, image)]
     if reading.line is not None:
         kind, line_rank, line_side = reading.line
         line = _line(target, fitting, kind)
@@ -304,13 +352,16 @@ def refers(expression: str, target: Target, rivals: list[Target], domain: Domain
     return all(sign * (area - o.cue.area_fraction) > 0 for sign in reading.comparatives for o in fitting)
 
 
-def _with_rank(expression: str, target: Target, fitting: list[Target], domain: Domain) -> tuple[int, str] | None:
+def _with_rank(
+    expression: str, target: Target, fitting: list[Target], domain: Domain, image: tuple[int, int] | None = None
+) -> tuple[int, str] | None:
     """``expression`` with the target's rank from its nearest side among ``fitting`` (the other targets a
     reader would take it for), or, where no side gives a rank to say, its rank along its row or column ("the
     third new house from the west in the northernmost row"); with the count a reader makes (lower is easier).
     None when nothing can be said."""
     reading = _read(expression, target, domain)
-    if not reading.true_of_target or reading.extremes or reading.ordinals or reading.comparatives or reading.line:
+    said = reading.extremes or reading.ordinals or reading.comparatives or reading.line or reading.edge
+    if not reading.true_of_target or said:
         return None
     # "the second building from the west beside the road", not "... beside the road from the west"
     base = expression
@@ -324,6 +375,17 @@ def _with_rank(expression: str, target: Target, fitting: list[Target], domain: D
             text = text or ordinal_expression(base, rank, side, domain, relation)
             options += [(rank, text)] if text else []
     if not options:
+        # along the edge of the image the target is cut by: "the northernmost new house at the eastern edge"
+        for edge in _edges(target, image):
+            members = [o for o in fitting if edge in _edges(o, image)]
+            where = " ".join([_edge_phrase(edge, domain), relation])
+            along = _LINE_SIDES["row" if edge in ("west", "east") else "column"]  # north-south along an east edge
+            if not members:
+                options.append((1, _with_relation(base, where)))
+            for side, rank in _ranks(target, members).items():
+                if members and side in along and rank is not None and rank < MAX_ORDINAL:
+                    text = ordinal_expression(base, rank, side, domain, where)
+                    options += [(rank + 1, text)] if text else []
         for kind, (first, second) in _LINE_SIDES.items():
             line = _line(target, fitting, kind)
             if line is None:
@@ -341,7 +403,15 @@ def _with_rank(expression: str, target: Target, fitting: list[Target], domain: D
     return min(options, key=lambda o: (o[0], len(o[1]))) if options else None
 
 
-def by_rank(expressions: list[str], target: Target, rivals: list[Target], domain: Domain) -> str | None:
+def _with_relation(expression: str, relation: str) -> str:
+    """``relation`` said after the noun phrase: "the new house at the eastern edge of the image that ..."."""
+    head, that, tail = expression.partition(" that ")
+    return " ".join(f"{head} {relation}{that}{tail}".split())
+
+
+def by_rank(
+    expressions: list[str], target: Target, rivals: list[Target], domain: Domain, image: tuple[int, int] | None = None
+) -> str | None:
     """One of ``expressions`` with the target's rank from its nearest side among the rivals it fits ("the
     second grey building from the west that appeared"): the one with the lowest rank, shortest on a tie; None
     when every rank is too far to say."""
@@ -349,7 +419,7 @@ def by_rank(expressions: list[str], target: Target, rivals: list[Target], domain
     for expression in expressions:
         reading = _read(expression, target, domain)
         fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
-        ranked = _with_rank(expression, target, fitting, domain)
+        ranked = _with_rank(expression, target, fitting, domain, image)
         if ranked is not None:
             options.append((ranked[0], len(ranked[1].split()), ranked[1]))
     return min(options)[2] if options else None
@@ -367,7 +437,7 @@ def same_kind(target: Target, kept: list[Target]) -> list[Target]:
     ]
 
 
-def drop_shared_expressions(kept: list[Target], domain: Domain) -> None:
+def drop_shared_expressions(kept: list[Target], domain: Domain, image: tuple[int, int] | None = None) -> None:
     """The same words on two targets (of different categories, or a model's stock phrase) refer to neither:
     each target sharing an expression gets it with its rank from one side among those sharing it and the
     others of its kind the words fit ("the westernmost ..."), or loses it when that is too far to say; a
@@ -385,7 +455,7 @@ def drop_shared_expressions(kept: list[Target], domain: Domain) -> None:
             reading = _read(original, target, domain)
             fitting = [o for o in sharing if o.id != target.id]
             fitting += [o for o in same_kind(target, kept) if o not in fitting and _fits(reading, o)]
-            ranked = _with_rank(original, target, fitting, domain)
+            ranked = _with_rank(original, target, fitting, domain, image)
             replacement = [ranked[1]] if ranked is not None and ranked[1].lower() not in taken else []
             taken.update(r.lower() for r in replacement)
             target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]

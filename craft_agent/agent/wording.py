@@ -508,7 +508,8 @@ SIDE_NAMES: dict[Domain, dict[str, str]] = {
 }
 """How a rank's side is said: "the second car from the left", "the third building from the north"."""
 MAX_ORDINAL = len(ORDINAL_WORDS)
-"""Ranks beyond this are not said: no one counts to the fifteenth house from the west."""
+"""Ranks beyond this are not said: no one counts to the fifteenth house from the west (a row says more: "the
+second house from the west in the northernmost row")."""
 
 
 def ordinal_expression(
