@@ -184,6 +184,36 @@ class BBox(Record):
         """Whether the two boxes share at least one pixel."""
         return self.intersection_area(other) > 0
 
+    @classmethod
+    def of(cls, x0: int, y0: int, x1: int, y1: int) -> BBox:
+        """The box with these corners; a corner left of or above the image is moved onto its edge."""
+        return cls(x0=max(0, int(x0)), y0=max(0, int(y0)), x1=int(x1), y1=int(y1))
+
+    @classmethod
+    def around(cls, points: Any, margin: int = 1) -> BBox:
+        """The box holding every (x, y) point of ``points`` (any array-like of pairs), ``margin`` px wider on each
+        side (within the image's top-left edges)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        x0, y0 = np.floor(pts.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
+        return cls.of(int(x0) - margin, int(y0) - margin, int(x1) + 1 + margin, int(y1) + 1 + margin)
+
+    def grown(self, margin: int) -> BBox:
+        """The box ``margin`` px wider on each side (within the image's top-left edges)."""
+        return BBox.of(self.x0 - margin, self.y0 - margin, self.x1 + margin, self.y1 + margin)
+
+    def clipped(self, width: int, height: int | None = None) -> BBox:
+        """The box within a ``width`` x ``height`` image (square when ``height`` is None)."""
+        return BBox.of(self.x0, self.y0, min(width, self.x1), min(width if height is None else height, self.y1))
+
+    def inside(self, low: int, high: int) -> bool:
+        """Whether the box lies within ``low`` <= x, y <= ``high`` on both axes."""
+        return self.x0 >= low and self.y0 >= low and self.x1 <= high and self.y1 <= high
+
+    def slices(self) -> tuple[slice, slice]:
+        """(rows, columns) slices of the box, for indexing an image array."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
 
 class RLEMask(Record):
     """A binary mask as COCO compressed RLE (pycocotools), on an image of ``size`` = (height, width).

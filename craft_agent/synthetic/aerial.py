@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from craft_agent.models import Category
+from craft_agent.models import BBox, Category
 from craft_agent.synthetic.aerial_objects import (
     Footprint,
     Pond,
@@ -34,7 +34,6 @@ from craft_agent.synthetic.aerial_objects import (
 from craft_agent.synthetic.canvas import (
     PAD,
     BoolMask,
-    Box,
     Colour,
     Draft,
     Layer,
@@ -58,6 +57,7 @@ from craft_agent.synthetic.palettes import (
     contrasting,
 )
 from craft_agent.synthetic.primitives import (
+    extent,
     pick,
     pixel_grid,
     polygon_mask,
@@ -67,6 +67,7 @@ from craft_agent.synthetic.primitives import (
     size_word,
     smooth_noise,
     texture,
+    within,
 )
 
 
@@ -155,11 +156,11 @@ class AerialPlanner:
             return (self.n / 2, self.n / 2)
         return (float(self.rng.uniform(low, high)), float(self.rng.uniform(low, high)))
 
-    def is_free(self, box: Box) -> bool:
+    def is_free(self, box: BBox) -> bool:
         spaced = box.grown(px(3, self.scale))
         return box.inside(self.edge, self.n - self.edge) and not self.occupied[spaced.clipped(self.n).slices()].any()
 
-    def take(self, box: Box, change: bool) -> None:
+    def take(self, box: BBox, change: bool) -> None:
         self.occupied[box.clipped(self.n).slices()] = True
         if change:
             self.change_zone[box.grown(px(2, self.scale)).clipped(self.n).slices()] = True
@@ -167,7 +168,7 @@ class AerialPlanner:
     # -- ground and roads ------------------------------------------------------------------------------
 
     def draw_ground(self) -> None:
-        self.draft.add([whole_layer(Box(0, 0, self.n, self.n), ground_image(self.rng, self.n, self.scale))])
+        self.draft.add([whole_layer(BBox.of(0, 0, self.n, self.n), ground_image(self.rng, self.n, self.scale))])
 
     def draw_roads(self) -> None:
         self.roads = road_lines(self.rng, self.n, self.scale)
@@ -184,7 +185,7 @@ class AerialPlanner:
         for _ in range(30):
             w, h = float(self.rng.uniform(70, 110)) * s, float(self.rng.uniform(46, 58)) * s
             cx, cy = self.random_centre(max(w, h) / 2)
-            box = Box(int(cx - w / 2), int(cy - h / 2), int(cx + w / 2), int(cy + h / 2))
+            box = BBox.of(int(cx - w / 2), int(cy - h / 2), int(cx + w / 2), int(cy + h / 2))
             if not self.is_free(box):
                 continue
             layer, stalls = parking_lot(self.rng, box, LOT_ASPHALT, self.scale)
@@ -211,9 +212,10 @@ class AerialPlanner:
         """Whether the largest car :func:`vehicle_layers` may draw stands here on pavement, clear of others."""
         length, width = max(5.0, 16.0 * self.scale), max(3.0, 7.5 * self.scale)
         body = rotated(rect(-length / 2, -width / 2, length / 2, width / 2), slot.heading, (slot.x, slot.y))
-        box = Box.around(body, 1)
-        if not box.grown(px(3, self.scale)).inside(self.edge, self.n - self.edge):  # room for its shadow
+        placement = extent(body, 1)
+        if not within(placement, self.edge, self.n - self.edge, grow=px(3, self.scale)):  # room for its shadow
             return False
+        box = BBox.of(*placement)
         if self.vehicle_zone[box.slices()].any() or self.change_zone[box.slices()].any():
             return False
         return bool(self.paved[box.slices()][polygon_mask([body], box)].all())
@@ -225,7 +227,7 @@ class AerialPlanner:
                 return slot
         return None
 
-    def add_vehicle(self, slot: Slot, colour_name: str, when: str) -> tuple[Thing, Box]:
+    def add_vehicle(self, slot: Slot, colour_name: str, when: str) -> tuple[Thing, BBox]:
         shadow, body, box = vehicle_layers(self.rng, slot, CAR_COLOURS[colour_name], self.shadow, self.scale)
         layers = [shadow, body]
         thing = self.draft.add(layers if when != "post" else [], layers if when != "pre" else [])
@@ -251,7 +253,7 @@ class AerialPlanner:
 
     # -- buildings -------------------------------------------------------------------------------------
 
-    def place_building(self, lot_margin: float = 0.0) -> tuple[Footprint, Point, Box] | None:
+    def place_building(self, lot_margin: float = 0.0) -> tuple[Footprint, Point, BBox] | None:
         """Find room for a building (its lot and shadow included)."""
         s = self.scale
         for _ in range(40):
@@ -260,13 +262,13 @@ class AerialPlanner:
             offset = (self.shadow[0] * height, self.shadow[1] * height)
             corners = footprint.corners()
             extent = np.concatenate([corners, corners + np.asarray(offset), footprint.lot(lot_margin)])
-            box = Box.around(extent, 2)
+            box = BBox.around(extent, 2)
             if self.is_free(box):
                 return footprint, offset, box
         return None
 
     def building_layers(
-        self, footprint: Footprint, offset: Point, box: Box, colour: Colour
+        self, footprint: Footprint, offset: Point, box: BBox, colour: Colour
     ) -> tuple[Layer, Surface, Layer]:
         """:func:`~craft_agent.synthetic.aerial_objects.building_layers` under this scene's sun."""
         return building_layers(self.rng, footprint, offset, box, colour, self.sun, self.scale)
@@ -288,7 +290,7 @@ class AerialPlanner:
             return False
         footprint, offset, box = placed
         lot_name = pick(self.rng, list(LOT_COLOURS))
-        lot_box = Box.around(footprint.lot(margin), 1).clipped(self.n)
+        lot_box = BBox.around(footprint.lot(margin), 1).clipped(self.n)
         lot_image = texture(self.rng, lot_box.height, lot_box.width, LOT_COLOURS[lot_name], 6.0, 0.08, 6 * self.scale)
         self.draft.add([Layer(lot_box, polygon_mask([footprint.lot(margin)], lot_box), lot_image)])
         colour = contrasting(self.rng, ROOF_COLOURS, LOT_COLOURS[lot_name], 60.0)
@@ -397,7 +399,7 @@ class AerialPlanner:
             u = float(self.rng.uniform())
             w, h = (50.0 + 40.0 * u) * s, float(self.rng.uniform(40, 62)) * s
             cx, cy = self.random_centre(max(w, h) / 2)
-            box = Box(int(cx - w / 2), int(cy - h / 2), int(cx + w / 2), int(cy + h / 2))
+            box = BBox.of(int(cx - w / 2), int(cy - h / 2), int(cx + w / 2), int(cy + h / 2))
             if self.is_free(box):
                 break
         else:
@@ -441,9 +443,11 @@ class AerialPlanner:
             corners = np.array(
                 [road.point(t + a * length / 2, b * half) for a in (-1, 1) for b in (-1, 1)], dtype=np.float64
             )
-            box = Box.around(corners, 1)
-            inside = box.inside(self.edge, self.n - self.edge)
-            if inside and not self.change_zone[box.slices()].any() and not self.vehicle_zone[box.slices()].any():
+            placement = extent(corners, 1)
+            if not within(placement, self.edge, self.n - self.edge):
+                continue
+            box = BBox.of(*placement)
+            if not self.change_zone[box.slices()].any() and not self.vehicle_zone[box.slices()].any():
                 break
         else:
             return False

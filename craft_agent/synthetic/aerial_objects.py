@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from craft_agent.models import BBox
 from craft_agent.synthetic.canvas import (
     BoolMask,
-    Box,
     Colour,
     FloatImage,
     Layer,
@@ -104,7 +104,7 @@ class TreeCluster:
     centres: NDArray[np.float64]
     radii: NDArray[np.float64]
     offsets: NDArray[np.float64]  # shadow offset of each tree
-    box: Box
+    box: BBox
     u: float
     count: int
 
@@ -116,7 +116,7 @@ class Pond:
     shore: Layer
     water: Layer
     mud: Layer
-    box: Box
+    box: BBox
     u: float
 
 
@@ -207,10 +207,10 @@ def road_network(rng: np.random.Generator, roads: Sequence[Road], n: int, scale:
     image += 5.0 * rng.standard_normal((n, n, 1), dtype=np.float32)
     image[markings] = PAINT_WHITE
     verge = cv2.dilate(kerb, np.ones((3, 3), np.uint8), iterations=px(3, s)).astype(bool)
-    return RoadNetwork(Layer(Box(0, 0, n, n), kerb.astype(bool), image), asphalt, markings, verge)
+    return RoadNetwork(Layer(BBox.of(0, 0, n, n), kerb.astype(bool), image), asphalt, markings, verge)
 
 
-def parking_lot(rng: np.random.Generator, box: Box, colour: Colour, scale: float) -> tuple[Layer, list[Slot]]:
+def parking_lot(rng: np.random.Generator, box: BBox, colour: Colour, scale: float) -> tuple[Layer, list[Slot]]:
     """A paved lot filling ``box`` with two rows of painted stalls; returns the lot and its stalls."""
     s = scale
     image = texture(rng, box.height, box.width, colour, grain=4.0, blotch=0.05, cell=15 * s)
@@ -252,7 +252,7 @@ def building_footprint(rng: np.random.Generator, centre: Point, scale: float) ->
     return Footprint(world, centre, angle, (float(half[0]), float(half[1])), u, shape)
 
 
-def _cast_shadow(parts: Sequence[NDArray[np.float64]], offset: Point, box: Box) -> BoolMask:
+def _cast_shadow(parts: Sequence[NDArray[np.float64]], offset: Point, box: BBox) -> BoolMask:
     """Shadow of a prism with these convex parts: each part swept along the sun's offset."""
     hulls = []
     for part in parts:
@@ -261,7 +261,7 @@ def _cast_shadow(parts: Sequence[NDArray[np.float64]], offset: Point, box: Box) 
     return polygon_mask(hulls, box)
 
 
-def _roof_surface(rng: np.random.Generator, footprint: Footprint, box: Box, sun: Point, scale: float) -> Surface:
+def _roof_surface(rng: np.random.Generator, footprint: Footprint, box: BBox, sun: Point, scale: float) -> Surface:
     """Roof relief: a lit and a shaded slope per part (pitched) or a parapet and units (flat)."""
     mask = polygon_mask(footprint.parts, box)
     relief = np.ones(mask.shape, np.float32)
@@ -296,13 +296,13 @@ def _roof_surface(rng: np.random.Generator, footprint: Footprint, box: Box, sun:
 
 def vehicle_layers(
     rng: np.random.Generator, slot: Slot, colour: Colour, shadow: Point, scale: float
-) -> tuple[Layer, Layer, Box]:
+) -> tuple[Layer, Layer, BBox]:
     """A car seen from above: body, windscreen and rear window, and a small shadow."""
     length = max(5.0, float(rng.uniform(13.0, 16.0)) * scale)
     width = max(3.0, float(rng.uniform(6.5, 7.5)) * scale)
     body = rotated(rect(-length / 2, -width / 2, length / 2, width / 2), slot.heading, (slot.x, slot.y))
     offset = np.asarray(shadow) * 2.5 * scale
-    box = Box.around(np.concatenate([body, body + offset]), 1)
+    box = BBox.around(np.concatenate([body, body + offset]), 1)
     mask = polygon_mask([body], box)
     xs, ys = pixel_grid(box)
     along = ((xs - slot.x) * math.cos(slot.heading) + (ys - slot.y) * math.sin(slot.heading)) / length
@@ -316,7 +316,7 @@ def vehicle_layers(
 
 
 def building_layers(
-    rng: np.random.Generator, footprint: Footprint, offset: Point, box: Box, colour: Colour, sun: Point, scale: float
+    rng: np.random.Generator, footprint: Footprint, offset: Point, box: BBox, colour: Colour, sun: Point, scale: float
 ) -> tuple[Layer, Surface, Layer]:
     """A building's cast shadow, its roof surface (to repaint it later) and the roof tinted in ``colour``."""
     shadow = shade_layer(box, _cast_shadow(footprint.parts, offset, box), 0.5)
@@ -334,7 +334,7 @@ def tree_cluster(rng: np.random.Generator, centre: Point, shadow: Point, scale: 
     radii = rng.uniform(5.0, 10.0, count) * s
     offsets = np.asarray(np.outer(radii * 1.3, shadow), np.float64)
     reach = np.concatenate([centres, centres + offsets])
-    box = Box.around(np.concatenate([reach - radii.max() * 1.15, reach + radii.max() * 1.15]), 1)
+    box = BBox.around(np.concatenate([reach - radii.max() * 1.15, reach + radii.max() * 1.15]), 1)
     return TreeCluster(centres, radii, offsets, box, u, count)
 
 
@@ -374,7 +374,7 @@ def pond(rng: np.random.Generator, centre: Point, scale: float) -> Pond:
     local = np.stack([radius * wobble * np.cos(theta), aspect * radius * wobble * np.sin(theta)], axis=1)
     outline = rotated(local, float(rng.uniform(0, math.pi)), centre)
     shore_width = px(3, s)
-    box = Box.around(outline, shore_width + 2)
+    box = BBox.around(outline, shore_width + 2)
     water = polygon_mask([outline], box)
     shore = cv2.dilate(water.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=shore_width).astype(bool)
     depth = cv2.distanceTransform(water.astype(np.uint8), cv2.DIST_L2, 3)

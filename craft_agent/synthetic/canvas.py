@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from craft_agent.models import Category
+from craft_agent.models import BBox, Category
 from craft_agent.synthetic.records import ChangeTypeName
 
 # Scenes are drawn this much larger on every side, so that shifting the post image by up to this many
@@ -29,43 +29,6 @@ Colour = tuple[float, float, float]
 Point = tuple[float, float]
 
 
-@dataclass(frozen=True)
-class Box:
-    """Pixel rectangle on the canvas, end exclusive."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    def grown(self, margin: int) -> Box:
-        return Box(self.x0 - margin, self.y0 - margin, self.x1 + margin, self.y1 + margin)
-
-    def clipped(self, n: int) -> Box:
-        return Box(max(0, self.x0), max(0, self.y0), min(n, self.x1), min(n, self.y1))
-
-    def inside(self, low: int, high: int) -> bool:
-        return self.x0 >= low and self.y0 >= low and self.x1 <= high and self.y1 <= high
-
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @classmethod
-    def around(cls, points: NDArray[Any], margin: int = 1) -> Box:
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        x0, y0 = np.floor(pts.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
-        return cls(int(x0) - margin, int(y0) - margin, int(x1) + 1 + margin, int(y1) + 1 + margin)
-
-
 @dataclass(frozen=True, eq=False)
 class Layer:
     """One paint operation: colours (or a multiplicative shade) written where ``mask`` is set.
@@ -74,7 +37,7 @@ class Layer:
     left behind by a removed object do not, so they never enter a change mask.
     """
 
-    box: Box
+    box: BBox
     mask: BoolMask
     colour: FloatImage | None = None
     shade: float = 1.0
@@ -82,7 +45,7 @@ class Layer:
     whole: bool = False  # mask is all set: paint the box without consulting it
 
 
-def whole_layer(box: Box, colour: FloatImage) -> Layer:
+def whole_layer(box: BBox, colour: FloatImage) -> Layer:
     """A layer that paints every pixel of ``box``."""
     return Layer(box, np.ones((box.height, box.width), bool), colour, whole=True)
 
@@ -133,7 +96,7 @@ class Draft:
         self.changes.append(PlannedChange(thing, change_type, category, phrase, attributes))
 
 
-def shade_layer(box: Box, mask: BoolMask, factor: float) -> Layer:
+def shade_layer(box: BBox, mask: BoolMask, factor: float) -> Layer:
     """A shadow: darkens what lies under ``mask`` by ``factor`` and owns none of it."""
     return Layer(box, mask, None, factor, own=False)
 
@@ -142,7 +105,7 @@ def shade_layer(box: Box, mask: BoolMask, factor: float) -> Layer:
 class Surface:
     """A shape with its relief (multiplicative shading) and fixed-colour details, ready to be tinted."""
 
-    box: Box
+    box: BBox
     mask: BoolMask
     relief: FloatImage
     details: BoolMask | None = None

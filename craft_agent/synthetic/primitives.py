@@ -10,7 +10,26 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from craft_agent.synthetic.canvas import BoolMask, Box, Colour, FloatImage, Point
+from craft_agent.models import BBox
+from craft_agent.synthetic.canvas import BoolMask, Colour, FloatImage, Point
+
+Extent = tuple[int, int, int, int]
+"""A trial placement's (x0, y0, x1, y1) on the canvas, end exclusive: it may lie partly or wholly off the canvas,
+so it is checked with :func:`within` before it becomes a :class:`~craft_agent.models.BBox`."""
+
+
+def extent(points: NDArray[Any], margin: int = 1) -> Extent:
+    """The extent holding every (x, y) point, ``margin`` px wider on each side (as :meth:`BBox.around`)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
+    return (int(x0) - margin, int(y0) - margin, int(x1) + 1 + margin, int(y1) + 1 + margin)
+
+
+def within(placement: Extent, low: int, high: int, grow: int = 0) -> bool:
+    """Whether ``placement``, grown by ``grow`` px on each side, lies within ``low`` <= x, y <= ``high``."""
+    x0, y0, x1, y1 = placement
+    return x0 - grow >= low and y0 - grow >= low and x1 + grow <= high and y1 + grow <= high
 
 
 def px(value: float, scale: float, minimum: int = 1) -> int:
@@ -60,7 +79,7 @@ def sigmoid(x: FloatImage) -> FloatImage:
     return np.asarray(1.0 / (1.0 + np.exp(-x)), np.float32)
 
 
-def polygon_mask(polygons: Sequence[NDArray[Any]], box: Box) -> BoolMask:
+def polygon_mask(polygons: Sequence[NDArray[Any]], box: BBox) -> BoolMask:
     """Pixels inside any of the polygons (canvas coordinates), as a mask local to ``box``."""
     canvas = np.zeros((box.height, box.width), np.uint8)
     origin = np.array([box.x0, box.y0], dtype=np.float64)
@@ -72,7 +91,7 @@ def polygon_mask(polygons: Sequence[NDArray[Any]], box: Box) -> BoolMask:
     return canvas.astype(bool)
 
 
-def disc_mask(centres: Sequence[Point], radii: Sequence[float], box: Box) -> BoolMask:
+def disc_mask(centres: Sequence[Point], radii: Sequence[float], box: BBox) -> BoolMask:
     """Pixels inside any of the discs (canvas coordinates), as a mask local to ``box``."""
     ys = np.arange(box.y0, box.y1, dtype=np.float32)[:, None]
     xs = np.arange(box.x0, box.x1, dtype=np.float32)[None, :]
@@ -89,7 +108,7 @@ def edge_ring(mask: BoolMask, width: int) -> BoolMask:
     return mask & ~eroded.astype(bool)
 
 
-def pixel_grid(box: Box) -> tuple[FloatImage, FloatImage]:
+def pixel_grid(box: BBox) -> tuple[FloatImage, FloatImage]:
     """Canvas x (1 x w) and y (h x 1) coordinates of the pixels of ``box``, for broadcasting."""
     xs = np.arange(box.x0, box.x1, dtype=np.float32)[None, :]
     ys = np.arange(box.y0, box.y1, dtype=np.float32)[:, None]

@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from craft_agent.models import Category
-from craft_agent.synthetic.canvas import PAD, Box, Colour, Draft, Layer, Surface, Thing, render, tinted
+from craft_agent.models import BBox, Category
+from craft_agent.synthetic.canvas import PAD, Colour, Draft, Layer, Surface, Thing, render, tinted
 from craft_agent.synthetic.palettes import (
     BENCH_COLOURS,
     CAR_COLOURS,
@@ -36,6 +36,7 @@ from craft_agent.synthetic.primitives import (
     size_word,
     smooth_noise,
     texture,
+    within,
 )
 from craft_agent.synthetic.street_objects import (
     PropMaker,
@@ -60,7 +61,7 @@ class _Door:
     thing: Thing
     surface: Surface
     colour: str
-    box: Box
+    box: BBox
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +69,7 @@ class _Facade:
     """One building front: its wall (and door, unless it falls outside the view), with the surfaces to
     repaint them."""
 
-    box: Box
+    box: BBox
     wall: Thing
     wall_surface: Surface
     wall_colour: str
@@ -131,7 +132,7 @@ class StreetPlanner:
     # -- backdrop --------------------------------------------------------------------------------------
 
     def draw_sky(self) -> None:
-        self.draft.add([sky_layer(self.rng, Box(0, 0, self.n, self.y_ground), self.scale)])
+        self.draft.add([sky_layer(self.rng, BBox.of(0, 0, self.n, self.y_ground), self.scale)])
 
     def draw_facades(self) -> None:
         n, rng = self.n, self.rng
@@ -139,12 +140,12 @@ class StreetPlanner:
         while x < n:
             width = float(rng.uniform(0.2, 0.36)) * n
             top = int(float(rng.uniform(0.05, 0.3)) * n)
-            box = Box(int(x), top, int(x + width), self.y_ground).clipped(n)
+            box = BBox.of(int(x), top, int(x + width), self.y_ground).clipped(n)
             if box.width > 4:
                 self.facades.append(self.facade(box, int(x), int(x + width)))
             x += width
 
-    def facade(self, box: Box, left: int, right: int) -> _Facade:
+    def facade(self, box: BBox, left: int, right: int) -> _Facade:
         """A wall with a cornice, rows of windows and a door at street level."""
         rng, n, s = self.rng, self.n, self.scale
         wall_colour = pick(rng, list(WALL_COLOURS))
@@ -153,26 +154,27 @@ class StreetPlanner:
 
         door_w, door_h = float(rng.uniform(0.045, 0.06)) * n, float(rng.uniform(0.09, 0.12)) * n
         door_cx = left + (right - left) * float(rng.uniform(0.3, 0.7))
-        door_box = Box(int(door_cx - door_w / 2), int(self.y_ground - door_h), int(door_cx + door_w / 2), self.y_ground)
-        windows = windows_layer(rng, box, door_box.y0 - px(10, s), n, s)
+        door_extent = (int(door_cx - door_w / 2), int(self.y_ground - door_h), int(door_cx + door_w / 2), self.y_ground)
+        windows = windows_layer(rng, box, door_extent[1] - px(10, s), n, s)
         if windows is not None:
             self.draft.add([windows])
-        if not door_box.inside(0, n):
+        if not within(door_extent, 0, n):
             return _Facade(box, wall_thing, wall, wall_colour, None)
+        door_box = BBox.of(*door_extent)
         door = door_surface(door_box, s)
         door_colour = pick(rng, list(DOOR_COLOURS))
         door_thing = self.draft.add([tinted(rng, door, DOOR_COLOURS[door_colour], 2.0)])
         return _Facade(box, wall_thing, wall, wall_colour, _Door(door_thing, door, door_colour, door_box))
 
     def draw_pavement(self) -> None:
-        self.draft.add([pavement_layer(self.rng, Box(0, self.y_ground, self.n, self.y_kerb), self.scale)])
+        self.draft.add([pavement_layer(self.rng, BBox.of(0, self.y_ground, self.n, self.y_kerb), self.scale)])
 
     def draw_road(self) -> None:
-        self.draft.add([road_layer(self.rng, Box(0, self.y_kerb, self.n, self.n), self.scale)])
+        self.draft.add([road_layer(self.rng, BBox.of(0, self.y_kerb, self.n, self.n), self.scale)])
 
     # -- placement -------------------------------------------------------------------------------------
 
-    def is_free(self, box: Box) -> bool:
+    def is_free(self, box: BBox) -> bool:
         if not box.inside(self.edge, self.n - self.edge):
             return False
         return not self.occupied[box.grown(px(3, self.scale)).clipped(self.n).slices()].any()
@@ -210,7 +212,7 @@ class StreetPlanner:
             pole_w = max(2.0, 3.5 * s)
             pole = rect(cx - pole_w / 2, base_y - height, cx + pole_w / 2, base_y)
             head = rect(cx - 4 * pole_w, base_y - height - 2.5 * pole_w, cx + 4 * pole_w, base_y - height)
-            box = Box.around(np.concatenate([pole, head]), 2)
+            box = BBox.around(np.concatenate([pole, head]), 2)
             if self.is_free(box):
                 mask = polygon_mask([pole, head], box)
                 image = texture(self.rng, box.height, box.width, (48.0, 52.0, 56.0), grain=3.0)
@@ -232,7 +234,7 @@ class StreetPlanner:
                 for dx, dy in ((0, -0.3), (-0.45, 0.1), (0.45, 0.1), (0, 0.25))
             ]
             radii = [radius * 0.75] * len(blobs)
-            box = Box.around(
+            box = BBox.around(
                 np.array([[cx - 1.3 * radius, base_y - trunk_h - 1.7 * radius], [cx + 1.3 * radius, base_y]]), 2
             )
             if not self.is_free(box):
@@ -350,7 +352,7 @@ class StreetPlanner:
                 (door.x0 - 11 * s + jitter(), self.y_ground + 5 * s),
             ]
         )
-        box = Box.around(outline, 2)
+        box = BBox.around(outline, 2)
         if not self.is_free(box):
             self.used_facades.discard(self.facades.index(facade))
             return False
@@ -404,7 +406,7 @@ class StreetPlanner:
             width = (0.16 + 0.08 * u) * n
             cx = float(self.rng.uniform(0.1, 0.9)) * n
             base_y = float(self.rng.uniform(self.y_ground + 0.05 * n, self.y_kerb - 0.01 * n))
-            box = Box(int(cx - width / 2), int(base_y - 0.045 * n), int(cx + width / 2), int(base_y))
+            box = BBox.of(int(cx - width / 2), int(base_y - 0.045 * n), int(cx + width / 2), int(base_y))
             if self.is_free(box):
                 break
         else:

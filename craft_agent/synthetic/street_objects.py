@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from craft_agent.synthetic.canvas import Box, Colour, Layer, Surface, shade_layer, whole_layer
+from craft_agent.models import BBox
+from craft_agent.synthetic.canvas import Colour, Layer, Surface, shade_layer, whole_layer
 from craft_agent.synthetic.palettes import GLASS, PAINT_WHITE
 from craft_agent.synthetic.primitives import (
     disc_mask,
@@ -39,10 +40,10 @@ _CAR_WINDOWS = (
 )
 
 # How a statue, a sign or a bench is drawn: (rng, cx, base_y, u, colour, n, scale) -> (layer, box).
-PropMaker = Callable[[np.random.Generator, float, float, float, Colour, int, float], tuple[Layer, Box]]
+PropMaker = Callable[[np.random.Generator, float, float, float, Colour, int, float], tuple[Layer, BBox]]
 
 
-def sky_layer(rng: np.random.Generator, box: Box, scale: float) -> Layer:
+def sky_layer(rng: np.random.Generator, box: BBox, scale: float) -> Layer:
     """A blue gradient, paler at the horizon, with soft clouds."""
     n, s = box.width, scale
     t = np.linspace(0.0, 1.0, box.height, dtype=np.float32)[:, None, None]
@@ -54,7 +55,7 @@ def sky_layer(rng: np.random.Generator, box: Box, scale: float) -> Layer:
     return whole_layer(box, np.asarray(clouded, np.float32))
 
 
-def wall_surface(rng: np.random.Generator, box: Box, colour_name: str, scale: float) -> Surface:
+def wall_surface(rng: np.random.Generator, box: BBox, colour_name: str, scale: float) -> Surface:
     """A facade's wall with a cornice, a seam to its neighbour and a plinth; brick walls get mortar lines."""
     s = scale
     relief = 1.0 + 0.04 * smooth_noise(rng, box.height, box.width, 20 * s)
@@ -69,7 +70,7 @@ def wall_surface(rng: np.random.Generator, box: Box, colour_name: str, scale: fl
     return Surface(box, np.ones((box.height, box.width), bool), np.asarray(relief, np.float32))
 
 
-def windows_layer(rng: np.random.Generator, box: Box, lowest: int, n: int, scale: float) -> Layer | None:
+def windows_layer(rng: np.random.Generator, box: BBox, lowest: int, n: int, scale: float) -> Layer | None:
     """Rows of framed windows with sills above ``lowest``, or None when not one row fits.
 
     The glass is darker at the bottom, where it reflects less sky.
@@ -104,7 +105,7 @@ def windows_layer(rng: np.random.Generator, box: Box, lowest: int, n: int, scale
     return Layer(box, mask, image)
 
 
-def door_surface(box: Box, scale: float) -> Surface:
+def door_surface(box: BBox, scale: float) -> Surface:
     """A panelled door with a darker frame and a brass handle."""
     s = scale
     relief = np.ones((box.height, box.width), np.float32)
@@ -122,7 +123,7 @@ def door_surface(box: Box, scale: float) -> Surface:
     return Surface(box, np.ones_like(relief, dtype=bool), relief, handle, (214.0, 184.0, 90.0))
 
 
-def pavement_layer(rng: np.random.Generator, box: Box, scale: float) -> Layer:
+def pavement_layer(rng: np.random.Generator, box: BBox, scale: float) -> Layer:
     """Paving slabs in rows that widen towards the viewer, ending in a kerb."""
     n, s = box.width, scale
     image = texture(rng, box.height, n, (178.0, 174.0, 166.0), grain=4.0, blotch=0.05, cell=12 * s)
@@ -141,7 +142,7 @@ def pavement_layer(rng: np.random.Generator, box: Box, scale: float) -> Layer:
     return whole_layer(box, image)
 
 
-def road_layer(rng: np.random.Generator, box: Box, scale: float) -> Layer:
+def road_layer(rng: np.random.Generator, box: BBox, scale: float) -> Layer:
     """Asphalt with a dashed white line."""
     n, s = box.width, scale
     image = texture(rng, box.height, n, (78.0, 78.0, 82.0), grain=5.0, blotch=0.06, cell=20 * s)
@@ -155,7 +156,7 @@ def road_layer(rng: np.random.Generator, box: Box, scale: float) -> Layer:
 
 def car(
     rng: np.random.Generator, left: float, base_y: float, u: float, colour: Colour, flip: bool, n: int
-) -> tuple[Layer, Layer, Box]:
+) -> tuple[Layer, Layer, BBox]:
     """A car in side view: body, two windows, wheels with hubs, lights and a ground shadow."""
     u_length = (0.2 + 0.05 * u) * n
     height = u_length * 0.36
@@ -167,7 +168,7 @@ def car(
     body = to_canvas(_CAR_BODY)
     wheel_r = 0.17 * height
     wheels = [(left + (1 - a if flip else a) * u_length, base_y - wheel_r) for a in (0.2, 0.8)]
-    box = Box.around(np.concatenate([body, [[left, base_y + 0.1 * height]]]), 2)
+    box = BBox.around(np.concatenate([body, [[left, base_y + 0.1 * height]]]), 2)
     mask = polygon_mask([body], box) | disc_mask(wheels, [wheel_r, wheel_r], box)
     _, ys = pixel_grid(box)
     up = np.clip((base_y - ys) / height, 0.0, 1.0)
@@ -188,7 +189,7 @@ def car(
 
 def statue(
     rng: np.random.Generator, cx: float, base_y: float, u: float, colour: Colour, n: int, scale: float
-) -> tuple[Layer, Box]:
+) -> tuple[Layer, BBox]:
     """A figure on a pedestal, lit from the left."""
     height = (0.18 + 0.07 * u) * n
     ped_w, ped_h = 0.055 * n, 0.22 * height
@@ -204,7 +205,7 @@ def statue(
         ]
     )  # fmt: skip
     head = (cx, top - body_h - head_r * 0.8)
-    box = Box.around(np.concatenate([pedestal, body, [[head[0], head[1] - head_r]]]), 2)
+    box = BBox.around(np.concatenate([pedestal, body, [[head[0], head[1] - head_r]]]), 2)
     figure = polygon_mask([body], box) | disc_mask([head], [head_r], box)
     base = polygon_mask([pedestal], box)
     xs, _ = pixel_grid(box)
@@ -217,7 +218,7 @@ def statue(
 
 def sign(
     rng: np.random.Generator, cx: float, base_y: float, u: float, colour: Colour, n: int, scale: float
-) -> tuple[Layer, Box]:
+) -> tuple[Layer, BBox]:
     """A panel on a grey pole."""
     s = scale
     height = (0.17 + 0.06 * u) * n
@@ -225,7 +226,7 @@ def sign(
     pole_w = max(2.0, 3.0 * s)
     pole = rect(cx - pole_w / 2, base_y - height, cx + pole_w / 2, base_y)
     panel = rect(cx - panel_w / 2, base_y - height - panel_h, cx + panel_w / 2, base_y - height + panel_h * 0.2)
-    box = Box.around(np.concatenate([pole, panel]), 2)
+    box = BBox.around(np.concatenate([pole, panel]), 2)
     panel_mask = polygon_mask([panel], box)
     mask = polygon_mask([pole], box) | panel_mask
     image = texture(rng, box.height, box.width, (124.0, 126.0, 130.0), grain=3.0)
@@ -237,7 +238,7 @@ def sign(
 
 def bench(
     rng: np.random.Generator, cx: float, base_y: float, u: float, colour: Colour, n: int, scale: float
-) -> tuple[Layer, Box]:
+) -> tuple[Layer, BBox]:
     """A bench: seat and backrest planks on dark legs."""
     s = scale
     width = (0.11 + 0.05 * u) * n
@@ -257,7 +258,7 @@ def bench(
     legs = [
         rect(x - leg_w / 2, seat_y - 4.5 * plank, x + leg_w / 2, base_y) for x in (cx - width * 0.4, cx + width * 0.4)
     ]
-    box = Box.around(np.concatenate([seat, *backs, *legs]), 2)
+    box = BBox.around(np.concatenate([seat, *backs, *legs]), 2)
     wood = polygon_mask([seat, *backs], box)
     mask = wood | polygon_mask(legs, box)
     image = np.empty((box.height, box.width, 3), np.float32)
@@ -266,7 +267,7 @@ def bench(
     return Layer(box, mask, image), box
 
 
-def planter(rng: np.random.Generator, box: Box, scale: float) -> tuple[Layer, Layer, Layer]:
+def planter(rng: np.random.Generator, box: BBox, scale: float) -> tuple[Layer, Layer, Layer]:
     """A planter filling ``box``: its stone rim, its grass dry and sparse, and the same grass lush."""
     s = scale
     rim = px(3, s)
