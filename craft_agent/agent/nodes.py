@@ -583,8 +583,9 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     targets of the same change type and category, those its colour, size, shape and landmark words fit, then
     its position and comparison words ("westernmost", "larger") among those. One that fits another target
     too is rewritten with a distinguishing attribute; one that still does not refer gets the target's rank
-    from one side among the targets it fits ("the second building from the west that appeared"); a target
-    left without an expression that refers is dropped.
+    from one side among the targets it fits ("the second building from the west that appeared"), or along
+    its row, column or the image edge it is cut by; a target left without an expression that refers is
+    dropped (a labelled one stays in its group's multi-target triplet).
     """
     pair, _, _ = res.pair(state.pair_id)
     targets = state.working_targets()
