@@ -265,3 +265,26 @@ def test_bench_vision_cli_learned_needs_a_checkpoint(tmp_path: Path) -> None:
     result = craft("bench", "vision", "--out", str(tmp_path / "r.json"), "--detector", "learned", "--json")
     assert result.returncode == 2 and "--checkpoint RUN/change.pt" in json.loads(result.stdout)["fix"]
     assert not (tmp_path / "r.json").exists()
+
+
+def test_agent_bench_drafts_each_source_with_the_run_that_left_its_family_out(
+    tiny_run: tuple[Path, ChangeTrainingSummary], tmp_path: Path
+) -> None:
+    from craft_agent.agent.offline import OfflineBackend
+    from craft_agent.bench.agent import run_agent_bench
+
+    data = tmp_path / "data"
+    make_folder_source(data / "toy_a", pairs=1, pre="pre", post="post", masks="mask")
+    runs = tmp_path / "runs"
+    (runs / "toy").mkdir(parents=True)
+    shutil.copy(tiny_run[0] / "change.pt", runs / "toy" / "change.pt")
+    report = run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data, left_out_runs=runs)
+    toy = report["sources"]["toy_a"]
+    assert set(toy) == {"labels", "detector", "learned_left_out"}
+    left_out = toy["learned_left_out"]
+    assert left_out["detector"] == "learned" and left_out["checkpoint"] == str(runs / "toy" / "change.pt")
+    assert left_out["pairs"] == 1 and 0.0 <= left_out["union_iou"] <= 1.0
+    assert toy["detector"]["detector"] == "classical"
+    shutil.rmtree(runs / "toy")
+    with pytest.raises(ConfigError, match="no run for the toy family"):
+        run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data, left_out_runs=runs)

@@ -33,6 +33,7 @@ from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.run import generate
 from craft_agent.bench.vision import source_folders, union_mask
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.errors import ConfigError
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.llm.base import LLMBackend
 from craft_agent.masks import MaskEngine
@@ -185,16 +186,41 @@ def score_real_sources(
     detector: str = "classical",
     checkpoint: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    left_out_runs: Path | None = None,
 ) -> dict[str, Any]:
     """Every source folder of ``data`` drafted in labels mode and in detector mode, each scored against its
-    labels: ``{"<folder>": {"labels": M, "detector": M}}`` (see :class:`RealScore`)."""
+    labels: ``{"<folder>": {"labels": M, "detector": M}}`` (see :class:`RealScore`).
+
+    With ``left_out_runs`` (the ``--runs`` folder of ``bench change``, one run per dataset family) each source is
+    also drafted by the learned detector trained without its family, under ``"learned_left_out"``.
+
+    Raises:
+        ConfigError: when ``left_out_runs`` has no run for a source's family.
+    """
+    from craft_agent.bench.change import family_of
+
     sources: dict[str, Any] = {}
     for folder in source_folders(data):
+        runs: list[tuple[str, str, str, Path | None]] = [
+            ("labels", "labels", detector, checkpoint),
+            ("detector", "detector", detector, checkpoint),
+        ]
+        if left_out_runs is not None:
+            runs.append(
+                ("learned_left_out", "detector", "learned", left_out_runs / family_of(folder.name) / "change.pt")
+            )
         result: dict[str, Any] = {}
-        for mode in ("labels", "detector"):
+        for name, mode, detector_name, detector_checkpoint in runs:
+            # checked in turn: a source without ground truth has left the loop by then (bench change skips it too)
+            if name == "learned_left_out" and detector_checkpoint is not None and not detector_checkpoint.is_file():
+                raise ConfigError(
+                    f"no run for the {family_of(folder.name)} family in {left_out_runs} "
+                    f"(looked for {detector_checkpoint}).",
+                    hint="run `craft-agent bench change --data DIR --runs RUNS` on the same folder first.",
+                )
             if progress:
-                progress(f"{folder.name} ({mode})")
-            workspace = scratch / f"ws-real-{folder.name}-{mode}"
+                progress(f"{folder.name} ({name})")
+            workspace = scratch / f"ws-real-{folder.name}-{name}"
             with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
                 store = ImageStore(workspace)
                 ingest(folder, catalog, store, IngestOptions())
@@ -202,14 +228,18 @@ def score_real_sources(
                     result = {"error": "no pairs with a ground-truth change mask"}
                     break
                 config = AgentConfig(
-                    proposals=mode, detector=detector, checkpoint=str(checkpoint) if checkpoint else None
+                    proposals=mode,
+                    detector=detector_name,
+                    checkpoint=str(detector_checkpoint) if detector_checkpoint else None,
                 )
                 summary = generate(catalog, store, backend(), engine, workspace, config)
                 metrics = score_real_catalog(catalog).to_json()
                 metrics["failed"] = len(summary.failed)
                 if mode == "detector":
-                    metrics["detector"] = detector
-                result[mode] = metrics
+                    metrics["detector"] = detector_name
+                if detector_checkpoint is not None and mode == "detector":
+                    metrics["checkpoint"] = str(detector_checkpoint)
+                result[name] = metrics
         sources[folder.name] = result
     return sources
 
@@ -224,10 +254,11 @@ def run_agent_bench(
     detector: str = "classical",
     checkpoint: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    left_out_runs: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns ``{"backends": {name: metrics}, "sources": {folder: {"labels": M,
     "detector": M}}}``. ``pairs=0`` skips the generated scenes; ``data`` adds the real labelled sources, drafted
-    with the offline backend (see :func:`score_real_sources`)."""
+    with the offline backend (see :func:`score_real_sources`, also for ``left_out_runs``)."""
     from craft_agent.synthetic import write_examples
 
     report: dict[str, Any] = {
@@ -270,6 +301,6 @@ def run_agent_bench(
                 report["backends"][name] = metrics
         if data is not None and "offline" in backends:
             report["sources"] = score_real_sources(
-                data, backends["offline"], engine, root, detector, checkpoint, progress
+                data, backends["offline"], engine, root, detector, checkpoint, progress, left_out_runs
             )
     return report

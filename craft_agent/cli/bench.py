@@ -106,6 +106,13 @@ def bench_agent(
     masks: Annotated[str | None, typer.Option(help="Mask engine: classical or sam.")] = None,
     detector: DetectorOption = None,
     checkpoint: CheckpointOption = None,
+    left_out_runs: Annotated[
+        Path | None,
+        typer.Option(
+            help="The --runs folder of `bench change` on the same --data: each source is also drafted by the "
+            "learned detector trained without its dataset family (leave one source out)."
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -131,6 +138,7 @@ def bench_agent(
             detector=detector_name,
             checkpoint=detector_checkpoint,
             progress=lambda step: update(0, 0, step),
+            left_out_runs=left_out_runs,
         )
     write_report(report, out_file)
     if as_json:
