@@ -189,15 +189,6 @@ class BBox(Record):
         """The box with these corners; a corner left of or above the image is moved onto its edge."""
         return cls(x0=max(0, int(x0)), y0=max(0, int(y0)), x1=int(x1), y1=int(y1))
 
-    @classmethod
-    def around(cls, points: Any, margin: int = 1) -> BBox:
-        """The box holding every (x, y) point of ``points`` (any array-like of pairs), ``margin`` px wider on each
-        side (within the image's top-left edges)."""
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        x0, y0 = np.floor(pts.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
-        return cls.of(int(x0) - margin, int(y0) - margin, int(x1) + 1 + margin, int(y1) + 1 + margin)
-
     def grown(self, margin: int) -> BBox:
         """The box ``margin`` px wider on each side (within the image's top-left edges)."""
         return BBox.of(self.x0 - margin, self.y0 - margin, self.x1 + margin, self.y1 + margin)

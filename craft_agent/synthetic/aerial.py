@@ -261,8 +261,8 @@ class AerialPlanner:
             height = float(self.rng.uniform(5, 14)) * s
             offset = (self.shadow[0] * height, self.shadow[1] * height)
             corners = footprint.corners()
-            extent = np.concatenate([corners, corners + np.asarray(offset), footprint.lot(lot_margin)])
-            box = BBox.around(extent, 2)
+            reach = np.concatenate([corners, corners + np.asarray(offset), footprint.lot(lot_margin)])
+            box = BBox.of(*extent(reach, 2))
             if self.is_free(box):
                 return footprint, offset, box
         return None
@@ -290,7 +290,7 @@ class AerialPlanner:
             return False
         footprint, offset, box = placed
         lot_name = pick(self.rng, list(LOT_COLOURS))
-        lot_box = BBox.around(footprint.lot(margin), 1).clipped(self.n)
+        lot_box = BBox.of(*extent(footprint.lot(margin), 1)).clipped(self.n)
         lot_image = texture(self.rng, lot_box.height, lot_box.width, LOT_COLOURS[lot_name], 6.0, 0.08, 6 * self.scale)
         self.draft.add([Layer(lot_box, polygon_mask([footprint.lot(margin)], lot_box), lot_image)])
         colour = contrasting(self.rng, ROOF_COLOURS, LOT_COLOURS[lot_name], 60.0)

@@ -42,6 +42,7 @@ from craft_agent.synthetic.palettes import (
 from craft_agent.synthetic.primitives import (
     disc_mask,
     edge_ring,
+    extent,
     pixel_grid,
     polygon_mask,
     px,
@@ -302,7 +303,7 @@ def vehicle_layers(
     width = max(3.0, float(rng.uniform(6.5, 7.5)) * scale)
     body = rotated(rect(-length / 2, -width / 2, length / 2, width / 2), slot.heading, (slot.x, slot.y))
     offset = np.asarray(shadow) * 2.5 * scale
-    box = BBox.around(np.concatenate([body, body + offset]), 1)
+    box = BBox.of(*extent(np.concatenate([body, body + offset]), 1))
     mask = polygon_mask([body], box)
     xs, ys = pixel_grid(box)
     along = ((xs - slot.x) * math.cos(slot.heading) + (ys - slot.y) * math.sin(slot.heading)) / length
@@ -334,7 +335,7 @@ def tree_cluster(rng: np.random.Generator, centre: Point, shadow: Point, scale: 
     radii = rng.uniform(5.0, 10.0, count) * s
     offsets = np.asarray(np.outer(radii * 1.3, shadow), np.float64)
     reach = np.concatenate([centres, centres + offsets])
-    box = BBox.around(np.concatenate([reach - radii.max() * 1.15, reach + radii.max() * 1.15]), 1)
+    box = BBox.of(*extent(np.concatenate([reach - radii.max() * 1.15, reach + radii.max() * 1.15]), 1))
     return TreeCluster(centres, radii, offsets, box, u, count)
 
 
@@ -374,7 +375,7 @@ def pond(rng: np.random.Generator, centre: Point, scale: float) -> Pond:
     local = np.stack([radius * wobble * np.cos(theta), aspect * radius * wobble * np.sin(theta)], axis=1)
     outline = rotated(local, float(rng.uniform(0, math.pi)), centre)
     shore_width = px(3, s)
-    box = BBox.around(outline, shore_width + 2)
+    box = BBox.of(*extent(outline, shore_width + 2))
     water = polygon_mask([outline], box)
     shore = cv2.dilate(water.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=shore_width).astype(bool)
     depth = cv2.distanceTransform(water.astype(np.uint8), cv2.DIST_L2, 3)

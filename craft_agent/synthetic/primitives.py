@@ -19,7 +19,8 @@ so it is checked with :func:`within` before it becomes a :class:`~craft_agent.mo
 
 
 def extent(points: NDArray[Any], margin: int = 1) -> Extent:
-    """The extent holding every (x, y) point, ``margin`` px wider on each side (as :meth:`BBox.around`)."""
+    """The extent holding every (x, y) point, ``margin`` px wider on each side (``BBox.of(*extent(...))`` for a box
+    on the canvas)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     x0, y0 = np.floor(pts.min(axis=0)).astype(int)
     x1, y1 = np.ceil(pts.max(axis=0)).astype(int)

@@ -28,6 +28,7 @@ from craft_agent.synthetic.palettes import (
 )
 from craft_agent.synthetic.primitives import (
     disc_mask,
+    extent,
     pick,
     pixel_grid,
     polygon_mask,
@@ -212,7 +213,7 @@ class StreetPlanner:
             pole_w = max(2.0, 3.5 * s)
             pole = rect(cx - pole_w / 2, base_y - height, cx + pole_w / 2, base_y)
             head = rect(cx - 4 * pole_w, base_y - height - 2.5 * pole_w, cx + 4 * pole_w, base_y - height)
-            box = BBox.around(np.concatenate([pole, head]), 2)
+            box = BBox.of(*extent(np.concatenate([pole, head]), 2))
             if self.is_free(box):
                 mask = polygon_mask([pole, head], box)
                 image = texture(self.rng, box.height, box.width, (48.0, 52.0, 56.0), grain=3.0)
@@ -234,8 +235,10 @@ class StreetPlanner:
                 for dx, dy in ((0, -0.3), (-0.45, 0.1), (0.45, 0.1), (0, 0.25))
             ]
             radii = [radius * 0.75] * len(blobs)
-            box = BBox.around(
-                np.array([[cx - 1.3 * radius, base_y - trunk_h - 1.7 * radius], [cx + 1.3 * radius, base_y]]), 2
+            box = BBox.of(
+                *extent(
+                    np.array([[cx - 1.3 * radius, base_y - trunk_h - 1.7 * radius], [cx + 1.3 * radius, base_y]]), 2
+                )
             )
             if not self.is_free(box):
                 continue
@@ -352,7 +355,7 @@ class StreetPlanner:
                 (door.x0 - 11 * s + jitter(), self.y_ground + 5 * s),
             ]
         )
-        box = BBox.around(outline, 2)
+        box = BBox.of(*extent(outline, 2))
         if not self.is_free(box):
             self.used_facades.discard(self.facades.index(facade))
             return False

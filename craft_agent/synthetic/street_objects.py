@@ -19,6 +19,7 @@ from craft_agent.synthetic.palettes import GLASS, PAINT_WHITE
 from craft_agent.synthetic.primitives import (
     disc_mask,
     edge_ring,
+    extent,
     pixel_grid,
     polygon_mask,
     px,
@@ -168,7 +169,7 @@ def car(
     body = to_canvas(_CAR_BODY)
     wheel_r = 0.17 * height
     wheels = [(left + (1 - a if flip else a) * u_length, base_y - wheel_r) for a in (0.2, 0.8)]
-    box = BBox.around(np.concatenate([body, [[left, base_y + 0.1 * height]]]), 2)
+    box = BBox.of(*extent(np.concatenate([body, [[left, base_y + 0.1 * height]]]), 2))
     mask = polygon_mask([body], box) | disc_mask(wheels, [wheel_r, wheel_r], box)
     _, ys = pixel_grid(box)
     up = np.clip((base_y - ys) / height, 0.0, 1.0)
@@ -205,7 +206,7 @@ def statue(
         ]
     )  # fmt: skip
     head = (cx, top - body_h - head_r * 0.8)
-    box = BBox.around(np.concatenate([pedestal, body, [[head[0], head[1] - head_r]]]), 2)
+    box = BBox.of(*extent(np.concatenate([pedestal, body, [[head[0], head[1] - head_r]]]), 2))
     figure = polygon_mask([body], box) | disc_mask([head], [head_r], box)
     base = polygon_mask([pedestal], box)
     xs, _ = pixel_grid(box)
@@ -226,7 +227,7 @@ def sign(
     pole_w = max(2.0, 3.0 * s)
     pole = rect(cx - pole_w / 2, base_y - height, cx + pole_w / 2, base_y)
     panel = rect(cx - panel_w / 2, base_y - height - panel_h, cx + panel_w / 2, base_y - height + panel_h * 0.2)
-    box = BBox.around(np.concatenate([pole, panel]), 2)
+    box = BBox.of(*extent(np.concatenate([pole, panel]), 2))
     panel_mask = polygon_mask([panel], box)
     mask = polygon_mask([pole], box) | panel_mask
     image = texture(rng, box.height, box.width, (124.0, 126.0, 130.0), grain=3.0)
@@ -258,7 +259,7 @@ def bench(
     legs = [
         rect(x - leg_w / 2, seat_y - 4.5 * plank, x + leg_w / 2, base_y) for x in (cx - width * 0.4, cx + width * 0.4)
     ]
-    box = BBox.around(np.concatenate([seat, *backs, *legs]), 2)
+    box = BBox.of(*extent(np.concatenate([seat, *backs, *legs]), 2))
     wood = polygon_mask([seat, *backs], box)
     mask = wood | polygon_mask(legs, box)
     image = np.empty((box.height, box.width, 3), np.float32)
