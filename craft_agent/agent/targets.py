@@ -353,13 +353,17 @@ def refers(
 
 
 def _with_rank(
-    expression: str, target: Target, fitting: list[Target], domain: Domain, image: tuple[int, int] | None = None
+    expression: str,
+    reading: _Reading,
+    target: Target,
+    fitting: list[Target],
+    domain: Domain,
+    image: tuple[int, int] | None = None,
 ) -> tuple[int, str] | None:
     """``expression`` with the target's rank from its nearest side among ``fitting`` (the other targets a
     reader would take it for), or, where no side gives a rank to say, its rank along its row or column ("the
     third new house from the west in the northernmost row"); with the count a reader makes (lower is easier).
-    None when nothing can be said."""
-    reading = _read(expression, target, domain)
+    None when nothing can be said. ``reading`` is :func:`_read` of ``expression``."""
     said = reading.extremes or reading.ordinals or reading.comparatives or reading.line or reading.edge
     if not reading.true_of_target or said:
         return None
@@ -419,7 +423,7 @@ def by_rank(
     for expression in expressions:
         reading = _read(expression, target, domain)
         fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
-        ranked = _with_rank(expression, target, fitting, domain, image)
+        ranked = _with_rank(expression, reading, target, fitting, domain, image)
         if ranked is not None:
             options.append((ranked[0], len(ranked[1].split()), ranked[1]))
     return min(options)[2] if options else None
@@ -455,7 +459,7 @@ def drop_shared_expressions(kept: list[Target], domain: Domain, image: tuple[int
             reading = _read(original, target, domain)
             fitting = [o for o in sharing if o.id != target.id]
             fitting += [o for o in same_kind(target, kept) if o not in fitting and _fits(reading, o)]
-            ranked = _with_rank(original, target, fitting, domain, image)
+            ranked = _with_rank(original, reading, target, fitting, domain, image)
             replacement = [ranked[1]] if ranked is not None and ranked[1].lower() not in taken else []
             taken.update(r.lower() for r in replacement)
             target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
