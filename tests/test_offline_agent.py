@@ -421,6 +421,11 @@ def test_a_building_is_called_a_house_only_when_house_sized() -> None:
     assert not re.search(r"\bhouses?\b", words(length_m=70.0, size="huge")), "a 70 m warehouse is no house"
     # without a ground sample distance, a building that fills much of the image is no house either
     assert not re.search(r"\bhouses?\b", words(size="large"))
+    # a group has no measured size of its own: its buildings might be warehouses
+    group = BeautifyContext(
+        pair_id="p", domain="rs", change_type=ChangeType.DISAPPEAR, category="building", description="d", count=4
+    )
+    assert not re.search(r"\bhouses?\b", " ".join(referring_expressions(group, 12)))
 
 
 def test_a_model_category_word_is_mapped_into_the_closed_set() -> None:

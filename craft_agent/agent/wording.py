@@ -243,10 +243,12 @@ def _nouns(target: _Target) -> list[str]:
 
 def _house_sized(target: _Target) -> bool:
     """Whether a building may be called a house: up to :data:`HOUSE_MAX_LENGTH_M` long where the ground sample
-    distance is known, else not large or huge in the image (a warehouse is no house)."""
+    distance is known, else not large or huge in the image (a warehouse is no house). Without a measured size
+    (a group of buildings, a change that did not happen) it is a building: "the demolished houses" was said of
+    four warehouses."""
     if target.length_m is not None:
         return target.length_m <= HOUSE_MAX_LENGTH_M
-    return target.size not in ("large", "huge")
+    return target.size is not None and target.size not in ("large", "huge")
 
 
 def _adjective(target: _Target, colour: str | None) -> str:
