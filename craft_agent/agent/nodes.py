@@ -400,16 +400,8 @@ def segment(res: AgentResources, state: AgentState) -> dict[str, Any]:
         seed = None
         if candidate is not None and candidate.mask is not None and target.rounds == 0:
             seed = candidate.mask.to_array()
-        request = MaskRequest(
-            pre=pre,
-            post=post,
-            pre_key=pair.pre.sha256,
-            post_key=pair.post.sha256,
-            change_type=target.change_type,
-            box=target.box,
-            seed=seed,
-            positive_points=target.positive_points,
-            negative_points=target.negative_points,
+        request = MaskRequest.for_pair(
+            pair, pre, post, target.change_type, target.box, seed, target.positive_points, target.negative_points
         )
         result = res.engine.segment(request)
         target.mask = result.mask

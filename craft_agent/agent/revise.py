@@ -211,15 +211,14 @@ class TripletReviser:
         verdict gives neither or the engine finds nothing."""
         if verdict.box is None and not verdict.positive_points:
             return None
-        request = MaskRequest(
-            pre=pre,
-            post=post,
-            pre_key=pair.pre.sha256,
-            post_key=pair.post.sha256,
-            change_type=target.change_type,
-            box=verdict.box or target.box,
-            positive_points=list(verdict.positive_points),
-            negative_points=list(verdict.negative_points),
+        request = MaskRequest.for_pair(
+            pair,
+            pre,
+            post,
+            target.change_type,
+            verdict.box or target.box,
+            positive_points=verdict.positive_points,
+            negative_points=verdict.negative_points,
         )
         segmented = self.resources.engine.segment(request).mask
         return None if segmented.is_empty else segmented

@@ -130,14 +130,8 @@ def snap_to_image(
         if candidate.mask is None:
             snapped.append(candidate)
             continue
-        request = MaskRequest(
-            pre=pre,
-            post=post,
-            pre_key=pair.pre.sha256,
-            post_key=pair.post.sha256,
-            change_type=candidate.change_type,
-            box=candidate.box,
-            seed=candidate.mask.to_array(),
+        request = MaskRequest.for_pair(
+            pair, pre, post, candidate.change_type, candidate.box, seed=candidate.mask.to_array()
         )
         result = engine.segment(request)
         agreement = result.mask.iou(candidate.mask)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from craft_agent.change.objects import fill_small_holes, remove_small_regions
-from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
+from craft_agent.models import BBox, ChangeCandidate, ChangeType, ImagePair, RLEMask
 
 
 @dataclass
@@ -40,6 +40,31 @@ class MaskRequest:
     negative_points: list[tuple[int, int]] = field(default_factory=list)
     seed_follows_edges: bool = False
     box_is_prompt: bool = True
+
+    @classmethod
+    def for_pair(
+        cls,
+        pair: ImagePair,
+        pre: np.ndarray,
+        post: np.ndarray,
+        change_type: ChangeType,
+        box: BBox,
+        seed: np.ndarray | None = None,
+        positive_points: list[tuple[int, int]] | None = None,
+        negative_points: list[tuple[int, int]] | None = None,
+    ) -> MaskRequest:
+        """A request on a catalogued pair (its images' content hashes are the embedding cache keys)."""
+        return cls(
+            pre=pre,
+            post=post,
+            pre_key=pair.pre.sha256,
+            post_key=pair.post.sha256,
+            change_type=change_type,
+            box=box,
+            seed=seed,
+            positive_points=list(positive_points or []),
+            negative_points=list(negative_points or []),
+        )
 
     @property
     def dates(self) -> list[str]:
