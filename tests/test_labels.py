@@ -190,6 +190,30 @@ def test_shared_samples_in_labels_mode_meet_the_targets(shared_data: Path, tmp_p
     assert score["empty_pairs"] == 1 and score["empty_pairs_ok"] == 1.0
 
 
+def test_dense_new_streets_name_houses_beside_named_neighbours(shared_data: Path, tmp_path: Path) -> None:
+    """The LEVIR-CD tile where a neighbourhood was built along curved streets: many houses have no colour, rank,
+    row or edge of their own, and are named beside a neighbour instead ("the new house just east of ...")."""
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(shared_data / "levir_cd_1024", catalog, store, IngestOptions())
+        generate(catalog, store, OfflineBackend(), ClassicalMaskEngine(), workspace, AgentConfig(proposals="labels"))
+        score = score_real_catalog(catalog).to_json()
+        by_pair = [
+            [e.lower() for t in catalog.iter_triplets(pair_id=pair.id) for e in t.expressions]
+            for pair in catalog.iter_pairs()
+        ]
+    related = 0
+    for expressions in by_pair:
+        assert len(set(expressions)) == len(expressions), "one target per expression within a pair"
+        # every anchor is another triplet's expression of the same pair, said in full
+        anchored = [e.split(" of ", 1)[1] for e in expressions if " just " in e]
+        assert all(anchor in expressions for anchor in anchored)
+        related += len(anchored)
+    assert related >= 10
+    assert score["precision"] == 1.0 and score["instance_recall"] >= 0.75
+
+
 def test_snapping_refines_labels_with_the_mask_engine_and_keeps_them_where_it_strays(tmp_path: Path) -> None:
     source = _second_source(tmp_path / "second")
     with Catalog(f"sqlite:///{tmp_path / 'ws' / 'catalog.sqlite'}") as catalog:

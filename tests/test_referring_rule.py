@@ -10,7 +10,7 @@ from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Target
-from craft_agent.agent.targets import by_rank, drop_shared_expressions, keep_labelled, refers
+from craft_agent.agent.targets import by_rank, by_relation, drop_shared_expressions, keep_labelled, refers
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
@@ -206,3 +206,32 @@ def test_an_object_cut_by_the_image_edge_is_named_along_that_edge() -> None:
         "the northernmost new building at the eastern edge of the image", sliver, [lower, *rivals], "rs", image
     )
     assert not refers("the new building at the eastern edge of the image", sliver, [lower, *rivals], "rs", image)
+
+
+def test_a_house_with_nothing_of_its_own_is_found_beside_a_named_neighbour() -> None:
+    """Houses along a curved street: the named one anchors its next neighbour east, which nothing else of its own
+    singles out; a reader follows "just east of" to the nearest house level with the anchor, and only when the
+    next one is clearly farther and none lies between or a little off level."""
+    rs = Domain.RS
+    anchor = _house("a", 10, 100, colour="red")
+    near = _house("n", 40, 104)  # 10 px gap east of the anchor, level with it
+    far = _house("f", 75, 98)  # the next one east
+    curve = [_house("c1", 110, 60), _house("c2", 130, 20), _house("c3", 40, 160)]
+    houses = [anchor, near, far, *curve]
+    anchors = {"the new red-roofed building": anchor}
+    rivals = [h for h in houses if h.id not in ("n", "a")]
+    related = by_relation(["the building that was built"], near, rivals, anchors, rs)
+    assert related == "the new building just east of the new red-roofed building"
+    assert refers(related, near, rivals, rs, anchors=anchors)
+    # the reader lands on the nearest: untrue of the farther house, untrue without the anchor, wrong side
+    assert not refers(related, far, [near, *curve], rs, anchors=anchors)
+    assert not refers(related, near, rivals, rs)
+    assert not refers("the new building just west of the new red-roofed building", near, rivals, rs, anchors=anchors)
+    # a house a little off level and about as near makes "just east of" ambiguous
+    rival = _house("r", 42, 118)
+    assert not refers(related, near, [*rivals, rival], rs, anchors=anchors)
+    assert by_relation(["the new building"], near, [*rivals, rival], anchors, rs) is None
+    # too far to be "just" beside: a gap wider than the houses
+    lone = _house("l", 60, 100)
+    assert by_relation(["the new building"], lone, [h for h in curve], anchors, rs) is None
+

@@ -36,7 +36,9 @@ from craft_agent.agent.schemas import (
 from craft_agent.agent.state import AgentState, Rejection, Target
 from craft_agent.agent.targets import (
     by_rank,
+    by_relation,
     drop_shared_expressions,
+    is_relational,
     keep_labelled,
     keep_within_budget,
     refers,
@@ -576,13 +578,16 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     its position and comparison words ("westernmost", "larger") among those. One that fits another target
     too is rewritten with a distinguishing attribute; one that still does not refer gets the target's rank
     from one side among the targets it fits ("the second building from the west that appeared"), or along
-    its row, column or the image edge it is cut by; a target left without an expression that refers is
-    dropped (a labelled one stays in its group's multi-target triplet).
+    its row, column or the image edge it is cut by; one still without gets placed beside a neighbour named so
+    ("the new house just east of the northernmost new house", :func:`~craft_agent.agent.targets.by_relation`);
+    a target left without an expression that refers is dropped (a labelled one stays in its group's
+    multi-target triplet).
     """
     pair, _, _ = res.pair(state.pair_id)
     targets = state.working_targets()
     kept = [t for t in targets if t.kept]
     domain, image = pair.domain, (pair.width, pair.height)
+    drafted = {t.id: (list(t.expressions), t.status) for t in kept}
     for target in kept:
         rivals = same_kind(target, kept)
         unique = [e for e in target.expressions if refers(e, target, rivals, domain, image)]
@@ -615,6 +620,16 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
         if not unique:
             target.status = "discarded"
     drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image)
+    # a target nothing of its own singles out may still be found beside a neighbour named above
+    singles = [t for t in kept if not t.no_target and not t.member_ids]
+    anchors = {e: t for t in singles if t.status != "discarded" for e in t.expressions if not is_relational(e, domain)}
+    for target in singles:
+        if target.status != "discarded" or not drafted[target.id][0]:
+            continue
+        rivals = same_kind(target, kept)
+        related = by_relation(drafted[target.id][0], target, rivals, anchors, domain)
+        if related is not None and refers(related, target, rivals, domain, image, anchors):
+            target.expressions, target.status = [related], drafted[target.id][1]
     return {"targets": targets}
 
 

@@ -6,6 +6,7 @@ The extra targets a pair gets (groups, no-target changes) are composed in :mod:`
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from craft_agent.agent.cues import PALETTE, presence_ratio
@@ -318,11 +319,27 @@ def _line(target: Target, fitting: list[Target], kind: str) -> tuple[list[Target
 
 
 def refers(
-    expression: str, target: Target, rivals: list[Target], domain: Domain, image: tuple[int, int] | None = None
+    expression: str,
+    target: Target,
+    rivals: list[Target],
+    domain: Domain,
+    image: tuple[int, int] | None = None,
+    anchors: Mapping[str, Target] | None = None,
 ) -> bool:
     """Whether ``expression`` is true of ``target`` and of no other target in ``rivals`` (the pair's kept
     targets of the same change type and category), read as a reader would (see the comment above). ``image``:
-    the image's (width, height), for "at the eastern edge of the image"."""
+    the image's (width, height), for "at the eastern edge of the image". ``anchors``: the pair's targets by
+    the expressions that name them, for "the new house just east of <one of those>" (see
+    :func:`by_relation`); without them such an expression refers to nothing."""
+    relation = _read_relation(expression, domain)
+    if relation is not None:
+        side, head, anchor_words = relation
+        anchor = _anchor_named(anchors or {}, anchor_words)
+        reading = _read(head, target, domain)
+        if anchor is None or anchor.id == target.id or not reading.true_of_target or _claims(reading):
+            return False
+        fitting = [o for o in rivals if o.id not in (target.id, anchor.id) and _fits(reading, o)]
+        return _just_beside(target, anchor, side, fitting)
     reading = _read(expression, target, domain)
     if not reading.true_of_target:
         return False
@@ -352,6 +369,112 @@ def refers(
     return all(sign * (area - o.cue.area_fraction) > 0 for sign in reading.comparatives for o in fitting)
 
 
+def _claims(reading: _Reading) -> bool:
+    """Whether an expression places its target by position or comparison (a rank, a line, an image edge)."""
+    return bool(reading.extremes or reading.ordinals or reading.comparatives or reading.line or reading.edge)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Relations to a named neighbour: "the new house just east of the northernmost new house"
+# ---------------------------------------------------------------------------------------------------------
+#
+# Where new houses line curved streets, many have no colour, size, rank, row or image edge of their own. A
+# reader can still find one from a neighbour already named: look at the named one, then at the targets the
+# words fit that lie level with it on the side said; the one meant must be the nearest of those, clearly
+# nearer than the next, and close (nothing the words fit lies between them).
+
+RELATION_WORDS: dict[Domain, dict[str, str]] = {
+    Domain.RS: {"west": "just west of", "east": "just east of", "north": "just north of", "south": "just south of"},
+    Domain.NS: {"west": "just left of", "east": "just right of", "north": "just above", "south": "just below"},
+}
+"""How a target is placed beside a named neighbour."""
+RELATION_REACH = 1.0
+"""A target is "just east of" its neighbour when the gap between them is at most this many times the larger
+of the two objects' extents along that direction."""
+TEMPORAL_PREFIX = {ChangeType.APPEAR: "new", ChangeType.DISAPPEAR: "former", ChangeType.STATE_CHANGE: "altered"}
+"""Said before the noun of a related target whose own words say its change only in a clause ("the house
+that was built" -> "the new house just east of ..."): the clause would otherwise follow the neighbour's name."""
+
+
+def _read_relation(expression: str, domain: Domain) -> tuple[str, str, str] | None:
+    """(side, the words before the relation, the neighbour's name) of "... just east of <name>", or None."""
+    text = _plain(expression)
+    words = {_plain(phrase).strip(): side for side, phrase in RELATION_WORDS[domain].items()}
+    match = re.search(" (" + "|".join(map(re.escape, words)) + ") ", text)
+    if match is None:
+        return None
+    return words[match.group(1)], text[: match.start()].strip(), text[match.end() :].strip()
+
+
+def is_relational(expression: str, domain: Domain) -> bool:
+    """Whether ``expression`` places its target beside a named neighbour (such a name never anchors another)."""
+    return _read_relation(expression, domain) is not None
+
+
+def _anchor_named(anchors: Mapping[str, Target], words: str) -> Target | None:
+    plain = _plain(words).strip()
+    return next((target for name, target in anchors.items() if _plain(name).strip() == plain), None)
+
+
+def _along(side: str, box: BBox, anchor: BBox) -> tuple[float, float, float, float]:
+    """How far ``box``'s centre lies beyond ``anchor``'s on ``side`` and across that direction, with half the
+    larger extent of the two boxes along and across it."""
+    (x, y), (ax, ay) = _centre(box), _centre(anchor)
+    if side in ("west", "east"):
+        sign = 1 if side == "east" else -1
+        return sign * (x - ax), abs(y - ay), 0.5 * max(box.width, anchor.width), 0.5 * max(box.height, anchor.height)
+    sign = 1 if side == "south" else -1
+    return sign * (y - ay), abs(x - ax), 0.5 * max(box.height, anchor.height), 0.5 * max(box.width, anchor.width)
+
+
+def _just_beside(target: Target, anchor: Target, side: str, fitting: list[Target]) -> bool:
+    """Whether ``target`` is the one a reader finds "just <side> of" ``anchor`` among itself and ``fitting``:
+    level with the anchor on that side and close to it, and no other fitting target as near or nearer on that
+    side (one only a little off level counts: a reader could take it too)."""
+    along, across, margin, level = _along(side, target.box, anchor.box)
+    if along <= margin or across >= level or along - margin > RELATION_REACH * 2 * margin:
+        return False
+    for other in fitting:
+        other_along, other_across, other_margin, other_level = _along(side, other.box, anchor.box)
+        clearly_farther = other_along >= along + 0.5 * max(margin, other_margin)
+        if other_along > 0 and other_across < 2 * other_level and not clearly_farther:
+            return False
+    return True
+
+
+def _relational_head(expression: str, change_type: ChangeType) -> str | None:
+    """The noun phrase of ``expression`` that a relation follows: its head before any "that" clause, with the
+    change said before the noun when only the clause said it; None for an expression not starting with "the"."""
+    head, that, _ = expression.partition(" that ")
+    words = head.split(" ", 1)
+    if len(words) < 2 or words[0].lower() != "the":
+        return None
+    return f"{words[0]} {TEMPORAL_PREFIX[change_type]} {words[1]}" if that else head
+
+
+def by_relation(
+    expressions: list[str], target: Target, rivals: list[Target], anchors: Mapping[str, Target], domain: Domain
+) -> str | None:
+    """One of ``expressions`` placed beside a named neighbour ("the new house just east of the northernmost new
+    house"): ``anchors`` maps the expressions of the pair's named targets to them; the shortest that a reader
+    would follow to ``target`` alone among ``rivals`` (see :func:`refers`), or None."""
+    options = []
+    heads = dict.fromkeys(h for e in expressions if (h := _relational_head(e, target.change_type)))
+    for head in heads:
+        reading = _read(head, target, domain)
+        if not reading.true_of_target or _claims(reading):
+            continue
+        fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
+        for name, anchor in anchors.items():
+            if anchor.id == target.id or is_relational(name, domain):
+                continue
+            others = [o for o in fitting if o.id != anchor.id]
+            for side, phrase in RELATION_WORDS[domain].items():
+                if _just_beside(target, anchor, side, others):
+                    options.append(f"{head} {phrase} {name}")
+    return min(options, key=lambda o: (len(o.split()), o)) if options else None
+
+
 def _with_rank(
     expression: str,
     reading: _Reading,
@@ -364,8 +487,7 @@ def _with_rank(
     reader would take it for), or, where no side gives a rank to say, its rank along its row or column ("the
     third new house from the west in the northernmost row"); with the count a reader makes (lower is easier).
     None when nothing can be said. ``reading`` is :func:`_read` of ``expression``."""
-    said = reading.extremes or reading.ordinals or reading.comparatives or reading.line or reading.edge
-    if not reading.true_of_target or said:
+    if not reading.true_of_target or _claims(reading):
         return None
     # "the second building from the west beside the road", not "... beside the road from the west"
     base = expression
