@@ -7,10 +7,11 @@ import pytest
 
 from craft_agent.change import DetectorConfig, create_detector
 from craft_agent.change.evidence import EvidenceConfig, change_evidence, radiometric_normalise, to_lab
+from craft_agent.change.stage import fringe_share, without_parts
 from craft_agent.errors import ConfigError
 from craft_agent.grid import all_cell_names
 from craft_agent.metrics import ObjectCounts, PixelCounts, best_ious
-from craft_agent.models import ChangeType, RLEMask
+from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
 from craft_agent.synthetic import generate_scene
 
 
@@ -120,3 +121,39 @@ def test_candidates_stage_fills_the_catalog_and_resumes(tmp_path: Path) -> None:
         assert (again.pairs, again.skipped, again.candidates) == (0, 2, 0)
         redo = propose_candidates(catalog, store, ClassicalMaskEngine(), redo=True, proposals="detector")
         assert redo.pairs == 2 and redo.candidates == 0  # deterministic ids: nothing duplicated
+
+
+def _candidate(name: str, mask: np.ndarray) -> ChangeCandidate:
+    ys, xs = np.nonzero(mask)
+    return ChangeCandidate(
+        id=name,
+        pair_id="p",
+        change_type=ChangeType.APPEAR,
+        box=BBox(x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1),
+        grid_cell="center",
+        area=int(mask.sum()),
+        mask=RLEMask.from_array(mask),
+        source="classical:post_segment",
+    )
+
+
+def test_edges_and_shadows_of_a_stronger_change_are_left_out_but_a_car_beside_it_is_not() -> None:
+    """A repainted roof's outline and the shadow strip a new house casts hug the stronger change: no change of
+    their own. A car parked a few pixels from the house is one."""
+    roof = np.zeros((128, 128), bool)
+    roof[40:80, 40:80] = True
+    outline = np.zeros_like(roof)
+    outline[37:83, 37:83] = True
+    outline[40:80, 40:80] = False
+    shadow = np.zeros_like(roof)
+    shadow[80:84, 44:82] = True
+    car = np.zeros_like(roof)
+    car[50:70, 84:92] = True
+    part = np.zeros_like(roof)
+    part[45:60, 45:60] = True
+    ranked = [_candidate(n, m) for n, m in (("roof", roof), ("outline", outline), ("shadow", shadow), ("car", car))]
+    kept, left_out = without_parts([*ranked, _candidate("part", part)])
+    assert [c.id for c in kept] == ["roof", "car"] and left_out == 3
+    assert fringe_share(ranked[1], ranked[0]) == 1.0 and fringe_share(ranked[3], ranked[0]) < 0.6
+    # the limit counts kept candidates only
+    assert [c.id for c in without_parts(ranked, limit=1)[0]] == ["roof"]

@@ -234,4 +234,3 @@ def test_a_house_with_nothing_of_its_own_is_found_beside_a_named_neighbour() -> 
     # too far to be "just" beside: a gap wider than the houses
     lone = _house("l", 60, 100)
     assert by_relation(["the new building"], lone, [h for h in curve], anchors, rs) is None
-

@@ -264,7 +264,9 @@ def prepare(res: AgentResources, state: AgentState) -> dict[str, Any]:
     budget = None if mode == "labels" else single_target_budget(config, pair.width, pair.height)
     # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first (parts of
     # a stronger one left out), a few more than the budget so that those the review rejects can be replaced.
-    chosen = ranked if budget is None else without_parts(ranked, min(config.max_targets_per_pair, 3 * budget))
+    chosen, parts = (
+        (ranked, 0) if budget is None else without_parts(ranked, min(config.max_targets_per_pair, 3 * budget))
+    )
     measured = change_cues(chosen, pre, post, domain=pair.domain, gsd=pair.gsd_m)
     cues = {
         c.id: cue.model_copy(update={"rank": rank}) for rank, (c, cue) in enumerate(zip(chosen, measured, strict=True))
@@ -285,7 +287,10 @@ def prepare(res: AgentResources, state: AgentState) -> dict[str, Any]:
         "round": 0,
         "proposals": mode,
         "budget": budget,
-        "notes": [f"{len(candidates)} candidates ({mode}), {len(chosen)} reviewed"],
+        "notes": [
+            f"{len(candidates)} candidates ({mode}), {len(chosen)} reviewed"
+            + (f", {parts} left out as parts, edges or shadows of stronger ones" if parts else "")
+        ],
     }
 
 

@@ -10,6 +10,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -110,15 +111,43 @@ PART_OVERLAP = 0.3
 """A detection with this share of its pixels inside a stronger one is a part of the same change."""
 
 
-def without_parts(ranked: list[ChangeCandidate], limit: int | None = None) -> list[ChangeCandidate]:
+FRINGE_SHARE = 0.6
+"""A smaller detection with this share of its pixels in the band just outside a stronger one is that change's
+edge or shadow (a repainted roof's outline, the shadow a new house casts), not a change of its own."""
+FRINGE_WIDTH = 0.15
+"""Width of that band: this share of the side of a square as large as the stronger change (5 px around a
+32 x 32 px roof), at least 2 px."""
+
+
+def fringe_share(candidate: ChangeCandidate, stronger: ChangeCandidate) -> float:
+    """Share of ``candidate``'s pixels in the band around ``stronger`` (see :data:`FRINGE_WIDTH`); 0 without
+    masks or when the band does not reach it."""
+    if candidate.mask is None or stronger.mask is None or candidate.mask.is_empty:
+        return 0.0
+    width = max(2, round(FRINGE_WIDTH * stronger.mask.area**0.5))
+    height, image_width = stronger.mask.size
+    window = candidate.box.grown(width + 1).clipped(image_width, height)
+    if not window.overlaps(stronger.box):
+        return 0.0
+    rows, columns = window.slices()
+    other = stronger.mask.to_array()[rows, columns].astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    band = cv2.dilate(other, kernel).astype(bool) & ~other.astype(bool)
+    own = candidate.mask.to_array()[rows, columns]
+    return float((own & band).sum() / max(int(own.sum()), 1))
+
+
+def without_parts(ranked: list[ChangeCandidate], limit: int | None = None) -> tuple[list[ChangeCandidate], int]:
     """The candidates (strongest first) without those that are mostly a part of a stronger one, the first
-    ``limit`` of them (None: all).
+    ``limit`` of them (None: all), and how many were left out as parts or fringes.
 
     Duplicate suppression at IoU 0.5 keeps a segment that covers a third of a changed region: the same change
     twice, which the auditor would see as two triplets. Here a candidate with :data:`PART_OVERLAP` of its pixels
-    inside a stronger kept one is dropped.
+    inside a stronger kept one is dropped, and so is a smaller one lying along a stronger one's outline
+    (:data:`FRINGE_SHARE`): its edge or its shadow, which the review would otherwise take for a thin change.
     """
     kept: list[ChangeCandidate] = []
+    left_out = 0
     for candidate in ranked:
         if limit is not None and len(kept) >= limit:
             break
@@ -126,13 +155,17 @@ def without_parts(ranked: list[ChangeCandidate], limit: int | None = None) -> li
             kept.append(candidate)
             continue
         touching = [k for k in kept if k.mask is not None and k.box.overlaps(candidate.box)]
-        if (
-            not touching
-            or max(inside_fractions([candidate.mask], RLEMask.union([k.mask for k in touching if k.mask])))
-            < PART_OVERLAP
+        if touching and (
+            max(inside_fractions([candidate.mask], RLEMask.union([k.mask for k in touching if k.mask]))) >= PART_OVERLAP
         ):
-            kept.append(candidate)
-    return kept
+            left_out += 1
+            continue
+        near = [k for k in kept if k.mask is not None and k.mask.area > candidate.mask.area]
+        if any(fringe_share(candidate, k) >= FRINGE_SHARE for k in near):
+            left_out += 1
+            continue
+        kept.append(candidate)
+    return kept, left_out
 
 
 def detect_candidates(
