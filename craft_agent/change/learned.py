@@ -55,6 +55,22 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there bf16 autocast makes the change
+    model about three times faster to train and run; elsewhere it would be emulated, and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def mixed_precision(device: torch.device) -> torch.autocast:
+    """Training's bfloat16 autocast where the hardware does bf16 (CUDA, or a CPU with :func:`cpu_has_bf16`),
+    off elsewhere. Weights, optimizer state and the loss stay float32; only the convolutions run in bf16."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=kind == "cuda" or cpu_has_bf16())
+
+
 def _block(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -255,6 +271,7 @@ def predict_probability(net: nn.Module, pre: np.ndarray, post: np.ndarray, devic
     total = np.zeros((full_h, full_w), dtype=np.float32)
     count = np.zeros((full_h, full_w), dtype=np.float32)
     size = WHOLE_IMAGE_MAX
+    # float32 on a CPU whatever it supports: the same pair gives the same map (and candidate ids) on every machine
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for y in _windows(full_h, size, WINDOW_OVERLAP):
         for x in _windows(full_w, size, WINDOW_OVERLAP):

@@ -39,6 +39,7 @@ from craft_agent.catalog.store import ImageStore, encode_png, write_atomic
 from craft_agent.change.learned import (
     CHECKPOINT_FORMAT,
     SiameseChangeNet,
+    mixed_precision,
     normalise_image,
     predict_probability,
     resolve_device,
@@ -312,8 +313,8 @@ def train_change_model(
         out: run folder; ``change.pt``, ``metrics.jsonl`` and ``predictions.png`` are written there.
         minutes: wall-clock budget of this run; training stops at whichever of ``minutes`` and ``steps``
             comes first.
-        device: ``auto`` (CUDA with bf16 autocast when present, else CPU on every usable core), ``cpu``,
-            ``cuda``.
+        device: ``auto`` (CUDA when present, else CPU on every usable core), ``cpu``, ``cuda``; bf16 autocast
+            where the hardware does bf16 (:func:`~craft_agent.change.learned.mixed_precision`).
         seed: seeds python, numpy and torch, the held-out split and the crops.
         resume: go on from ``out/change.pt`` (weights, optimizer, step count and random states kept; the
             architecture and hyper-parameters come from the checkpoint).
@@ -389,7 +390,7 @@ def train_change_model(
         }
 
     budget_s = minutes * 60.0 if minutes else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=target.type == "cuda")
+    autocast = mixed_precision(target)
     first_step, loss_value = step, None
     out.mkdir(parents=True, exist_ok=True)
     net.train()

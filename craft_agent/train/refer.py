@@ -26,7 +26,7 @@ import torch
 from pydantic import BaseModel
 from torch.nn import functional
 
-from craft_agent.change.learned import normalise_image, resolve_device
+from craft_agent.change.learned import mixed_precision, normalise_image, resolve_device
 from craft_agent.data import FORMATS, MTRSIterableDataset
 from craft_agent.errors import ConfigError
 from craft_agent.metrics import ReferringScores
@@ -317,7 +317,7 @@ def train_refer_model(
         }
 
     budget_s = minutes * 60.0 * (1 - STAGE1_SHARE if stage1 is True and saved is None else 1) if minutes else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=target.type == "cuda")
+    autocast = mixed_precision(target)
     first_step, loss_value = step, None
     out.mkdir(parents=True, exist_ok=True)
     loop_started = time.monotonic()
