@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,14 +178,22 @@ def test_proposal_modes_are_chosen_per_pair_and_labels_mode_refuses_unlabelled_p
         assert "has no change labels" in forced.failed[0].error and "--proposals auto" in forced.failed[0].error
 
 
-def test_shared_samples_in_labels_mode_meet_the_targets(shared_data: Path, tmp_path: Path) -> None:
-    """LEVIR-CD crops with their binary building labels: every labelled house becomes one exact triplet."""
-    workspace = tmp_path / "ws"
+def _drafted_in_labels_mode(source: Path, workspace: Path) -> tuple[dict[str, Any], list[list[str]]]:
+    """A source drafted in labels mode: its real-data score and each pair's expressions (lower case)."""
     with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
         store = ImageStore(workspace)
-        ingest(shared_data / "levir_cd_256", catalog, store, IngestOptions())
+        ingest(source, catalog, store, IngestOptions())
         generate(catalog, store, OfflineBackend(), ClassicalMaskEngine(), workspace, AgentConfig(proposals="labels"))
-        score = score_real_catalog(catalog).to_json()
+        by_pair = [
+            [e.lower() for t in catalog.iter_triplets(pair_id=pair.id) for e in t.expressions]
+            for pair in catalog.iter_pairs()
+        ]
+        return score_real_catalog(catalog).to_json(), by_pair
+
+
+def test_shared_samples_in_labels_mode_meet_the_targets(shared_data: Path, tmp_path: Path) -> None:
+    """LEVIR-CD crops with their binary building labels: every labelled house becomes one exact triplet."""
+    score, _ = _drafted_in_labels_mode(shared_data / "levir_cd_256", tmp_path / "ws")
     assert score["pairs"] == 7 and score["gt_objects"] > 0
     assert score["precision"] >= 0.98 and score["instance_recall"] >= 0.95 and score["union_iou"] >= 0.9
     assert score["empty_pairs"] == 1 and score["empty_pairs_ok"] == 1.0
@@ -193,16 +202,7 @@ def test_shared_samples_in_labels_mode_meet_the_targets(shared_data: Path, tmp_p
 def test_dense_new_streets_name_houses_beside_named_neighbours(shared_data: Path, tmp_path: Path) -> None:
     """The LEVIR-CD tile where a neighbourhood was built along curved streets: many houses have no colour, rank,
     row or edge of their own, and are named beside a neighbour instead ("the new house just east of ...")."""
-    workspace = tmp_path / "ws"
-    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
-        store = ImageStore(workspace)
-        ingest(shared_data / "levir_cd_1024", catalog, store, IngestOptions())
-        generate(catalog, store, OfflineBackend(), ClassicalMaskEngine(), workspace, AgentConfig(proposals="labels"))
-        score = score_real_catalog(catalog).to_json()
-        by_pair = [
-            [e.lower() for t in catalog.iter_triplets(pair_id=pair.id) for e in t.expressions]
-            for pair in catalog.iter_pairs()
-        ]
+    score, by_pair = _drafted_in_labels_mode(shared_data / "levir_cd_1024", tmp_path / "ws")
     related = 0
     for expressions in by_pair:
         assert len(set(expressions)) == len(expressions), "one target per expression within a pair"

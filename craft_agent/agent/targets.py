@@ -456,8 +456,9 @@ def by_relation(
     expressions: list[str], target: Target, rivals: list[Target], anchors: Mapping[str, Target], domain: Domain
 ) -> str | None:
     """One of ``expressions`` placed beside a named neighbour ("the new house just east of the northernmost new
-    house"): ``anchors`` maps the expressions of the pair's named targets to them; the shortest that a reader
-    would follow to ``target`` alone among ``rivals`` (see :func:`refers`), or None."""
+    house"): ``anchors`` maps the expressions of the pair's named targets to them, none itself placing a target
+    beside another (:func:`is_relational`: no chains); the shortest that a reader would follow to ``target``
+    alone among ``rivals`` (see :func:`refers`), or None."""
     options = []
     heads = dict.fromkeys(h for e in expressions if (h := _relational_head(e, target.change_type)))
     for head in heads:
@@ -466,7 +467,7 @@ def by_relation(
             continue
         fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
         for name, anchor in anchors.items():
-            if anchor.id == target.id or is_relational(name, domain):
+            if anchor.id == target.id:
                 continue
             others = [o for o in fitting if o.id != anchor.id]
             for side, phrase in RELATION_WORDS[domain].items():

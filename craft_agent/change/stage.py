@@ -160,8 +160,8 @@ def without_parts(ranked: list[ChangeCandidate], limit: int | None = None) -> tu
         ):
             left_out += 1
             continue
-        near = [k for k in kept if k.mask is not None and k.mask.area > candidate.mask.area]
-        if any(fringe_share(candidate, k) >= FRINGE_SHARE for k in near):
+        larger = [k for k in kept if k.mask is not None and k.mask.area > candidate.mask.area]
+        if any(fringe_share(candidate, k) >= FRINGE_SHARE for k in larger):
             left_out += 1
             continue
         kept.append(candidate)
