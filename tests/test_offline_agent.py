@@ -315,6 +315,16 @@ def test_disambiguation_adds_the_attribute_that_differs() -> None:
     )
     by_size = distinguishing_expressions(same_colour, 3)
     assert any(re.search(r"larger|northernmost", e) for e in by_size), by_size
+    # a size comparison is never said next to a size word of its own ("the smaller large building")
+    big = context.model_copy(
+        update={
+            "target": target.model_copy(update={"size": "large", "area_fraction": 0.02}),
+            "others": [twin.model_copy(update={"colour_after": "red", "area_fraction": 0.001})],
+        }
+    )
+    by_big = distinguishing_expressions(big, 12)
+    assert any("larger" in e for e in by_big), by_big
+    assert not any(re.search(r"\b(larger|largest|smaller|smallest)\b.*\blarge\b", e) for e in by_big), by_big
     beside = twin.model_copy(update={"colour_after": "red", "box": BBox(x0=200, y0=10, x1=230, y1=30)})
     by_position = distinguishing_expressions(context.model_copy(update={"others": [beside]}), 3)
     assert any("westernmost" in e for e in by_position), by_position

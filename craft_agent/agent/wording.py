@@ -263,6 +263,8 @@ def _adjective(target: _Target, colour: str | None) -> str:
 SIZE_ADJECTIVES = {"tiny": "tiny", "small": "small", "medium": "", "large": "large", "huge": "huge"}
 SHAPE_ADJECTIVES = {"elongated": "long", "compact": "", "irregular": "irregularly shaped"}
 """How a cue's size and shape are said before the noun ('' for the unremarkable ones)."""
+SIZE_COMPARISONS = frozenset({"larger", "largest", "smaller", "smallest"})
+"""Distinguishing words that compare sizes: said without a size adjective of their own."""
 
 
 def _join(*parts: str) -> str:
@@ -287,7 +289,8 @@ def _expressions(target: _Target, modifiers: Sequence[str] = ()) -> list[str]:
     out: list[str] = []
     for modifier in modifiers or [""]:
         for with_colour in (True, False):
-            for with_size in (False, True):
+            # "the smaller large building" contradicts itself: a size comparison says the size alone
+            for with_size in (False,) if modifier in SIZE_COMPARISONS else (False, True):
                 for noun in _noun_phrases(target, with_colour, with_size):
                     for relation in relations:
                         for phrase in phrases:
