@@ -10,7 +10,14 @@ from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import generate
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Target
-from craft_agent.agent.targets import by_rank, by_relation, drop_shared_expressions, keep_labelled, refers
+from craft_agent.agent.targets import (
+    by_rank,
+    by_relation,
+    drop_shared_expressions,
+    is_relational,
+    keep_labelled,
+    refers,
+)
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
@@ -234,3 +241,34 @@ def test_a_house_with_nothing_of_its_own_is_found_beside_a_named_neighbour() -> 
     # too far to be "just" beside: a gap wider than the houses
     lone = _house("l", 60, 100)
     assert by_relation(["the new building"], lone, [h for h in curve], anchors, rs) is None
+
+
+def test_a_house_further_along_a_diagonal_street_is_counted_from_a_named_neighbour() -> None:
+    """A row of new houses running south-east from a named one: the third is "the third new building south-east
+    of" it, read by stepping from house to house; a house beside the row about as near as the next step makes
+    the count ambiguous, and a row that bends away ends the count."""
+    rs = Domain.RS
+    anchor = _house("a", 10, 10, colour="red")
+    row = [_house(f"r{i}", 10 + 28 * i, 10 + 28 * i) for i in range(1, 5)]
+    far_off = _house("x", 200, 20)
+    anchors = {"the new red-roofed building": anchor}
+    houses = [anchor, *row, far_off]
+    third = row[2]
+    rivals = [h for h in houses if h.id != third.id]
+    related = by_relation(["the building that was built"], third, rivals, anchors, rs)
+    assert related == "the third new building south-east of the new red-roofed building"
+    assert refers(related, third, rivals, rs, anchors=anchors)
+    # the words are true of the third only: not of the second or the fourth, nor towards another side
+    for other in (row[1], row[3]):
+        assert not refers(related, other, [h for h in houses if h.id != other.id], rs, anchors=anchors)
+    assert not refers(related.replace("south-east", "south-west"), third, rivals, rs, anchors=anchors)
+    first = by_relation(["the new building"], row[0], [h for h in houses if h.id != "r1"], anchors, rs)
+    assert first == "the new building just south-east of the new red-roofed building"
+    # a house off the row beside the second one: a reader may step onto either, so the count stops there
+    beside = _house("b", 78, 52)
+    crowded = [*rivals, beside]
+    assert not refers(related, third, crowded, rs, anchors=anchors)
+    assert by_relation(["the new building"], third, crowded, anchors, rs) is None
+    # counted wording is not read into a rank that names a landmark
+    assert not is_relational("the second new building from the west north of the pool", rs)
+    assert is_relational(related, rs)

@@ -35,6 +35,7 @@ from craft_agent.agent.schemas import (
 )
 from craft_agent.agent.state import AgentState, Rejection, Target
 from craft_agent.agent.targets import (
+    NextBeside,
     by_rank,
     by_relation,
     drop_shared_expressions,
@@ -628,11 +629,12 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     # a target nothing of its own singles out may still be found beside a neighbour named above
     singles = [t for t in kept if not t.no_target and not t.member_ids]
     anchors = {e: t for t in singles if t.status != "discarded" for e in t.expressions if not is_relational(e, domain)}
+    walks: NextBeside = {}
     for target in singles:
         if target.status != "discarded" or not drafted[target.id][0]:
             continue
         rivals = same_kind(target, kept)
-        related = by_relation(drafted[target.id][0], target, rivals, anchors, domain)
+        related = by_relation(drafted[target.id][0], target, rivals, anchors, domain, walks)
         if related is not None and refers(related, target, rivals, domain, image, anchors):
             target.expressions, target.status = [related], drafted[target.id][1]
     return {"targets": targets}

@@ -333,13 +333,13 @@ def refers(
     :func:`by_relation`); without them such an expression refers to nothing."""
     relation = _read_relation(expression, domain)
     if relation is not None:
-        side, head, anchor_words = relation
-        anchor = _anchor_named(anchors or {}, anchor_words)
-        reading = _read(head, target, domain)
+        anchor = _anchor_named(anchors or {}, relation.anchor)
+        reading = _read(relation.head, target, domain)
         if anchor is None or anchor.id == target.id or not reading.true_of_target or _claims(reading):
             return False
-        fitting = [o for o in rivals if o.id not in (target.id, anchor.id) and _fits(reading, o)]
-        return _just_beside(target, anchor, side, fitting)
+        pool = [target, *(o for o in rivals if o.id not in (target.id, anchor.id) and _fits(reading, o))]
+        path = _walk(anchor, relation.side, pool, relation.steps)
+        return len(path) == relation.steps and path[-1] is target
     reading = _read(expression, target, domain)
     if not reading.true_of_target:
         return False
@@ -381,29 +381,73 @@ def _claims(reading: _Reading) -> bool:
 # Where new houses line curved streets, many have no colour, size, rank, row or image edge of their own. A
 # reader can still find one from a neighbour already named: look at the named one, then at the targets the
 # words fit that lie level with it on the side said; the one meant must be the nearest of those, clearly
-# nearer than the next, and close (nothing the words fit lies between them).
+# nearer than the next, and close (nothing the words fit lies between them). From above the side may be a
+# diagonal one (streets run every way), and a reader may count on: "the second new house east of ..." is the
+# one just east of the one just east of the named one, each step found as above.
 
-RELATION_WORDS: dict[Domain, dict[str, str]] = {
-    Domain.RS: {"west": "just west of", "east": "just east of", "north": "just north of", "south": "just south of"},
-    Domain.NS: {"west": "just left of", "east": "just right of", "north": "just above", "south": "just below"},
+_DIAGONAL = 0.5**0.5
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    "east": (1.0, 0.0),
+    "west": (-1.0, 0.0),
+    "south": (0.0, 1.0),
+    "north": (0.0, -1.0),
+    "north-east": (_DIAGONAL, -_DIAGONAL),
+    "north-west": (-_DIAGONAL, -_DIAGONAL),
+    "south-east": (_DIAGONAL, _DIAGONAL),
+    "south-west": (-_DIAGONAL, _DIAGONAL),
 }
-"""How a target is placed beside a named neighbour."""
+"""Unit vectors (x east, y south) of the sides a target may lie on beside its neighbour."""
+RELATION_WORDS: dict[Domain, dict[str, tuple[str, str]]] = {
+    Domain.RS: {side: (f"just {side} of", f"{side} of") for side in DIRECTIONS},
+    Domain.NS: {
+        "west": ("just left of", "left of"),
+        "east": ("just right of", "right of"),
+        "north": ("just above", "above"),
+        "south": ("just below", "below"),
+    },
+}
+"""How a target is placed beside a named neighbour, next to it ("just east of") and counted from it ("the
+second new house east of"); at street level only left, right, above and below."""
 RELATION_REACH = 1.0
 """A target is "just east of" its neighbour when the gap between them is at most this many times the larger
 of the two objects' extents along that direction."""
+MAX_STEPS = 3
+"""A reader counts up to the third target from a named neighbour."""
 TEMPORAL_PREFIX = {ChangeType.APPEAR: "new", ChangeType.DISAPPEAR: "former", ChangeType.STATE_CHANGE: "altered"}
 """Said before the noun of a related target whose own words say its change only in a clause ("the house
 that was built" -> "the new house just east of ..."): the clause would otherwise follow the neighbour's name."""
 
 
-def _read_relation(expression: str, domain: Domain) -> tuple[str, str, str] | None:
-    """(side, the words before the relation, the neighbour's name) of "... just east of <name>", or None."""
+@dataclass(frozen=True)
+class _Relation:
+    side: str
+    steps: int
+    head: str
+    anchor: str
+
+
+def _read_relation(expression: str, domain: Domain) -> _Relation | None:
+    """What "the [second] <head> [just] east of <name>" says: the side, how many steps from the named
+    neighbour, the words before the relation (without the ordinal) and the neighbour's name; None otherwise."""
     text = _plain(expression)
-    words = {_plain(phrase).strip(): side for side, phrase in RELATION_WORDS[domain].items()}
-    match = re.search(" (" + "|".join(map(re.escape, words)) + ") ", text)
+    phrases: dict[str, tuple[str, bool]] = {}
+    for side, (beside, counted) in RELATION_WORDS[domain].items():
+        phrases[_plain(beside).strip()] = (side, True)
+        phrases[_plain(counted).strip()] = (side, False)
+    pattern = " (" + "|".join(map(re.escape, sorted(phrases, key=len, reverse=True))) + ") "
+    match = re.search(pattern, text)
     if match is None:
         return None
-    return words[match.group(1)], text[: match.start()].strip(), text[match.end() :].strip()
+    side, beside = phrases[match.group(1)]
+    head, anchor = text[: match.start()].strip(), text[match.end() :].strip()
+    counted = re.match(r"(the) (" + "|".join(ORDINAL_WORDS[1:MAX_STEPS]) + r") (.+)", head)
+    if beside == (counted is not None):  # "the second ... just east of" or "the ... east of": not a relation
+        return None
+    if counted is not None and " from the " in head:
+        return None  # a rank with a landmark: "the second new house from the west north of the pool"
+    if counted is None:
+        return _Relation(side, 1, head, anchor)
+    return _Relation(side, ORDINAL_WORDS.index(counted.group(2)) + 1, f"the {counted.group(3)}", anchor)
 
 
 def is_relational(expression: str, domain: Domain) -> bool:
@@ -420,26 +464,69 @@ def _along(side: str, box: BBox, anchor: BBox) -> tuple[float, float, float, flo
     """How far ``box``'s centre lies beyond ``anchor``'s on ``side`` and across that direction, with half the
     larger extent of the two boxes along and across it."""
     (x, y), (ax, ay) = _centre(box), _centre(anchor)
-    if side in ("west", "east"):
-        sign = 1 if side == "east" else -1
-        return sign * (x - ax), abs(y - ay), 0.5 * max(box.width, anchor.width), 0.5 * max(box.height, anchor.height)
-    sign = 1 if side == "south" else -1
-    return sign * (y - ay), abs(x - ax), 0.5 * max(box.height, anchor.height), 0.5 * max(box.width, anchor.width)
+    dx, dy = DIRECTIONS[side]
+    along = dx * (x - ax) + dy * (y - ay)
+    across = abs(dx * (y - ay) - dy * (x - ax))
+    extent_along = max(abs(dx) * b.width + abs(dy) * b.height for b in (box, anchor))
+    extent_across = max(abs(dy) * b.width + abs(dx) * b.height for b in (box, anchor))
+    return along, across, 0.5 * extent_along, 0.5 * extent_across
 
 
-def _just_beside(target: Target, anchor: Target, side: str, fitting: list[Target]) -> bool:
-    """Whether ``target`` is the one a reader finds "just <side> of" ``anchor`` among itself and ``fitting``:
-    level with the anchor on that side and close to it, and no other fitting target as near or nearer on that
-    side (one only a little off level counts: a reader could take it too)."""
-    along, across, margin, level = _along(side, target.box, anchor.box)
+def _next_beside(current: Target, side: str, pool: list[Target]) -> Target | None:
+    """The target of ``pool`` a reader finds "just <side> of" ``current``: level with it on that side and close
+    to it, and every other one of ``pool`` on that side clearly farther (one only a little off level counts: a
+    reader could take it too); None when there is no such one."""
+    seen = []
+    for other in pool:
+        if other.id == current.id:
+            continue
+        along, across, margin, level = _along(side, other.box, current.box)
+        if along > 0 and across < 2 * level:
+            seen.append((along, across, margin, level, other))
+    if not seen:
+        return None
+    along, across, margin, level, nearest = min(seen, key=lambda s: s[0])
     if along <= margin or across >= level or along - margin > RELATION_REACH * 2 * margin:
-        return False
-    for other in fitting:
-        other_along, other_across, other_margin, other_level = _along(side, other.box, anchor.box)
-        clearly_farther = other_along >= along + 0.5 * max(margin, other_margin)
-        if other_along > 0 and other_across < 2 * other_level and not clearly_farther:
-            return False
-    return True
+        return None
+    for other_along, _, other_margin, _, other in seen:
+        if other is not nearest and other_along < along + 0.5 * max(margin, other_margin):
+            return None
+    return nearest
+
+
+NextBeside = dict[tuple[frozenset[str], str, str], "Target | None"]
+"""Memo of :func:`_next_beside` by (ids of the pool, current target's id, side), shared by the walks over one
+pair's targets."""
+
+
+def _walk(anchor: Target, side: str, pool: list[Target], steps: int, memo: NextBeside | None = None) -> list[Target]:
+    """The targets a reader counts from ``anchor`` towards ``side`` (each just beside the one before, all within
+    reach of the anchor's line), at most ``steps`` of them. ``anchor`` itself is never counted."""
+    path: list[Target] = []
+    current = anchor
+    memo = {} if memo is None else memo
+    ids = frozenset(o.id for o in pool if o.id != anchor.id)
+    while len(path) < steps:
+        key = (ids, current.id, side)
+        if key not in memo:
+            memo[key] = _next_beside(current, side, [o for o in pool if o.id != anchor.id])
+        following = memo[key]
+        if following is None:
+            break
+        _, across, _, level = _along(side, following.box, anchor.box)
+        if across >= 2 * level:  # the line has bent away: "the third east of" would no longer be true
+            break
+        path.append(following)
+        current = following
+    return path
+
+
+def _relation_phrase(head: str, side: str, steps: int, name: str, domain: Domain) -> str:
+    beside, counted = RELATION_WORDS[domain][side]
+    if steps == 1:
+        return f"{head} {beside} {name}"
+    article, rest = head.split(" ", 1)
+    return f"{article} {ORDINAL_WORDS[steps - 1]} {rest} {counted} {name}"
 
 
 def _relational_head(expression: str, change_type: ChangeType) -> str | None:
@@ -453,27 +540,41 @@ def _relational_head(expression: str, change_type: ChangeType) -> str | None:
 
 
 def by_relation(
-    expressions: list[str], target: Target, rivals: list[Target], anchors: Mapping[str, Target], domain: Domain
+    expressions: list[str],
+    target: Target,
+    rivals: list[Target],
+    anchors: Mapping[str, Target],
+    domain: Domain,
+    memo: NextBeside | None = None,
 ) -> str | None:
     """One of ``expressions`` placed beside a named neighbour ("the new house just east of the northernmost new
-    house"): ``anchors`` maps the expressions of the pair's named targets to them, none itself placing a target
-    beside another (:func:`is_relational`: no chains); the shortest that a reader would follow to ``target``
-    alone among ``rivals`` (see :func:`refers`), or None."""
-    options = []
+    house", "the second new house south-west of ..."): ``anchors`` maps the expressions of the pair's named
+    targets to them, none itself placing a target beside another (:func:`is_relational`: no chains); the one
+    with the fewest steps from its neighbour, then the shortest, that a reader would follow to ``target``
+    alone among ``rivals`` (see :func:`refers`), or None. ``memo``: one dict for all the targets of a pair
+    (the walks from each neighbour are then found once)."""
+    options: list[tuple[int, int, str]] = []
+    memo = {} if memo is None else memo
     heads = dict.fromkeys(h for e in expressions if (h := _relational_head(e, target.change_type)))
     for head in heads:
         reading = _read(head, target, domain)
         if not reading.true_of_target or _claims(reading):
             continue
         fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
+        pool = [target, *fitting]
+        reached: dict[tuple[str, str], int] = {}  # steps from each neighbour on each side, walked once
         for name, anchor in anchors.items():
             if anchor.id == target.id:
                 continue
-            others = [o for o in fitting if o.id != anchor.id]
-            for side, phrase in RELATION_WORDS[domain].items():
-                if _just_beside(target, anchor, side, others):
-                    options.append(f"{head} {phrase} {name}")
-    return min(options, key=lambda o: (len(o.split()), o)) if options else None
+            for side in RELATION_WORDS[domain]:
+                if (anchor.id, side) not in reached:
+                    path = _walk(anchor, side, pool, MAX_STEPS, memo)
+                    reached[anchor.id, side] = path.index(target) + 1 if target in path else 0
+                steps = reached[anchor.id, side]
+                if steps:
+                    text = _relation_phrase(head, side, steps, name, domain)
+                    options.append((steps, len(text.split()), text))
+    return min(options)[2] if options else None
 
 
 def _with_rank(
