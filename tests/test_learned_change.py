@@ -230,9 +230,17 @@ def test_change_bench_holds_out_pairs_and_keeps_windows_with_their_tile(tmp_path
     assert [("alpha_cd/p0" in fold) for fold in dealt] == [("alpha_small/w" in fold) for fold in dealt]
     assert all(any(k.startswith("alpha_cd/") for k in fold) for fold in dealt)
 
-    report = run_change_bench(data, minutes=None, steps=2, device="cpu", crop=64, batch=2, protocol="pairs", folds=3)
+    runs = tmp_path / "runs"
+    report = run_change_bench(
+        data, minutes=None, steps=2, device="cpu", crop=64, batch=2, runs=runs, protocol="pairs", folds=3
+    )
     assert set(report["folds"]) == {"fold-0", "fold-1", "fold-2"}
     held = [set(fold["held_out"]) for fold in report["folds"].values()]
+    for label, fold in report["folds"].items():  # each run says which pairs it never saw
+        assert json.loads((runs / label / "held_out.json").read_text()) == {
+            "protocol": "pairs",
+            "held_out": fold["held_out"],
+        }
     assert set().union(*held) == {f"{n}/{p.name}" for n in sources for p in sources[n]}
     for fold in report["folds"].values():
         # every source trains, without the fold's own pairs
@@ -287,4 +295,32 @@ def test_agent_bench_drafts_each_source_with_the_run_that_left_its_family_out(
     assert toy["detector"]["detector"] == "classical"
     shutil.rmtree(runs / "toy")
     with pytest.raises(ConfigError, match="no run for the toy family"):
+        run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data, left_out_runs=runs)
+
+
+def test_agent_bench_drafts_each_pair_with_the_run_that_held_it_out(
+    tiny_run: tuple[Path, ChangeTrainingSummary], tmp_path: Path
+) -> None:
+    from craft_agent.agent.offline import OfflineBackend
+    from craft_agent.bench.agent import held_out_checkpoints, run_agent_bench
+
+    data = tmp_path / "data"
+    make_folder_source(data / "toy_a", pairs=2, pre="pre", post="post", masks="mask")
+    runs = tmp_path / "runs"
+    for label, pair in (("fold-0", "p0"), ("fold-1", "p1")):
+        (runs / label).mkdir(parents=True)
+        shutil.copy(tiny_run[0] / "change.pt", runs / label / "change.pt")
+        listing = {"protocol": "pairs", "held_out": [f"toy_a/{pair}"]}
+        (runs / label / "held_out.json").write_text(json.dumps(listing))
+    assert held_out_checkpoints(runs) == {
+        "toy_a/p0": runs / "fold-0" / "change.pt",
+        "toy_a/p1": runs / "fold-1" / "change.pt",
+    }
+    report = run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data, left_out_runs=runs)
+    left_out = report["sources"]["toy_a"]["learned_left_out"]
+    assert left_out["detector"] == "learned" and left_out["pairs"] == 2 and left_out["failed"] == 0
+    assert left_out["checkpoints"] == [str(runs / "fold-0" / "change.pt"), str(runs / "fold-1" / "change.pt")]
+    # a pair no run held out cannot be scored as unseen
+    (runs / "fold-1" / "held_out.json").write_text(json.dumps({"protocol": "pairs", "held_out": []}))
+    with pytest.raises(ConfigError, match=r"no run in .* left out toy_a/p1"):
         run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data, left_out_runs=runs)

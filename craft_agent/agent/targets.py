@@ -431,9 +431,9 @@ def _read_relation(expression: str, domain: Domain) -> _Relation | None:
     neighbour, the words before the relation (without the ordinal) and the neighbour's name; None otherwise."""
     text = _plain(expression)
     phrases: dict[str, tuple[str, bool]] = {}
-    for side, (beside, counted) in RELATION_WORDS[domain].items():
-        phrases[_plain(beside).strip()] = (side, True)
-        phrases[_plain(counted).strip()] = (side, False)
+    for side, (next_to, counted_from) in RELATION_WORDS[domain].items():
+        phrases[_plain(next_to).strip()] = (side, True)
+        phrases[_plain(counted_from).strip()] = (side, False)
     pattern = " (" + "|".join(map(re.escape, sorted(phrases, key=len, reverse=True))) + ") "
     match = re.search(pattern, text)
     if match is None:

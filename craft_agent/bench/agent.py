@@ -20,6 +20,7 @@ and scored against its change labels (:func:`score_real_catalog`).
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.llm.base import LLMBackend
 from craft_agent.masks import MaskEngine
 from craft_agent.metrics import PixelCounts, best_ious, gt_objects, inside_fractions
-from craft_agent.models import RLEMask, Triplet
+from craft_agent.models import ImagePair, RLEMask, Triplet
 
 MATCH_IOU = 0.5
 
@@ -178,6 +179,38 @@ def score_real_catalog(catalog: Catalog) -> RealScore:
     return score
 
 
+def held_out_checkpoints(runs: Path) -> dict[str, Path]:
+    """``"<source>/<pair>"`` -> the ``change.pt`` of the run in ``runs`` whose ``held_out.json`` (written by
+    ``bench change``) lists that pair; empty when no run has that file."""
+    from craft_agent.bench.change import HELD_OUT_FILE
+
+    found: dict[str, Path] = {}
+    for listing in sorted(runs.glob(f"*/{HELD_OUT_FILE}")):
+        for key in json.loads(listing.read_text())["held_out"]:
+            found[key] = listing.parent / "change.pt"
+    return found
+
+
+def _pairs_by_run(
+    source: str, pairs: list[ImagePair], held_out: dict[str, Path], runs: Path | None
+) -> dict[Path | None, list[str]]:
+    """The labelled pairs of ``source`` grouped by the checkpoint of the run that held each out."""
+    grouped: dict[Path | None, list[str]] = {}
+    missing = []
+    for pair in pairs:
+        checkpoint = held_out.get(f"{source}/{pair.name}")
+        if checkpoint is None or not checkpoint.is_file():
+            missing.append(pair.name)
+        else:
+            grouped.setdefault(checkpoint, []).append(pair.id)
+    if missing:
+        raise ConfigError(
+            f"no run in {runs} left out {source}/{', '.join(sorted(missing))} (see each run's held_out.json).",
+            hint="run `craft-agent bench change --data DIR --runs RUNS` on the same --data folder first.",
+        )
+    return grouped
+
+
 def score_real_sources(
     data: Path,
     backend: Callable[[], LLMBackend],
@@ -191,14 +224,17 @@ def score_real_sources(
     """Every source folder of ``data`` drafted in labels mode and in detector mode, each scored against its
     labels: ``{"<folder>": {"labels": M, "detector": M}}`` (see :class:`RealScore`).
 
-    With ``left_out_runs`` (the ``--runs`` folder of ``bench change``, one run per dataset family) each source is
-    also drafted by the learned detector trained without its family, under ``"learned_left_out"``.
+    With ``left_out_runs`` (the ``--runs`` folder of ``bench change``) each source is also drafted by learned
+    detectors that never saw it, under ``"learned_left_out"``: each pair by the model of the run whose
+    ``held_out.json`` lists it (either protocol), or, for runs without that file, the source by the run named
+    after its dataset family.
 
     Raises:
-        ConfigError: when ``left_out_runs`` has no run for a source's family.
+        ConfigError: when ``left_out_runs`` has no run that left out a source's pair.
     """
     from craft_agent.bench.change import family_of
 
+    held_out = held_out_checkpoints(left_out_runs) if left_out_runs is not None else {}
     sources: dict[str, Any] = {}
     for folder in source_folders(data):
         runs: list[tuple[str, str, str, Path | None]] = [
@@ -206,9 +242,8 @@ def score_real_sources(
             ("detector", "detector", detector, checkpoint),
         ]
         if left_out_runs is not None:
-            runs.append(
-                ("learned_left_out", "detector", "learned", left_out_runs / family_of(folder.name) / "change.pt")
-            )
+            family_run = None if held_out else left_out_runs / family_of(folder.name) / "change.pt"
+            runs.append(("learned_left_out", "detector", "learned", family_run))
         result: dict[str, Any] = {}
         for name, mode, detector_name, detector_checkpoint in runs:
             # checked in turn: a source without ground truth has left the loop by then (bench change skips it too)
@@ -224,21 +259,32 @@ def score_real_sources(
             with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
                 store = ImageStore(workspace)
                 ingest(folder, catalog, store, IngestOptions())
-                if not any(p.gt_mask is not None for p in catalog.iter_pairs()):
+                labelled = [p for p in catalog.iter_pairs() if p.gt_mask is not None]
+                if not labelled:
                     result = {"error": "no pairs with a ground-truth change mask"}
                     break
-                config = AgentConfig(
-                    proposals=mode,
-                    detector=detector_name,
-                    checkpoint=str(detector_checkpoint) if detector_checkpoint else None,
-                )
-                summary = generate(catalog, store, backend(), engine, workspace, config)
+                by_run: dict[Path | None, list[str] | None]
+                if name == "learned_left_out" and detector_checkpoint is None:
+                    by_run = {**_pairs_by_run(folder.name, labelled, held_out, left_out_runs)}
+                else:
+                    by_run = {detector_checkpoint: None}
+                failed = 0
+                for run_checkpoint, pair_ids in by_run.items():
+                    config = AgentConfig(
+                        proposals=mode,
+                        detector=detector_name,
+                        checkpoint=str(run_checkpoint) if run_checkpoint else None,
+                    )
+                    summary = generate(catalog, store, backend(), engine, workspace, config, pair_ids=pair_ids)
+                    failed += len(summary.failed)
                 metrics = score_real_catalog(catalog).to_json()
-                metrics["failed"] = len(summary.failed)
+                metrics["failed"] = failed
                 if mode == "detector":
                     metrics["detector"] = detector_name
                 if detector_checkpoint is not None and mode == "detector":
                     metrics["checkpoint"] = str(detector_checkpoint)
+                elif name == "learned_left_out":
+                    metrics["checkpoints"] = sorted(str(c) for c in by_run)
                 result[name] = metrics
         sources[folder.name] = result
     return sources

@@ -26,6 +26,7 @@ proposer; ``bench vision`` scores the candidates' final masks instead.
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,6 +47,11 @@ Progress = Callable[[str, int, int], None]
 """Called as (what, folds done, folds in all)."""
 Protocol = Literal["families", "pairs"]
 SCORING = "pixels of the detector's changed map (after clean-up, before masks) vs the GT mask, micro over pairs"
+
+
+HELD_OUT_FILE = "held_out.json"
+"""Written into each fold's run folder: ``{"protocol", "held_out": ["<source>/<pair>", ...]}``, the pairs the
+fold's model was not trained on."""
 
 
 def family_of(source: str) -> str:
@@ -248,6 +254,9 @@ def run_change_bench(
                 "minutes": round((time.monotonic() - started) / 60.0, 2),
                 "final_loss": summary.final_loss,
             }
+            # the run says which pairs it never saw, so `bench agent --left-out-runs` drafts each with its model
+            held_out = {"protocol": protocol, "held_out": report["folds"][fold.label]["held_out"]}
+            (run_root / fold.label / HELD_OUT_FILE).write_text(json.dumps(held_out, indent=2) + "\n")
             checkpoint = run_root / fold.label / "change.pt"
             learned = functools.cache(
                 lambda domain, checkpoint=checkpoint: create_detector("learned", domain, checkpoint)

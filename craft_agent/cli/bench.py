@@ -109,8 +109,9 @@ def bench_agent(
     left_out_runs: Annotated[
         Path | None,
         typer.Option(
-            help="The --runs folder of `bench change` on the same --data: each source is also drafted by the "
-            "learned detector trained without its dataset family (leave one source out)."
+            help="The --runs folder of `bench change` on the same --data: each pair is also drafted by the "
+            "learned detector that never saw it (the run whose held_out.json lists it: its family left out, or "
+            "its fold of --protocol pairs)."
         ),
     ] = None,
     workspace: WorkspaceOption = None,
