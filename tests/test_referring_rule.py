@@ -17,6 +17,7 @@ from craft_agent.agent.targets import (
     is_relational,
     keep_labelled,
     refers,
+    relational_head,
 )
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
@@ -272,3 +273,17 @@ def test_a_house_further_along_a_diagonal_street_is_counted_from_a_named_neighbo
     # counted wording is not read into a rank that names a landmark
     assert not is_relational("the second new building from the west north of the pool", rs)
     assert is_relational(related, rs)
+
+
+def test_the_change_is_said_before_the_noun_after_any_rank() -> None:
+    appear = ChangeType.APPEAR
+    assert relational_head("the house that was built", appear) == "the new house"
+    assert relational_head("the westernmost house that was built", appear) == "the westernmost new house"
+    assert (
+        relational_head("the seventh grey-roofed building from the north that was built", appear)
+        == "the seventh new grey-roofed building from the north"
+    )
+    assert (
+        relational_head("the larger building that was torn down", ChangeType.DISAPPEAR) == "the larger former building"
+    )
+    assert relational_head("the new house", appear) == "the new house" and relational_head("a house", appear) is None

@@ -43,6 +43,7 @@ from craft_agent.agent.targets import (
     keep_labelled,
     keep_within_budget,
     refers,
+    relational_head,
     same_kind,
 )
 from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
@@ -628,7 +629,17 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image)
     # a target nothing of its own singles out may still be found beside a neighbour named above
     singles = [t for t in kept if not t.no_target and not t.member_ids]
-    anchors = {e: t for t in singles if t.status != "discarded" for e in t.expressions if not is_relational(e, domain)}
+    anchors: dict[str, Target] = {}
+    for named in singles:
+        if named.status == "discarded":
+            continue
+        for expression in (e for e in named.expressions if not is_relational(e, domain)):
+            anchors[expression] = named
+            # "the southernmost new house" names it as well as "the southernmost house that was built", and
+            # reads better inside another expression (the clause would seem to tell of the related target)
+            head = relational_head(expression, named.change_type) if " that " in expression else None
+            if head and refers(head, named, same_kind(named, kept), domain, image):
+                anchors.setdefault(head, named)
     walks: NextBeside = {}
     for target in singles:
         if target.status != "discarded" or not drafted[target.id][0]:

@@ -529,14 +529,19 @@ def _relation_phrase(head: str, side: str, steps: int, name: str, domain: Domain
     return f"{article} {ORDINAL_WORDS[steps - 1]} {rest} {counted} {name}"
 
 
-def _relational_head(expression: str, change_type: ChangeType) -> str | None:
+def relational_head(expression: str, change_type: ChangeType) -> str | None:
     """The noun phrase of ``expression`` that a relation follows: its head before any "that" clause, with the
     change said before the noun when only the clause said it; None for an expression not starting with "the"."""
     head, that, _ = expression.partition(" that ")
-    words = head.split(" ", 1)
+    words = head.split(" ")
     if len(words) < 2 or words[0].lower() != "the":
         return None
-    return f"{words[0]} {TEMPORAL_PREFIX[change_type]} {words[1]}" if that else head
+    if not that:
+        return head
+    # after a rank or comparison: "the seventh new house", "the westernmost new house", not "the new seventh ..."
+    ranked = {*ORDINAL_WORDS[1:], *(w for side in EXTREME_WORDS.values() for w in side.values()), *_COMPARATIVES}
+    at = 2 if words[1].lower() in ranked and len(words) > 2 else 1
+    return " ".join([*words[:at], TEMPORAL_PREFIX[change_type], *words[at:]])
 
 
 def by_relation(
@@ -550,12 +555,13 @@ def by_relation(
     """One of ``expressions`` placed beside a named neighbour ("the new house just east of the northernmost new
     house", "the second new house south-west of ..."): ``anchors`` maps the expressions of the pair's named
     targets to them, none itself placing a target beside another (:func:`is_relational`: no chains); the one
-    with the fewest steps from its neighbour, then the shortest, that a reader would follow to ``target``
+    with the fewest steps from its neighbour, then one whose neighbour's name has no "that" clause, then the
+    shortest, that a reader would follow to ``target``
     alone among ``rivals`` (see :func:`refers`), or None. ``memo``: one dict for all the targets of a pair
     (the walks from each neighbour are then found once)."""
-    options: list[tuple[int, int, str]] = []
+    options: list[tuple[int, bool, int, str]] = []
     memo = {} if memo is None else memo
-    heads = dict.fromkeys(h for e in expressions if (h := _relational_head(e, target.change_type)))
+    heads = dict.fromkeys(h for e in expressions if (h := relational_head(e, target.change_type)))
     for head in heads:
         reading = _read(head, target, domain)
         if not reading.true_of_target or _claims(reading):
@@ -573,8 +579,9 @@ def by_relation(
                 steps = reached[anchor.id, side]
                 if steps:
                     text = _relation_phrase(head, side, steps, name, domain)
-                    options.append((steps, len(text.split()), text))
-    return min(options)[2] if options else None
+                    # a name ending in its own clause ("... that was built") reads as if it told of the target
+                    options.append((steps, " that " in f" {name} ", len(text.split()), text))
+    return min(options)[-1] if options else None
 
 
 def _with_rank(
