@@ -499,17 +499,26 @@ NextBeside = dict[tuple[frozenset[str], str, str], "Target | None"]
 pair's targets."""
 
 
-def _walk(anchor: Target, side: str, pool: list[Target], steps: int, memo: NextBeside | None = None) -> list[Target]:
-    """The targets a reader counts from ``anchor`` towards ``side`` (each just beside the one before, all within
-    reach of the anchor's line), at most ``steps`` of them. ``anchor`` itself is never counted."""
+def _walk(
+    anchor: Target,
+    side: str,
+    pool: list[Target],
+    steps: int,
+    memo: NextBeside | None = None,
+    pool_ids: frozenset[str] | None = None,
+) -> list[Target]:
+    """The targets of ``pool`` a reader counts from ``anchor`` towards ``side`` (each just beside the one before,
+    all within reach of the anchor's line), at most ``steps`` of them. Whether ``pool`` holds the anchor makes
+    no difference: each step lies beyond the one before on that side, so the anchor is always behind.
+    ``pool_ids``: the ids of ``pool``, when the caller walks one pool from many anchors."""
     path: list[Target] = []
     current = anchor
     memo = {} if memo is None else memo
-    ids = frozenset(o.id for o in pool if o.id != anchor.id)
+    ids = pool_ids if pool_ids is not None else frozenset(o.id for o in pool)
     while len(path) < steps:
         key = (ids, current.id, side)
         if key not in memo:
-            memo[key] = _next_beside(current, side, [o for o in pool if o.id != anchor.id])
+            memo[key] = _next_beside(current, side, pool)
         following = memo[key]
         if following is None:
             break
@@ -568,13 +577,14 @@ def by_relation(
             continue
         fitting = [o for o in rivals if o.id != target.id and _fits(reading, o)]
         pool = [target, *fitting]
+        pool_ids = frozenset(o.id for o in pool)
         reached: dict[tuple[str, str], int] = {}  # steps from each neighbour on each side, walked once
         for name, anchor in anchors.items():
             if anchor.id == target.id:
                 continue
             for side in RELATION_WORDS[domain]:
                 if (anchor.id, side) not in reached:
-                    path = _walk(anchor, side, pool, MAX_STEPS, memo)
+                    path = _walk(anchor, side, pool, MAX_STEPS, memo, pool_ids)
                     reached[anchor.id, side] = path.index(target) + 1 if target in path else 0
                 steps = reached[anchor.id, side]
                 if steps:
