@@ -146,45 +146,57 @@ def bench_agent(
         emit_json(report)
         raise typer.Exit(EXIT_OK)
     if report["backends"]:
-        keys = [
-            "gt_coverage",
-            "mean_mask_iou",
-            "type_accuracy",
-            "triplet_precision",
-            "triplets_per_change",
-            "duplicate_expressions",
-            "llm_calls_per_triplet",
-            "pairs_per_min",
-        ]
+        columns = {
+            "gt_coverage": "coverage",
+            "mean_mask_iou": "mask IoU",
+            "type_accuracy": "type acc.",
+            "triplet_precision": "precision",
+            "triplets_per_change": "per change",
+            "duplicate_expressions": "dup. expr.",
+            "llm_calls_per_triplet": "LLM calls/trip.",
+            "pairs_per_min": "pairs/min",
+        }
         table = Table(title=f"bench agent ({pairs} generated pairs, seed {seed}, {report['masks']} masks)")
-        table.add_column("backend")
-        for key in keys:
-            table.add_column(key.replace("_", " "), justify="right")
+        table.add_column("backend", no_wrap=True)
+        for header in columns.values():
+            table.add_column(header, justify="right")
         for name, metrics in report["backends"].items():
-            table.add_row(name, *[str(metrics[k]) for k in keys])
+            table.add_row(name, *[_cell(metrics[k]) for k in columns])
         out.print(table)
     if report["sources"]:
-        keys = [
-            "pairs",
-            "gt_objects",
-            "triplets_per_pair",
-            "precision",
-            "instance_recall",
-            "union_iou",
-            "empty_pairs_ok",
-            "type_accuracy",
-        ]
+        columns = {
+            "pairs": "pairs",
+            "gt_objects": "objects",
+            "triplets_per_pair": "per pair",
+            "precision": "prec.",
+            "instance_recall": "recall",
+            "union_iou": "union IoU",
+            "empty_pairs_ok": "empty ok",
+            "type_accuracy": "type acc.",
+        }
         table = Table(title=f"bench agent on labelled sources (detector mode: {report['detector']})")
-        table.add_column("source")
-        table.add_column("mode")
-        for key in keys:
-            table.add_column(key.replace("_", " "), justify="right")
+        table.add_column("source", no_wrap=True)
+        table.add_column("mode", no_wrap=True)
+        for header in columns.values():
+            table.add_column(header, justify="right")
+        skipped = []
         for name, modes in report["sources"].items():
             if "error" in modes:
-                table.add_row(name, "-", modes["error"])
+                skipped.append(f"{name}: {modes['error']} (not scored)")
                 continue
             for mode, metrics in modes.items():
-                table.add_row(name, mode, *["-" if metrics[k] is None else str(metrics[k]) for k in keys])
+                table.add_row(name, mode.replace("_", " "), *[_cell(metrics[k]) for k in columns])
         out.print(table)
+        for line in skipped:
+            out.print(line)
     out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)
+
+
+def _cell(value: object) -> str:
+    """A figure as a table shows it: floats to two decimals, "-" for none (the JSON report keeps them whole)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
