@@ -426,21 +426,35 @@ class _Relation:
     anchor: str
 
 
-def _read_relation(expression: str, domain: Domain) -> _Relation | None:
-    """What "the [second] <head> [just] east of <name>" says: the side, how many steps from the named
-    neighbour, the words before the relation (without the ordinal) and the neighbour's name; None otherwise."""
-    text = _plain(expression)
+def _relation_phrases(domain: Domain) -> dict[str, tuple[str, bool]]:
+    """Each relation phrase of ``domain`` as read (plain words) -> (its side, whether it says "just beside")."""
     phrases: dict[str, tuple[str, bool]] = {}
     for side, (next_to, counted_from) in RELATION_WORDS[domain].items():
         phrases[_plain(next_to).strip()] = (side, True)
         phrases[_plain(counted_from).strip()] = (side, False)
-    pattern = " (" + "|".join(map(re.escape, sorted(phrases, key=len, reverse=True))) + ") "
-    match = re.search(pattern, text)
+    return phrases
+
+
+_RELATION_PHRASES = {domain: _relation_phrases(domain) for domain in Domain}
+_RELATION_PATTERNS = {
+    domain: re.compile(" (" + "|".join(map(re.escape, sorted(phrases, key=len, reverse=True))) + ") ")
+    for domain, phrases in _RELATION_PHRASES.items()
+}
+_COUNTED = re.compile(r"(the) (" + "|".join(ORDINAL_WORDS[1:MAX_STEPS]) + r") (.+)")
+_RANK_WORDS = frozenset({*ORDINAL_WORDS[1:], *(w for side in EXTREME_WORDS.values() for w in side.values())})
+"""Words that rank a target ("seventh", "westernmost"); with :data:`_COMPARATIVES` they precede its change."""
+
+
+def _read_relation(expression: str, domain: Domain) -> _Relation | None:
+    """What "the [second] <head> [just] east of <name>" says: the side, how many steps from the named
+    neighbour, the words before the relation (without the ordinal) and the neighbour's name; None otherwise."""
+    text = _plain(expression)
+    match = _RELATION_PATTERNS[domain].search(text)
     if match is None:
         return None
-    side, beside = phrases[match.group(1)]
+    side, beside = _RELATION_PHRASES[domain][match.group(1)]
     head, anchor = text[: match.start()].strip(), text[match.end() :].strip()
-    counted = re.match(r"(the) (" + "|".join(ORDINAL_WORDS[1:MAX_STEPS]) + r") (.+)", head)
+    counted = _COUNTED.match(head)
     if beside == (counted is not None):  # "the second ... just east of" or "the ... east of": not a relation
         return None
     if counted is not None and " from the " in head:
@@ -548,8 +562,8 @@ def relational_head(expression: str, change_type: ChangeType) -> str | None:
     if not that:
         return head
     # after a rank or comparison: "the seventh new house", "the westernmost new house", not "the new seventh ..."
-    ranked = {*ORDINAL_WORDS[1:], *(w for side in EXTREME_WORDS.values() for w in side.values()), *_COMPARATIVES}
-    at = 2 if words[1].lower() in ranked and len(words) > 2 else 1
+    ranked = words[1].lower() in _RANK_WORDS or words[1].lower() in _COMPARATIVES
+    at = 2 if ranked and len(words) > 2 else 1
     return " ".join([*words[:at], TEMPORAL_PREFIX[change_type], *words[at:]])
 
 

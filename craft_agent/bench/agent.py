@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,9 +193,9 @@ def held_out_checkpoints(runs: Path) -> dict[str, Path]:
 
 def _pairs_by_run(
     source: str, pairs: list[ImagePair], held_out: dict[str, Path], runs: Path | None
-) -> dict[Path | None, list[str]]:
-    """The labelled pairs of ``source`` grouped by the checkpoint of the run that held each out."""
-    grouped: dict[Path | None, list[str]] = {}
+) -> dict[Path, list[str]]:
+    """The labelled pairs of ``source`` (their ids) grouped by the checkpoint of the run that held each out."""
+    grouped: dict[Path, list[str]] = {}
     missing = []
     for pair in pairs:
         checkpoint = held_out.get(f"{source}/{pair.name}")
@@ -263,13 +263,12 @@ def score_real_sources(
                 if not labelled:
                     result = {"error": "no pairs with a ground-truth change mask"}
                     break
-                by_run: dict[Path | None, list[str] | None]
+                # (checkpoint, pair ids) per generate call; None: every pair of the source
+                by_run: Sequence[tuple[Path | None, list[str] | None]] = [(detector_checkpoint, None)]
                 if name == "learned_left_out" and detector_checkpoint is None:
-                    by_run = {**_pairs_by_run(folder.name, labelled, held_out, left_out_runs)}
-                else:
-                    by_run = {detector_checkpoint: None}
+                    by_run = list(_pairs_by_run(folder.name, labelled, held_out, left_out_runs).items())
                 failed = 0
-                for run_checkpoint, pair_ids in by_run.items():
+                for run_checkpoint, pair_ids in by_run:
                     config = AgentConfig(
                         proposals=mode,
                         detector=detector_name,
@@ -284,7 +283,7 @@ def score_real_sources(
                 if detector_checkpoint is not None and mode == "detector":
                     metrics["checkpoint"] = str(detector_checkpoint)
                 elif name == "learned_left_out":
-                    metrics["checkpoints"] = sorted(str(c) for c in by_run)
+                    metrics["checkpoints"] = sorted(str(c) for c, _ in by_run)
                 result[name] = metrics
         sources[folder.name] = result
     return sources
