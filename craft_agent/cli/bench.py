@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from craft_agent.cli.common import (
@@ -162,7 +163,7 @@ def bench_agent(
             table.add_column(header, justify="right")
         for name, metrics in report["backends"].items():
             table.add_row(name, *[_cell(metrics[k]) for k in columns])
-        out.print(table)
+        _print_table(table)
     if report["sources"]:
         columns = {
             "pairs": "pairs",
@@ -186,11 +187,25 @@ def bench_agent(
                 continue
             for mode, metrics in modes.items():
                 table.add_row(name, mode.replace("_", " "), *[_cell(metrics[k]) for k in columns])
-        out.print(table)
+        _print_table(table)
         for line in skipped:
             out.print(line)
     out.print(f"report written to {out_file}")
     raise typer.Exit(EXIT_OK)
+
+
+TABLE_WIDTH_OFF_TERMINAL = 120
+"""Width of a figures table written to a file or a pipe (a log nobody's terminal wraps): the 80 columns rich
+assumes there would cut the headers and figures to ellipses."""
+
+
+def _print_table(table: Table) -> None:
+    """``table`` on stdout; off a terminal at :data:`TABLE_WIDTH_OFF_TERMINAL` columns (rich caps a print at
+    its console's width, so a console of that width prints it)."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(width=TABLE_WIDTH_OFF_TERMINAL, soft_wrap=True).print(table)
 
 
 def _cell(value: object) -> str:
