@@ -275,6 +275,24 @@ def test_a_house_further_along_a_diagonal_street_is_counted_from_a_named_neighbo
     assert is_relational(related, rs)
 
 
+def test_a_reader_counts_up_to_the_fifth_house_from_a_named_neighbour() -> None:
+    """A long street of new houses east of a named one: the fifth is still counted from it, the sixth is not
+    (no reader counts that far at a glance), so it is left to other wording or dropped."""
+    rs = Domain.RS
+    anchor = _house("a", 10, 10, colour="red")
+    street = [_house(f"s{i}", 10 + 30 * i, 10) for i in range(1, 7)]
+    houses = [anchor, *street]
+    anchors = {"the new red-roofed building": anchor}
+
+    def related(house: Target) -> str | None:
+        return by_relation(["the new building"], house, [h for h in houses if h.id != house.id], anchors, rs)
+
+    assert related(street[4]) == "the fifth new building east of the new red-roofed building"
+    assert refers(related(street[4]) or "", street[4], [h for h in houses if h.id != "s5"], rs, anchors=anchors)
+    assert related(street[5]) is None
+    assert not is_relational("the sixth new building east of the new red-roofed building", rs)
+
+
 def test_the_change_is_said_before_the_noun_after_any_rank() -> None:
     appear = ChangeType.APPEAR
     assert relational_head("the house that was built", appear) == "the new house"

@@ -411,8 +411,9 @@ second new house east of"); at street level only left, right, above and below.""
 RELATION_REACH = 1.0
 """A target is "just east of" its neighbour when the gap between them is at most this many times the larger
 of the two objects' extents along that direction."""
-MAX_STEPS = 3
-"""A reader counts up to the third target from a named neighbour."""
+MAX_STEPS = 5
+"""A reader counts up to the fifth target from a named neighbour along a row of houses (RefCOCO-style
+"fifth from the left" is still read at a glance; beyond it readers lose count)."""
 TEMPORAL_PREFIX = {ChangeType.APPEAR: "new", ChangeType.DISAPPEAR: "former", ChangeType.STATE_CHANGE: "altered"}
 """Said before the noun of a related target whose own words say its change only in a clause ("the house
 that was built" -> "the new house just east of ..."): the clause would otherwise follow the neighbour's name."""
