@@ -41,6 +41,7 @@ class DraftOptions(BaseModel):
     expressions: int = 3
     no_target_ratio: float = 0.1
     budget: int | None = None
+    categories: list[str] | None = None
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(
@@ -52,6 +53,7 @@ class DraftOptions(BaseModel):
             checkpoint=self.checkpoint,
             budget=self.budget,
             snap=self.snap,
+            categories=self.categories,
         )
 
     def fingerprint(self) -> str:

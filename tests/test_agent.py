@@ -344,6 +344,30 @@ def test_a_money_budget_stops_a_paid_run_at_the_configured_prices(tmp_path: Path
     assert summary["llm"]["prompt_tokens"] + summary["llm"]["completion_tokens"] >= 500
 
 
+def test_a_run_drafts_only_the_categories_asked_for(tmp_path: Path) -> None:
+    """A building-change dataset's user asks for buildings: the others are rejected at the review (counted under
+    "category"), and what is drafted of the asked kind is what an unrestricted run drafts of it."""
+    workspace = _ingested(tmp_path)
+    everything = tmp_path / "everything"
+    shutil.copytree(workspace, everything)
+    asked = craft("generate", "-w", str(workspace), "--categories", "Vehicle, building", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["rejected_by_reason"]["category"] > 0
+    assert craft("generate", "-w", str(everything), "--json").returncode == 0
+
+    def single(folder: Path) -> dict[str, str | None]:
+        with Catalog(f"sqlite:///{folder / 'catalog.sqlite'}") as catalog:
+            return {t.id: t.category for t in catalog.iter_triplets() if len(t.candidate_ids) == 1}
+
+    drafted, unrestricted = single(workspace), single(everything)
+    assert drafted and set(drafted.values()) <= {"vehicle", "building"}
+    assert set(unrestricted.values()) - {"vehicle", "building"}  # the scenes have other changes too
+    assert drafted == {i: c for i, c in unrestricted.items() if c in {"vehicle", "building"}}
+    wrong = craft("generate", "-w", str(workspace), "--categories", "building,cars")
+    assert wrong.returncode == 2
+    assert "'cars' is not a category" in " ".join(wrong.stderr.split()), wrong.stderr
+
+
 def test_a_run_made_mostly_by_the_fallback_says_so_and_exits_1(tmp_path: Path) -> None:
     workspace = _ingested(tmp_path)
     with ScriptedLLMServer([], models=["weak"], fallback=lambda body: "I think there is a house.") as server:

@@ -66,6 +66,7 @@ from craft_agent.masks import MaskEngine, MaskRequest
 from craft_agent.masks.base import MaskScore
 from craft_agent.models import (
     BBox,
+    Category,
     ChangeCandidate,
     ChangeType,
     ImagePair,
@@ -103,6 +104,15 @@ class AgentConfig(BaseModel):
         description="Most single-target triplets per pair in detector mode; None: scaled to the image area "
         "(see single_target_budget). Labels mode keeps every labelled object.",
     )
+    categories: list[Category] | None = Field(
+        default=None,
+        description="Draft only changes of these categories (a building-change dataset: building); None: all. "
+        "The others are rejected at the grid review, before any mask or wording is spent on them.",
+    )
+
+    def wants(self, category: str | None) -> bool:
+        """Whether a change of ``category`` (a category or one of its words) is to be drafted."""
+        return self.categories is None or Category.parse(category) in self.categories
 
 
 BUDGET_PER_MEGAPIXEL_SIDE = 8
@@ -347,6 +357,9 @@ def review_cell(res: AgentResources, state: AgentState) -> dict[str, Any]:
         )
     keep_labelled(in_cell, new_targets, rejected, pair.domain)
     res.charge(new_targets)  # the review served the targets it produced
+    unwanted = [t for t in new_targets if not config.wants(t.category)]
+    rejected.extend(Rejection(candidate_id=t.candidate_id, cell=cell, reason="category") for t in unwanted)
+    new_targets = [t for t in new_targets if config.wants(t.category)]
     return {
         "targets": [*state.targets, *new_targets],
         "rejected": rejected,

@@ -248,7 +248,8 @@ class PairOutcome(BaseModel):
     triplet_ids: list[str] = Field(default_factory=list)
     uncorrected: int = 0
     rejected: dict[str, int] = Field(default_factory=dict)
-    """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...)."""
+    """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...), and
+    under ``category`` those of a category the run does not draft."""
 
 
 class PairDrafter:
@@ -298,7 +299,7 @@ class PairDrafter:
         final = self._app.invoke(None if pending else {"pair_id": pair_id}, settings, durability="sync")
         rejected: dict[str, int] = {}
         for rejection in final.get("rejected", []):
-            reason = rejection.nuisance or "other"
+            reason = "category" if rejection.reason == "category" else rejection.nuisance or "other"
             rejected[reason] = rejected.get(reason, 0) + 1
         ids = list(final.get("triplet_ids") or [])
         return PairOutcome(

@@ -72,13 +72,15 @@ class Target(BaseModel):
 
 
 class Rejection(BaseModel):
-    """A candidate the grid review rejected, and the nuisance that explains it."""
+    """A candidate the grid review rejected, and the nuisance that explains it; or one of a category the run
+    does not draft (``reason="category"``: ``AgentConfig.categories``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     candidate_id: str | None
     nuisance: Nuisance | None = None
     cell: str
+    reason: Literal["review", "category"] = "review"
 
 
 class AgentState(BaseModel):

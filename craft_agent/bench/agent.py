@@ -220,9 +220,12 @@ def score_real_sources(
     checkpoint: Path | None = None,
     progress: Callable[[str], None] | None = None,
     left_out_runs: Path | None = None,
+    categories: list[str] | None = None,
 ) -> dict[str, Any]:
     """Every source folder of ``data`` drafted in labels mode and in detector mode, each scored against its
-    labels: ``{"<folder>": {"labels": M, "detector": M}}`` (see :class:`RealScore`).
+    labels: ``{"<folder>": {"labels": M, "detector": M}}`` (see :class:`RealScore`). ``categories``: the detector
+    modes draft only these (``AgentConfig.categories``: a building-change dataset's user asks for building);
+    labels mode drafts every labelled object.
 
     With ``left_out_runs`` (the ``--runs`` folder of ``bench change``) each source is also drafted by learned
     detectors that never saw it, under ``"learned_left_out"``: each pair by the model of the run whose
@@ -273,6 +276,7 @@ def score_real_sources(
                         proposals=mode,
                         detector=detector_name,
                         checkpoint=str(run_checkpoint) if run_checkpoint else None,
+                        categories=categories if mode == "detector" else None,
                     )
                     summary = generate(catalog, store, backend(), engine, workspace, config, pair_ids=pair_ids)
                     failed += len(summary.failed)
@@ -280,6 +284,7 @@ def score_real_sources(
                 metrics["failed"] = failed
                 if mode == "detector":
                     metrics["detector"] = detector_name
+                    metrics["categories"] = categories
                 if detector_checkpoint is not None and mode == "detector":
                     metrics["checkpoint"] = str(detector_checkpoint)
                 elif name == "learned_left_out":
@@ -300,6 +305,7 @@ def run_agent_bench(
     checkpoint: Path | None = None,
     progress: Callable[[str], None] | None = None,
     left_out_runs: Path | None = None,
+    categories: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns ``{"backends": {name: metrics}, "sources": {folder: {"labels": M,
     "detector": M}}}``. ``pairs=0`` skips the generated scenes; ``data`` adds the real labelled sources, drafted
@@ -313,6 +319,7 @@ def run_agent_bench(
         "seed": seed,
         "masks": engine.name,
         "detector": detector,
+        "categories": categories,
     }
     with tempfile.TemporaryDirectory(prefix="craft-bench-agent-") as scratch:
         root = Path(scratch)
@@ -346,6 +353,6 @@ def run_agent_bench(
                 report["backends"][name] = metrics
         if data is not None and "offline" in backends:
             report["sources"] = score_real_sources(
-                data, backends["offline"], engine, root, detector, checkpoint, progress, left_out_runs
+                data, backends["offline"], engine, root, detector, checkpoint, progress, left_out_runs, categories
             )
     return report

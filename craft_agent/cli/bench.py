@@ -11,6 +11,7 @@ from rich.table import Table
 
 from craft_agent.cli.common import (
     EXIT_OK,
+    CategoriesOption,
     CheckpointOption,
     DetectorOption,
     JsonOption,
@@ -21,6 +22,7 @@ from craft_agent.cli.common import (
     emit_json,
     handled,
     out,
+    parse_categories,
     progress_bar,
     require_sources,
     settings_for,
@@ -115,10 +117,13 @@ def bench_agent(
             "its fold of --protocol pairs)."
         ),
     ] = None,
+    categories: CategoriesOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score the whole agent (offline, and openai when configured) against generated and real ground truth."""
+    """Score the whole agent (offline, and openai when configured) against generated and real ground truth.
+
+    ``--categories`` applies to the detector modes on --data (labels mode drafts every labelled object)."""
     from craft_agent.bench.agent import run_agent_bench
     from craft_agent.bench.vision import write_report
     from craft_agent.llm import UsageMeter, create_llm_backend
@@ -141,6 +146,7 @@ def bench_agent(
             checkpoint=detector_checkpoint,
             progress=lambda step: update(0, 0, step),
             left_out_runs=left_out_runs,
+            categories=parse_categories(categories),
         )
     write_report(report, out_file)
     if as_json:
@@ -175,7 +181,8 @@ def bench_agent(
             "empty_pairs_ok": "empty ok",
             "type_accuracy": "type acc.",
         }
-        table = Table(title=f"bench agent on labelled sources (detector mode: {report['detector']})")
+        asked = f", categories: {', '.join(report['categories'])}" if report["categories"] else ""
+        table = Table(title=f"bench agent on labelled sources (detector mode: {report['detector']}{asked})")
         table.add_column("source", no_wrap=True)
         table.add_column("mode", no_wrap=True)
         for header in columns.values():

@@ -58,6 +58,13 @@ SnapOption = Annotated[
         "where the two disagree."
     ),
 ]
+CategoriesOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Draft only changes of these categories, comma-separated (building, roof, vegetation, vehicle, water, "
+        "ground, road, facade, object): for a building-change dataset, building. Default: all."
+    ),
+]
 ReportOption = Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")]
 CheckpointOption = Annotated[
     Path | None, typer.Option(help="The learned detector's checkpoint (RUN/change.pt from `train --stage change`).")
@@ -125,6 +132,27 @@ def detector_choice(settings: Settings, detector: str | None, checkpoint: Path |
     default_name, default_checkpoint = default_detector(settings)
     name = detector or default_name
     return name, checkpoint or (default_checkpoint if name == "learned" else None)
+
+
+def parse_categories(text: str | None) -> list[str] | None:
+    """``--categories building,roof`` as category names (None: all).
+
+    Raises:
+        typer.BadParameter: naming a word that is not a category, and the ones there are.
+    """
+    from craft_agent.models import Category
+
+    if text is None:
+        return None
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in words if w.lower() not in set(Category)]
+    if unknown or not words:
+        raise typer.BadParameter(
+            f"{', '.join(map(repr, unknown)) or 'nothing'} is not a category; use one or more of "
+            f"{', '.join(Category)}, comma-separated.",
+            param_hint="--categories",
+        )
+    return list(dict.fromkeys(w.lower() for w in words))
 
 
 def require_sources(data: Path | None) -> None:

@@ -10,6 +10,7 @@ import typer
 from craft_agent.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    CategoriesOption,
     CheckpointOption,
     DetectorOption,
     JsonOption,
@@ -22,6 +23,7 @@ from craft_agent.cli.common import (
     err,
     handled,
     out,
+    parse_categories,
     print_failures,
     progress_bar,
     settings_for,
@@ -104,6 +106,7 @@ def generate(
             "with the image side; labels mode keeps every labelled object)."
         ),
     ] = None,
+    categories: CategoriesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the CRAFT agent over the ingested pairs and draft triplets (resumable, never duplicates)."""
@@ -126,6 +129,7 @@ def generate(
         checkpoint=str(detector_checkpoint) if detector_checkpoint else None,
         budget=budget,
         snap=snap,
+        categories=parse_categories(categories),
     )
     with Catalog.from_settings(settings) as catalog, progress_bar("generate", not as_json) as update:
         summary = run_generate(
