@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from craft_agent.agent.offline import OfflineBackend
@@ -35,7 +36,9 @@ def test_agent_bench_report(tmp_path: Path) -> None:
 
 def test_agent_bench_cli_prints_readable_figures(tmp_path: Path) -> None:
     """The figures table shows each source and mode with figures to two decimals, uncut when written to a log,
-    and names a folder it could not score below the table instead of inside it."""
+    and names a folder it could not score below the table instead of inside it; ``--categories`` narrows the
+    detector mode only, and the table says so."""
+
     from tests.test_cli import craft
 
     data = tmp_path / "data"
@@ -44,11 +47,13 @@ def test_agent_bench_cli_prints_readable_figures(tmp_path: Path) -> None:
     save_png(data / "nomask" / "pre" / "a.png", pre)
     save_png(data / "nomask" / "post" / "a.png", post)
     out = tmp_path / "report.json"
-    done = craft("bench", "agent", "--pairs", "0", "--data", str(data), "--out", str(out))
+    done = craft("bench", "agent", "--pairs", "0", "--data", str(data), "--out", str(out), "--categories", "building")
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if "│ toy" in line]
     assert [row.split("│")[2].strip() for row in rows] == ["labels", "detector"]
     assert "1.00" in rows[0].split("│")[6] and "1.0000" not in done.stdout
     assert "union IoU" in done.stdout and "…" not in done.stdout, "a log file gets whole headers and figures"
     assert "nomask: no pairs with a ground-truth change mask (not scored)" in done.stdout
-    assert out.is_file()
+    assert "categories: building" in done.stdout
+    toy = json.loads(out.read_text())["sources"]["toy"]
+    assert toy["detector"]["categories"] == ["building"] and "categories" not in toy["labels"]
