@@ -348,8 +348,11 @@ def test_a_run_drafts_only_the_categories_asked_for(tmp_path: Path) -> None:
     """A building-change dataset's user asks for buildings: the others are rejected at the review (counted under
     "category"), and what is drafted of the asked kind is what an unrestricted run drafts of it."""
     workspace = _ingested(tmp_path)
-    everything = tmp_path / "everything"
+    everything, printed = tmp_path / "everything", tmp_path / "printed"
     shutil.copytree(workspace, everything)
+    shutil.copytree(workspace, printed)
+    shown = craft("generate", "-w", str(printed), "--categories", "vehicle,building")
+    assert shown.returncode == 0 and re.search(r"rejected at the review:.*category \d+", shown.stdout), shown.stdout
     asked = craft("generate", "-w", str(workspace), "--categories", "Vehicle, building", "--json")
     assert asked.returncode == 0, asked.stderr
     assert json.loads(asked.stdout)["rejected_by_reason"]["category"] > 0
