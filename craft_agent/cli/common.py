@@ -147,9 +147,9 @@ def parse_categories(text: str | None) -> list[str] | None:
     words = [w.strip() for w in text.split(",") if w.strip()]
     unknown = [w for w in words if w.lower() not in set(Category)]
     if unknown or not words:
+        named = f"{', '.join(map(repr, unknown))} {'are not categories' if len(unknown) > 1 else 'is not a category'}"
         raise typer.BadParameter(
-            f"{', '.join(map(repr, unknown)) or 'nothing'} is not a category; use one or more of "
-            f"{', '.join(Category)}, comma-separated.",
+            f"{named if unknown else 'no category given'}; use one or more of {', '.join(Category)}, comma-separated.",
             param_hint="--categories",
         )
     return list(dict.fromkeys(w.lower() for w in words))
