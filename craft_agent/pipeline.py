@@ -20,12 +20,13 @@ from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.revise import TripletReviser, revise_needs_fix
 from craft_agent.agent.run import GenerateSummary, PairDrafter, agent_resources
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change import choose_detector
 from craft_agent.change.stage import candidates_of_pair
 from craft_agent.llm import UsageMeter, create_llm_backend
 from craft_agent.llm.base import BudgetExceededError
 from craft_agent.masks import create_mask_engine
 from craft_agent.runs import StageRun
-from craft_agent.settings import load_settings
+from craft_agent.settings import Settings, load_settings
 
 
 class DraftOptions(BaseModel):
@@ -33,7 +34,9 @@ class DraftOptions(BaseModel):
 
     llm: str | None = None
     masks: str | None = None
-    detector: str = "classical"
+    detector: str | None = None
+    """None: the workspace's default (``learned`` when it sets ``CRAFT_CHANGE_CHECKPOINT``); see
+    :meth:`for_workspace`."""
     checkpoint: str | None = None
     proposals: str = "auto"
     snap: bool = False
@@ -43,13 +46,19 @@ class DraftOptions(BaseModel):
     budget: int | None = None
     categories: list[str] | None = None
 
+    def for_workspace(self, settings: Settings) -> DraftOptions:
+        """These options with the detector and checkpoint the workspace's settings give where none is set,
+        as ``generate`` resolves them: a flow then drafts with the same detector, and its cache key says so."""
+        name, checkpoint = choose_detector(settings, self.detector, Path(self.checkpoint) if self.checkpoint else None)
+        return self.model_copy(update={"detector": name, "checkpoint": str(checkpoint) if checkpoint else None})
+
     def agent_config(self) -> AgentConfig:
         return AgentConfig(
             max_rounds=self.max_rounds,
             expressions_per_target=self.expressions,
             no_target_ratio=self.no_target_ratio,
             proposals=self.proposals,
-            detector=self.detector,
+            detector=self.detector or "classical",
             checkpoint=self.checkpoint,
             budget=self.budget,
             snap=self.snap,
@@ -71,6 +80,7 @@ def draft_pair(workspace: str, pair_id: str, options: DraftOptions) -> GenerateS
         CraftError: the pair cannot be drafted (unknown pair, unreadable image, endpoint down, budget...).
     """
     settings = load_settings(workspace=Path(workspace))
+    options = options.for_workspace(settings)
     llm = create_llm_backend(settings, options.llm, usage=UsageMeter())
     engine = create_mask_engine(settings, options.masks)
     checkpoint = Path(options.checkpoint) if options.checkpoint else None
@@ -79,7 +89,15 @@ def draft_pair(workspace: str, pair_id: str, options: DraftOptions) -> GenerateS
         store = ImageStore(settings.workspace)
         pair = catalog.get_pair(pair_id)
         _, found = candidates_of_pair(
-            catalog, store, engine, pair, options.detector, False, options.proposals, checkpoint, options.snap
+            catalog,
+            store,
+            engine,
+            pair,
+            options.detector or "classical",
+            False,
+            options.proposals,
+            checkpoint,
+            options.snap,
         )
         if found:
             catalog.add_candidates(found)

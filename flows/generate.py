@@ -117,6 +117,9 @@ def generate_flow(
     if source:
         ingest_flow([source], workspace)
     settings = load_settings(workspace=Path(workspace))
+    # the workspace's default detector (CRAFT_CHANGE_CHECKPOINT) is resolved here, once: the run record and the
+    # per-pair cache keys then name the detector and checkpoint really used
+    options = options.for_workspace(settings)
     summary = GenerateSummary()
     with Catalog.from_settings(settings) as catalog:
         pair_ids = [pair.id for pair in catalog.iter_pairs()]

@@ -13,6 +13,7 @@ from PIL import Image
 
 from craft_agent.bench.change import deal_folds, family_of, is_window, run_change_bench
 from craft_agent.bench.vision import pairs_from_source, run_vision_bench
+from craft_agent.catalog import Catalog
 from craft_agent.change import create_detector, default_detector
 from craft_agent.change.learned import SiameseChangeNet, load_change_model, normalise_image, predict_probability
 from craft_agent.errors import ConfigError
@@ -177,9 +178,39 @@ def test_learned_needs_a_checkpoint_and_refuses_bad_files(tmp_path: Path) -> Non
 
 
 def test_default_detector_follows_the_settings(tmp_path: Path) -> None:
+    from craft_agent.pipeline import DraftOptions
+
     assert default_detector(Settings(workspace=tmp_path)) == ("classical", None)
     checkpoint = tmp_path / "change.pt"
-    assert default_detector(Settings(workspace=tmp_path, change_checkpoint=checkpoint)) == ("learned", checkpoint)
+    configured = Settings(workspace=tmp_path, change_checkpoint=checkpoint)
+    assert default_detector(configured) == ("learned", checkpoint)
+    # the flows' options resolve it the same way: unset follows the workspace, an explicit choice wins
+    resolved = DraftOptions().for_workspace(configured)
+    assert (resolved.detector, resolved.checkpoint) == ("learned", str(checkpoint))
+    assert DraftOptions(detector="classical").for_workspace(configured).checkpoint is None
+    assert DraftOptions().for_workspace(Settings(workspace=tmp_path)).detector == "classical"
+    given = DraftOptions(checkpoint=str(tmp_path / "other.pt")).for_workspace(Settings(workspace=tmp_path))
+    assert (given.detector, given.checkpoint) == ("learned", str(tmp_path / "other.pt"))
+
+
+def test_a_flow_task_drafts_with_the_workspace_detector(
+    tiny_run: tuple[Path, ChangeTrainingSummary], examples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint set in the workspace's settings is the default detector of the flows' per-pair task too, as
+    it is of ``generate``, and the triplets' provenance says which detector made them."""
+    from craft_agent.pipeline import DraftOptions, draft_pair
+
+    workspace = tmp_path / "ws"
+    assert craft("ingest", str(examples), "--workspace", str(workspace), "--json").returncode == 0
+    monkeypatch.setenv("CRAFT_CHANGE_CHECKPOINT", str(tiny_run[0] / "change.pt"))
+    with Catalog.from_settings(Settings(workspace=workspace)) as catalog:
+        pair_id = next(iter(catalog.iter_pairs())).id
+    options = DraftOptions(llm="offline", masks="classical", proposals="detector")
+    assert draft_pair(str(workspace), pair_id, options).failed == []
+    with Catalog.from_settings(Settings(workspace=workspace)) as catalog:
+        detectors = {t.provenance.backends.get("detector") for t in catalog.iter_triplets() if not t.is_no_target}
+        sources = {c.source.split(":")[0] for c in catalog.candidates_for(pair_id)}
+    assert detectors == {"learned"} and sources == {"learned"}
 
 
 def test_a_trained_model_beats_chance_on_unseen_pairs(tmp_path: Path) -> None:

@@ -80,6 +80,16 @@ def default_detector(settings: Settings) -> tuple[str, Path | None]:
     return "classical", None
 
 
+def choose_detector(settings: Settings, detector: str | None, checkpoint: Path | None) -> tuple[str, Path | None]:
+    """The detector and checkpoint a run uses: those asked for (a checkpoint alone means ``learned``), else the
+    workspace's default (:func:`default_detector`). Returns (name, checkpoint)."""
+    if detector is None and checkpoint is not None:
+        return "learned", checkpoint
+    default_name, default_checkpoint = default_detector(settings)
+    name = detector or default_name
+    return name, checkpoint or (default_checkpoint if name == "learned" else None)
+
+
 __all__ = [
     "DETECTORS",
     "ChangeDetector",
@@ -88,6 +98,7 @@ __all__ = [
     "DetectorConfig",
     "EvidenceConfig",
     "change_evidence",
+    "choose_detector",
     "create_detector",
     "default_detector",
 ]

@@ -125,13 +125,9 @@ def settings_for(workspace: Path | None, *, existing: bool = True, **overrides: 
 
 def detector_choice(settings: Settings, detector: str | None, checkpoint: Path | None) -> tuple[str, Path | None]:
     """The detector and checkpoint to use: the options, else the workspace's default."""
-    from craft_agent.change import default_detector
+    from craft_agent.change import choose_detector
 
-    if detector is None and checkpoint is not None:
-        return "learned", checkpoint
-    default_name, default_checkpoint = default_detector(settings)
-    name = detector or default_name
-    return name, checkpoint or (default_checkpoint if name == "learned" else None)
+    return choose_detector(settings, detector, checkpoint)
 
 
 def parse_categories(text: str | None) -> list[str] | None:

@@ -4,14 +4,46 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from craft_agent.cli.common import EXIT_OK, JsonOption, WorkspaceOption, emit_json, err, handled, out, settings_for
+from craft_agent.cli.common import (
+    EXIT_OK,
+    CategoriesOption,
+    CheckpointOption,
+    DetectorOption,
+    JsonOption,
+    WorkspaceOption,
+    emit_json,
+    err,
+    handled,
+    out,
+    parse_categories,
+    settings_for,
+)
 from craft_agent.errors import CraftError
 
+if TYPE_CHECKING:
+    from craft_agent.pipeline import DraftOptions
+
 FLOW_NAMES = ("generate", "audit-sync", "export", "craft", "train")
+
+
+def _draft_options(
+    llm: str | None, masks: str | None, detector: str | None, checkpoint: Path | None, categories: str | None
+) -> DraftOptions:
+    """The flows' drafting options from the command line; the detector left unset is the workspace's default
+    (resolved by the generate flow)."""
+    from craft_agent.pipeline import DraftOptions
+
+    return DraftOptions(
+        llm=llm,
+        masks=masks,
+        detector=detector,
+        checkpoint=str(checkpoint.resolve()) if checkpoint else None,
+        categories=parse_categories(categories),
+    )
 
 
 @handled
@@ -26,6 +58,9 @@ def flows_serve(
     export_to: Annotated[Path | None, typer.Option(help="Export folder of the export and craft flows.")] = None,
     llm: Annotated[str | None, typer.Option(help="LLM backend of the regeneration.")] = None,
     masks: Annotated[str | None, typer.Option(help="Mask engine of the regeneration.")] = None,
+    detector: DetectorOption = None,
+    checkpoint: CheckpointOption = None,
+    categories: CategoriesOption = None,
     port: Annotated[int | None, typer.Option(help="Port of the local Prefect server (default: kept, or free).")] = None,
 ) -> None:
     """Start the workspace's Prefect server on 127.0.0.1 (or use PREFECT_API_URL) and serve the deployments
@@ -33,7 +68,6 @@ def flows_serve(
     import os
 
     from craft_agent.orchestration import LocalPrefectServer, configure_prefect
-    from craft_agent.pipeline import DraftOptions
 
     settings = settings_for(workspace, existing=watch is None)
     settings.workspace.mkdir(parents=True, exist_ok=True)
@@ -53,7 +87,7 @@ def flows_serve(
         cron=cron,
         every_s=every,
         audit_every_s=audit_every or None,
-        options=DraftOptions(llm=llm, masks=masks),
+        options=_draft_options(llm, masks, detector, checkpoint, categories),
         export_to=str(export_to.resolve()) if export_to else None,
     )
     prefect.serve(*deployments, print_starting_message=True)
@@ -76,11 +110,13 @@ def flows_run(
     dask_address: Annotated[str | None, typer.Option(help="A Dask scheduler (default: a LocalCluster).")] = None,
     llm: Annotated[str | None, typer.Option(help="LLM backend.")] = None,
     masks: Annotated[str | None, typer.Option(help="Mask engine.")] = None,
+    detector: DetectorOption = None,
+    checkpoint: CheckpointOption = None,
+    categories: CategoriesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run one flow now (on PREFECT_API_URL when set, else on Prefect's temporary local server)."""
     from craft_agent.orchestration import configure_prefect
-    from craft_agent.pipeline import DraftOptions
 
     if name not in FLOW_NAMES:
         raise CraftError(f"unknown flow {name!r}.", hint=f"use one of: {', '.join(FLOW_NAMES)}.")
@@ -91,7 +127,7 @@ def flows_run(
     settings = settings_for(workspace, existing=source is None)
     configure_prefect(settings)
     root = str(settings.workspace.resolve())
-    options = DraftOptions(llm=llm, masks=masks)
+    options = _draft_options(llm, masks, detector, checkpoint, categories)
     if name == "generate":
         from flows.generate import generate_flow, task_runner
 
