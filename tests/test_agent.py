@@ -366,6 +366,13 @@ def test_a_run_drafts_only_the_categories_asked_for(tmp_path: Path) -> None:
     assert drafted and set(drafted.values()) <= {"vehicle", "building"}
     assert set(unrestricted.values()) - {"vehicle", "building"}  # the scenes have other changes too
     assert drafted == {i: c for i, c in unrestricted.items() if c in {"vehicle", "building"}}
+    # everything drafted afterwards in the restricted workspace: what it already held is drafted, not new
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        held = len(list(catalog.iter_triplets()))
+    rest = json.loads(craft("generate", "-w", str(workspace), "--json").stdout)
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        assert len(list(catalog.iter_triplets())) == held + rest["new_triplets"]
+    assert 0 < rest["new_triplets"] < rest["triplets"]
     wrong = craft("generate", "-w", str(workspace), "--categories", "building,cars")
     assert wrong.returncode == 2
     assert "'cars' is not a category" in " ".join(wrong.stderr.split()), wrong.stderr

@@ -42,6 +42,9 @@ class GenerateSummary(BaseModel):
     resumed: int = 0
     skipped: int = 0
     triplets: int = 0
+    new_triplets: int = 0
+    """Of ``triplets``, those not in the catalog before this run (a re-run under other options drafts the same
+    triplets again: their ids are content hashes, so nothing is duplicated, and they are not new)."""
     uncorrected: int = 0
     failed: list[Failure] = Field(default_factory=list)
     stopped_by_budget: bool = False
@@ -73,6 +76,7 @@ class GenerateSummary(BaseModel):
         self.resumed += outcome.status == "resumed"
         self.pairs += 1
         self.triplets += len(outcome.triplet_ids)
+        self.new_triplets += outcome.new_triplets
         self.uncorrected += outcome.uncorrected
         for reason, count in outcome.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
@@ -85,7 +89,16 @@ class GenerateSummary(BaseModel):
     def merge(self, other: GenerateSummary) -> None:
         """Another summary (one flow task's pair, or its revisions) added: counts, rejections, LLM usage and
         failures."""
-        added = ("pairs", "resumed", "skipped", "triplets", "uncorrected", "revised", "left_with_auditors")
+        added = (
+            "pairs",
+            "resumed",
+            "skipped",
+            "triplets",
+            "new_triplets",
+            "uncorrected",
+            "revised",
+            "left_with_auditors",
+        )
         for name in (*added, "fallbacks", "llm_steps", "llm_calls"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.prompt_tokens += other.prompt_tokens
@@ -124,6 +137,7 @@ class GenerateSummary(BaseModel):
             "resumed": self.resumed,
             "skipped": self.skipped,
             "triplets": self.triplets,
+            "new_triplets": self.new_triplets,
             "uncorrected": self.uncorrected,
             "failed": [f.as_dict() for f in self.failed],
             "stopped_by_budget": self.stopped_by_budget,
@@ -246,6 +260,8 @@ class PairOutcome(BaseModel):
     status: Literal["skipped", "resumed", "drafted"]
     """``skipped``: done by an earlier run; ``resumed``: an interrupted thread finished now."""
     triplet_ids: list[str] = Field(default_factory=list)
+    new_triplets: int = 0
+    """Of ``triplet_ids``, those the catalog did not hold before this draft."""
     uncorrected: int = 0
     rejected: dict[str, int] = Field(default_factory=dict)
     """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...), and
@@ -296,6 +312,7 @@ class PairDrafter:
         # durability="sync": each node's checkpoint is on disk before the next node starts, so a kill at any
         # moment resumes at the node that was running (the default writes asynchronously and a kill can lose
         # the latest checkpoints).
+        before = {t.id for t in self.catalog.iter_triplets(pair_id=pair_id)}
         final = self._app.invoke(None if pending else {"pair_id": pair_id}, settings, durability="sync")
         rejected: dict[str, int] = {}
         for rejection in final.get("rejected", []):
@@ -306,6 +323,7 @@ class PairDrafter:
             pair_id=pair_id,
             status="resumed" if pending else "drafted",
             triplet_ids=ids,
+            new_triplets=len(set(ids) - before),
             uncorrected=sum(self.catalog.get_triplet(i).uncorrected for i in ids),
             rejected=rejected,
         )

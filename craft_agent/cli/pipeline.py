@@ -140,7 +140,8 @@ def generate(
     else:
         cost = f"${summary.cost_usd:.4f}" if summary.cost_known else "cost unknown (no price for the model)"
         out.print(
-            f"[bold green]{summary.triplets}[/] triplet(s) drafted ({summary.uncorrected} uncorrected) from "
+            f"[bold green]{summary.triplets}[/] triplet(s) drafted ({summary.new_triplets} new, "
+            f"{summary.uncorrected} uncorrected) from "
             f"{summary.pairs} pair(s); {summary.skipped} already done, {summary.resumed} resumed, "
             f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/]; "
             f"{summary.llm_calls} LLM call(s), {cost} ({summary.seconds:.1f} s)"
