@@ -80,28 +80,20 @@ def draft_pair(workspace: str, pair_id: str, options: DraftOptions) -> GenerateS
         CraftError: the pair cannot be drafted (unknown pair, unreadable image, endpoint down, budget...).
     """
     settings = load_settings(workspace=Path(workspace))
-    options = options.for_workspace(settings)
+    config = options.for_workspace(settings).agent_config()
     llm = create_llm_backend(settings, options.llm, usage=UsageMeter())
     engine = create_mask_engine(settings, options.masks)
-    checkpoint = Path(options.checkpoint) if options.checkpoint else None
+    checkpoint = Path(config.checkpoint) if config.checkpoint else None
     summary = GenerateSummary()
     with Catalog.from_settings(settings) as catalog:
         store = ImageStore(settings.workspace)
         pair = catalog.get_pair(pair_id)
         _, found = candidates_of_pair(
-            catalog,
-            store,
-            engine,
-            pair,
-            options.detector or "classical",
-            False,
-            options.proposals,
-            checkpoint,
-            options.snap,
+            catalog, store, engine, pair, config.detector, False, config.proposals, checkpoint, config.snap
         )
         if found:
             catalog.add_candidates(found)
-        with PairDrafter(catalog, store, llm, engine, settings.workspace, options.agent_config()) as drafter:
+        with PairDrafter(catalog, store, llm, engine, settings.workspace, config) as drafter:
             summary.add(drafter.draft(pair_id))
             summary.add_usage(drafter.resources, llm)
     return summary

@@ -312,7 +312,7 @@ class PairDrafter:
         # durability="sync": each node's checkpoint is on disk before the next node starts, so a kill at any
         # moment resumes at the node that was running (the default writes asynchronously and a kill can lose
         # the latest checkpoints).
-        before = {t.id for t in self.catalog.iter_triplets(pair_id=pair_id)}
+        before = self.catalog.triplet_ids(pair_id)
         final = self._app.invoke(None if pending else {"pair_id": pair_id}, settings, durability="sync")
         rejected: dict[str, int] = {}
         for rejection in final.get("rejected", []):

@@ -495,6 +495,11 @@ class Catalog:
             for record in session.scalars(statement.execution_options(yield_per=200)):
                 yield Triplet.model_validate(record)
 
+    def triplet_ids(self, pair_id: str) -> set[str]:
+        """The ids of a pair's triplets, without reading their records (masks and all)."""
+        with self._session() as session:
+            return set(session.scalars(select(TripletRow.id).where(TripletRow.pair_id == pair_id)))
+
     def triplet_history(self, triplet_id: str) -> list[tuple[str | None, str, str | None]]:
         """State moves of a triplet, oldest first, as (from, to, reason)."""
         statement = select(TripletEventRow).where(TripletEventRow.triplet_id == triplet_id).order_by(TripletEventRow.id)
