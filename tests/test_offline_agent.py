@@ -12,7 +12,14 @@ import pytest
 from pycocotools import mask as coco_mask
 from pydantic import BaseModel
 
-from craft_agent.agent.cues import change_cue, change_cues, mask_window
+from craft_agent.agent.cues import (
+    GROUND_COLOURS,
+    KEPT_OUTLINE,
+    change_cue,
+    change_cues,
+    judge_change_type,
+    mask_window,
+)
 from craft_agent.agent.offline import (
     OfflineBackend,
     correction_verdict,
@@ -164,6 +171,65 @@ def test_cue_measures_colour_presence_size_and_shape() -> None:
     assert change_cue(strip, pre, post).shape == "elongated"
     green = change_cue(candidate, *_square_pair((60, 140, 50))[:2])
     assert green.greenness_after > 0.3 and green.colour_after == "green"
+
+
+def _roof_pair(before_roof: tuple[int, int, int] | None) -> tuple[np.ndarray, np.ndarray, ChangeCandidate]:
+    """Grainy beige ground; a white roof with three dark ridge lines in the later image, where the earlier one
+    shows either the same roof in ``before_roof`` colour (ridges included) or bare ground (None). The candidate
+    is one panel between two ridges, as a learned detector's region often is: flat inside, so only its outline
+    tells whether it was there before."""
+    rng = np.random.default_rng(3)
+    ground = np.clip(rng.normal((170, 150, 120), 5, (160, 160, 3)), 0, 255).astype(np.uint8)
+
+    def roof(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+        image = image.copy()
+        image[40:120, 30:130] = colour
+        for row in (60, 80, 100):
+            image[row - 2 : row + 2, 30:130] = (60, 50, 45)
+        return image
+
+    pre = ground if before_roof is None else roof(ground, before_roof)
+    post = roof(ground, (240, 240, 238))
+    mask = np.zeros((160, 160), bool)
+    mask[62:78, 30:130] = True
+    candidate = ChangeCandidate(
+        id="roof",
+        pair_id="p",
+        change_type=ChangeType.APPEAR,
+        box=BBox(x0=30, y0=62, x1=130, y1=78),
+        grid_cell="center",
+        area=1600,
+        mask=RLEMask.from_array(mask),
+        scores={"confidence": 0.9},
+    )
+    return pre, post, candidate
+
+
+def test_a_re_covered_roof_keeps_its_outline_and_is_a_state_change_not_a_new_building() -> None:
+    # a rusty-brown roof reads as bare ground, so without the outline the "built on bare ground" rule fires
+    pre, post, candidate = _roof_pair((205, 165, 125))
+    recovered = change_cue(candidate, pre, post)
+    assert recovered.colour_before in GROUND_COLOURS
+    assert recovered.outline_kept is not None and recovered.outline_kept >= KEPT_OUTLINE
+    judged = judge_change_type(recovered)
+    assert judged.change_type is ChangeType.STATE_CHANGE and "outline" in judged.reason
+    assert judge_change_type(recovered.model_copy(update={"outline_kept": None})).change_type is ChangeType.APPEAR
+    pre, post, candidate = _roof_pair(None)
+    built = change_cue(candidate, pre, post)
+    assert built.outline_kept is not None and built.outline_kept < KEPT_OUTLINE
+    assert judge_change_type(built).change_type is ChangeType.APPEAR
+    # a kept outline never turns a demolition into a state change: demolished buildings leave footprints
+    gone = built.model_copy(
+        update={
+            "colour_before": built.colour_after,
+            "colour_after": built.colour_before,
+            "contrast_before": built.contrast_after,
+            "contrast_after": built.contrast_before,
+            "brightness_change": -built.brightness_change,
+            "outline_kept": 0.9,
+        }
+    )
+    assert judge_change_type(gone).change_type is ChangeType.DISAPPEAR
 
 
 def test_mask_window_matches_a_full_decode() -> None:

@@ -86,6 +86,13 @@ class ChangeCue(BaseModel):
         description="Correlation of the lightness pattern inside between the dates: near 1 when the same surface "
         "is still there (repainted, relit), near 0 when something else replaced it.",
     )
+    outline_kept: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="How much of the region's outline is the same edge in both dates: near 1 when the outline was "
+        "there before and after (a re-covered roof), near 0 when it is new (a house on a bare lot).",
+    )
     length_m: float | None = Field(default=None, ge=0, description="Longest side in metres (when the GSD is known).")
     area_m2: float | None = Field(default=None, ge=0, description="Area in square metres (when the GSD is known).")
     category_hint: Category | None = Field(default=None, description="Heuristic category from colour and texture.")

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from craft_agent.agent.cues import PALETTE, presence_ratio
+from craft_agent.agent.cues import PALETTE, labelled_change_type
 from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Rejection, Target
@@ -22,7 +22,7 @@ from craft_agent.agent.wording import (
     SIZE_ADJECTIVES,
     ordinal_expression,
 )
-from craft_agent.models import BBox, Category, ChangeType, Domain
+from craft_agent.models import BBox, ChangeType, Domain
 
 
 def keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[Rejection], domain: Domain) -> None:
@@ -47,22 +47,8 @@ def keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[R
             )
             targets.append(target)
         target.box = cue.box
-        target.change_type = cue.label_type or _object_label_type(cue, target.change_type)
+        target.change_type = labelled_change_type(cue, target.change_type)
         target.category = cue.label_category or target.category
-
-
-OBJECT_LABELS = frozenset({Category.BUILDING, Category.VEHICLE})
-"""Categories whose change labels mark objects that exist in one date only: a building-change dataset
-(LEVIR-CD, WHU-CD, S2Looking) labels buildings that were built or demolished, not repainted ones."""
-
-
-def _object_label_type(cue: ChangeCue, judged: ChangeType) -> ChangeType:
-    """The type of a labelled change whose label says only "changed": the judged type, except that an object
-    label (:data:`OBJECT_LABELS`) is never a state change; it appeared when it stands out more in the later
-    image, else disappeared."""
-    if judged is ChangeType.STATE_CHANGE and Category.parse(cue.label_category) in OBJECT_LABELS:
-        return ChangeType.APPEAR if presence_ratio(cue) >= 1 else ChangeType.DISAPPEAR
-    return judged
 
 
 def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target]:
