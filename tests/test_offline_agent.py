@@ -21,8 +21,10 @@ from craft_agent.agent.cues import (
     mask_window,
 )
 from craft_agent.agent.offline import (
+    OBJECT_CONTRAST,
     OfflineBackend,
     correction_verdict,
+    nuisance_of,
 )
 from craft_agent.agent.schemas import (
     Beautified,
@@ -230,6 +232,30 @@ def test_a_re_covered_roof_keeps_its_outline_and_is_a_state_change_not_a_new_bui
         }
     )
     assert judge_change_type(gone).change_type is ChangeType.DISAPPEAR
+
+
+def test_an_object_that_stands_out_in_neither_date_is_noise_whatever_the_detectors_confidence() -> None:
+    # a learned detector's region on a field that only turned green: confident, but nothing stands out there
+    faint = _cue(confidence=0.9, contrast_before=1.5, contrast_after=OBJECT_CONTRAST - 2.0)
+    assert judge_change_type(faint).change_type is ChangeType.APPEAR
+    assert nuisance_of(faint) == "noise"
+    assert nuisance_of(faint.model_copy(update={"contrast_after": OBJECT_CONTRAST + 6.0})) is None
+    # the date that counts is the one the object exists in: a demolished building stood out before
+    gone = _cue(**DISAPPEAR_CUE, confidence=0.9, contrast_before=25.0, contrast_after=1.0)
+    assert judge_change_type(gone).change_type is ChangeType.DISAPPEAR and nuisance_of(gone) is None
+    assert nuisance_of(gone.model_copy(update={"contrast_before": 4.0})) == "noise"
+    # a state change need not stand out (a lawn dug up is the whole lawn), and street scenes are left alone
+    surface = _cue(
+        colour_before="green",
+        greenness_before=0.4,
+        texture_before=3.0,
+        colour_after="tan",
+        greenness_after=0.02,
+        contrast_before=3.0,
+        contrast_after=4.0,
+    )
+    assert judge_change_type(surface).change_type is ChangeType.STATE_CHANGE and nuisance_of(surface) is None
+    assert nuisance_of(faint, Domain.NS) is None
 
 
 def test_mask_window_matches_a_full_decode() -> None:
