@@ -3,8 +3,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from craft_agent.agent.offline import OfflineBackend
-from craft_agent.bench.agent import run_agent_bench
+from craft_agent.bench.agent import QUIET_WINDOW_PX, run_agent_bench, write_quiet_windows
+from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.masks import ClassicalMaskEngine
 from tests.data import make_folder_source, save_png, scene
 
@@ -57,3 +62,50 @@ def test_agent_bench_cli_prints_readable_figures(tmp_path: Path) -> None:
     assert "categories: building" in done.stdout
     toy = json.loads(out.read_text())["sources"]["toy"]
     assert toy["detector"]["categories"] == ["building"] and "categories" not in toy["labels"]
+
+
+def _quiet_source(root: Path) -> Path:
+    """One 512 px pair: a labelled red square in the top-left window, an unlabelled blue one (a change the
+    labels do not count) in the bottom-right window, the rest the same in both dates."""
+    rng = np.random.default_rng(7)
+    pre = rng.integers(40, 120, size=(512, 512, 3), dtype=np.uint8)
+    post = pre.copy()
+    mask = np.zeros((512, 512), bool)
+    mask[60:140, 60:140] = True
+    post[mask] = (230, 60, 40)
+    post[340:420, 340:420] = (40, 60, 230)
+    save_png(root / "pre" / "tile.png", pre)
+    save_png(root / "post" / "tile.png", post)
+    save_png(root / "mask" / "tile.png", mask)
+    return root
+
+
+def test_quiet_windows_are_the_crops_away_from_every_labelled_change(tmp_path: Path) -> None:
+    source = _quiet_source(tmp_path / "data" / "toy")
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(source, catalog, store, IngestOptions())
+        windows = write_quiet_windows(catalog, store, tmp_path / "quiet")
+        pair = next(catalog.iter_pairs())
+        post = store.load(pair.post)
+    # the top-left window holds the labelled square; the other three are quiet (the unlabelled blue one too)
+    assert windows == {f"tile__{y:05d}_{x:05d}": "tile" for y, x in ((0, 256), (256, 0), (256, 256))}
+    side = QUIET_WINDOW_PX
+    written = np.asarray(Image.open(tmp_path / "quiet" / "post" / "tile__00256_00256.png"))
+    assert np.array_equal(written, post[256 : 256 + side, 256 : 256 + side])
+    assert not np.asarray(Image.open(tmp_path / "quiet" / "mask" / "tile__00000_00256.png")).any()
+
+
+def test_agent_bench_scores_the_detector_on_quiet_windows(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _quiet_source(data / "toy")
+    report = run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data)
+    toy = report["sources"]["toy"]
+    assert set(toy) == {"labels", "detector", "detector_quiet"}  # labels mode has nothing to say there
+    quiet = toy["detector_quiet"]
+    assert quiet["pairs"] == quiet["empty_pairs"] == 3 and quiet["gt_objects"] == 0
+    # the two windows where both dates are the same get nothing; the one with the blue square does
+    assert quiet["empty_pairs_ok"] == round(2 / 3, 4)
+    assert quiet["triplets_per_pair"] > 0
+    assert quiet["precision"] is quiet["union_iou"] is quiet["instance_recall"] is None  # nothing to score against

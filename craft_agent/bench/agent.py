@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from craft_agent.agent.nodes import AgentConfig
@@ -192,23 +193,80 @@ def held_out_checkpoints(runs: Path) -> dict[str, Path]:
 
 
 def _pairs_by_run(
-    source: str, pairs: list[ImagePair], held_out: dict[str, Path], runs: Path | None
+    source: str, pairs: list[ImagePair], held_out: dict[str, Path], runs: Path | None, parents: dict[str, str]
 ) -> dict[Path, list[str]]:
-    """The labelled pairs of ``source`` (their ids) grouped by the checkpoint of the run that held each out."""
+    """The labelled pairs of ``source`` (their ids) grouped by the checkpoint of the run that held each out; a
+    quiet window (``parents``: window name -> pair name) goes with the pair it was cut from."""
     grouped: dict[Path, list[str]] = {}
     missing = []
     for pair in pairs:
-        checkpoint = held_out.get(f"{source}/{pair.name}")
+        name = parents.get(pair.name, pair.name)
+        checkpoint = held_out.get(f"{source}/{name}")
         if checkpoint is None or not checkpoint.is_file():
-            missing.append(pair.name)
+            missing.append(name)
         else:
             grouped.setdefault(checkpoint, []).append(pair.id)
     if missing:
         raise ConfigError(
-            f"no run in {runs} left out {source}/{', '.join(sorted(missing))} (see each run's held_out.json).",
+            f"no run in {runs} left out {source}/{', '.join(sorted(set(missing)))} (see each run's held_out.json).",
             hint="run `craft-agent bench change --data DIR --runs RUNS` on the same --data folder first.",
         )
     return grouped
+
+
+QUIET_WINDOW_PX = 256
+"""Side of the windows cut from labelled pairs where nothing is labelled (see :func:`write_quiet_windows`)."""
+
+QUIET_MARGIN_PX = 8
+"""A quiet window keeps this far from every labelled change (a change's edge is no window's content)."""
+
+
+def write_quiet_windows(catalog: Catalog, store: ImageStore, out: Path) -> dict[str, str]:
+    """Cut every labelled pair that has changes into :data:`QUIET_WINDOW_PX` windows, and write those that lie
+    at least :data:`QUIET_MARGIN_PX` from every labelled change as a source folder (``pre/ post/ mask/``, the
+    masks empty) in ``out``: real imagery where the labels say nothing changed, for the detector modes'
+    ``empty_pairs_ok``. A source has few unchanged pairs of its own (``../shared/data`` has one); its large
+    tiles have many such windows.
+
+    The labels count only their own kind of change (a building-change dataset does not label a new road), so
+    a window's "nothing changed" holds for that kind: read the figure with ``--categories`` set to it.
+
+    Returns:
+        window name -> the name of the pair it was cut from (empty when no window qualifies; then nothing is
+        written).
+    """
+    from PIL import Image
+
+    side, windows = QUIET_WINDOW_PX, {}
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * QUIET_MARGIN_PX + 1, 2 * QUIET_MARGIN_PX + 1))
+    for pair in catalog.iter_pairs():
+        if pair.gt_mask is None or pair.gt_mask.is_empty or min(pair.width, pair.height) < 2 * side:
+            continue
+        near_change = cv2.dilate(pair.gt_mask.to_array().astype(np.uint8), disc).astype(bool)
+        pre, post = store.load(pair.pre), store.load(pair.post)
+        for y in range(0, pair.height - side + 1, side):
+            for x in range(0, pair.width - side + 1, side):
+                if near_change[y : y + side, x : x + side].any():
+                    continue
+                name = f"{pair.name}__{y:05d}_{x:05d}"
+                for sub, image in (("pre", pre), ("post", post)):
+                    (out / sub).mkdir(parents=True, exist_ok=True)
+                    window = np.ascontiguousarray(image[y : y + side, x : x + side])
+                    Image.fromarray(window).save(out / sub / f"{name}.png")
+                (out / "mask").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.zeros((side, side), np.uint8)).save(out / "mask" / f"{name}.png")
+                windows[name] = pair.name
+    return windows
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One drafting of a source: its report key, the proposals mode and the detector (and checkpoint)."""
+
+    name: str
+    mode: str
+    detector: str
+    checkpoint: Path | None
 
 
 def score_real_sources(
@@ -232,6 +290,10 @@ def score_real_sources(
     ``held_out.json`` lists it (either protocol), or, for runs without that file, the source by the run named
     after its dataset family.
 
+    Each detector mode also drafts the source's quiet windows (:func:`write_quiet_windows`), under
+    ``"<mode>_quiet"`` (``pairs`` and ``triplets_per_pair`` of those windows, ``empty_pairs_ok`` the share that
+    got no single-target triplet), when its pairs have any.
+
     Raises:
         ConfigError: when ``left_out_runs`` has no run that left out a source's pair.
     """
@@ -240,58 +302,107 @@ def score_real_sources(
     held_out = held_out_checkpoints(left_out_runs) if left_out_runs is not None else {}
     sources: dict[str, Any] = {}
     for folder in source_folders(data):
-        runs: list[tuple[str, str, str, Path | None]] = [
-            ("labels", "labels", detector, checkpoint),
-            ("detector", "detector", detector, checkpoint),
-        ]
+        runs = [_Run("labels", "labels", detector, checkpoint), _Run("detector", "detector", detector, checkpoint)]
         if left_out_runs is not None:
             family_run = None if held_out else left_out_runs / family_of(folder.name) / "change.pt"
-            runs.append(("learned_left_out", "detector", "learned", family_run))
+            runs.append(_Run("learned_left_out", "detector", "learned", family_run))
         result: dict[str, Any] = {}
-        for name, mode, detector_name, detector_checkpoint in runs:
+        quiet: Path | None = None
+        quiet_gsd: float | None = None
+        parents: dict[str, str] = {}
+        for run in runs:
             # checked in turn: a source without ground truth has left the loop by then (bench change skips it too)
-            if name == "learned_left_out" and detector_checkpoint is not None and not detector_checkpoint.is_file():
+            if run.name == "learned_left_out" and run.checkpoint is not None and not run.checkpoint.is_file():
                 raise ConfigError(
-                    f"no run for the {family_of(folder.name)} family in {left_out_runs} "
-                    f"(looked for {detector_checkpoint}).",
+                    f"no run for the {family_of(folder.name)} family in {left_out_runs} (looked for {run.checkpoint}).",
                     hint="run `craft-agent bench change --data DIR --runs RUNS` on the same folder first.",
                 )
             if progress:
-                progress(f"{folder.name} ({name})")
-            workspace = scratch / f"ws-real-{folder.name}-{name}"
-            with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
-                store = ImageStore(workspace)
-                ingest(folder, catalog, store, IngestOptions())
-                labelled = [p for p in catalog.iter_pairs() if p.gt_mask is not None]
-                if not labelled:
-                    result = {"error": "no pairs with a ground-truth change mask"}
-                    break
-                # (checkpoint, pair ids) per generate call; None: every pair of the source
-                by_run: Sequence[tuple[Path | None, list[str] | None]] = [(detector_checkpoint, None)]
-                if name == "learned_left_out" and detector_checkpoint is None:
-                    by_run = list(_pairs_by_run(folder.name, labelled, held_out, left_out_runs).items())
-                failed = 0
-                for run_checkpoint, pair_ids in by_run:
-                    config = AgentConfig(
-                        proposals=mode,
-                        detector=detector_name,
-                        checkpoint=str(run_checkpoint) if run_checkpoint else None,
-                        categories=categories if mode == "detector" else None,
-                    )
-                    summary = generate(catalog, store, backend(), engine, workspace, config, pair_ids=pair_ids)
-                    failed += len(summary.failed)
-                metrics = score_real_catalog(catalog).to_json()
-                metrics["failed"] = failed
-                if mode == "detector":
-                    metrics["detector"] = detector_name
-                    metrics["categories"] = categories
-                if detector_checkpoint is not None and mode == "detector":
-                    metrics["checkpoint"] = str(detector_checkpoint)
-                elif name == "learned_left_out":
-                    metrics["checkpoints"] = sorted(str(c) for c, _ in by_run)
-                result[name] = metrics
+                progress(f"{folder.name} ({run.name})")
+            workspace = scratch / f"ws-real-{folder.name}-{run.name}"
+            metrics = _draft_and_score(
+                folder, workspace, run, backend, engine, categories, held_out, left_out_runs, folder.name, {}
+            )
+            if metrics is None:
+                result = {"error": "no pairs with a ground-truth change mask"}
+                break
+            result[run.name] = metrics
+            if run.mode == "labels":
+                with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+                    quiet = scratch / "quiet" / f"{folder.name}-{run.name}" / folder.name
+                    parents = write_quiet_windows(catalog, ImageStore(workspace), quiet)
+                    gsds = {pair.gsd_m for pair in catalog.iter_pairs()}
+                    # the windows are PNGs without a georeference: they take their pairs' ground sample distance
+                    quiet_gsd = gsds.pop() if len(gsds) == 1 else None
+            elif quiet is not None and parents:
+                if progress:
+                    progress(f"{folder.name} ({run.name}, {len(parents)} quiet windows)")
+                windows = _draft_and_score(
+                    quiet,
+                    scratch / f"ws-quiet-{folder.name}-{run.name}",
+                    run,
+                    backend,
+                    engine,
+                    categories,
+                    held_out,
+                    left_out_runs,
+                    folder.name,
+                    parents,
+                    gsd=quiet_gsd,
+                )
+                if windows is not None:
+                    # nothing is labelled there: only how many triplets the windows got, and how many got none
+                    for key in ("precision", "instance_recall", "union_iou", "type_accuracy"):
+                        windows[key] = None
+                    result[f"{run.name}_quiet"] = windows
         sources[folder.name] = result
     return sources
+
+
+def _draft_and_score(
+    folder: Path,
+    workspace: Path,
+    run: _Run,
+    backend: Callable[[], LLMBackend],
+    engine: MaskEngine,
+    categories: list[str] | None,
+    held_out: dict[str, Path],
+    left_out_runs: Path | None,
+    source: str,
+    parents: dict[str, str],
+    gsd: float | None = None,
+) -> dict[str, Any] | None:
+    """Ingest ``folder`` into ``workspace``, draft it as ``run`` says and score it (None: nothing labelled)."""
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(folder, catalog, store, IngestOptions(gsd=gsd))
+        labelled = [p for p in catalog.iter_pairs() if p.gt_mask is not None]
+        if not labelled:
+            return None
+        # (checkpoint, pair ids) per generate call; None: every pair of the source
+        by_run: Sequence[tuple[Path | None, list[str] | None]] = [(run.checkpoint, None)]
+        if run.name == "learned_left_out" and run.checkpoint is None:
+            by_run = list(_pairs_by_run(source, labelled, held_out, left_out_runs, parents).items())
+        failed = 0
+        for run_checkpoint, pair_ids in by_run:
+            config = AgentConfig(
+                proposals=run.mode,
+                detector=run.detector,
+                checkpoint=str(run_checkpoint) if run_checkpoint else None,
+                categories=categories if run.mode == "detector" else None,
+            )
+            summary = generate(catalog, store, backend(), engine, workspace, config, pair_ids=pair_ids)
+            failed += len(summary.failed)
+        metrics = score_real_catalog(catalog).to_json()
+        metrics["failed"] = failed
+        if run.mode == "detector":
+            metrics["detector"] = run.detector
+            metrics["categories"] = categories
+        if run.checkpoint is not None and run.mode == "detector":
+            metrics["checkpoint"] = str(run.checkpoint)
+        elif run.name == "learned_left_out":
+            metrics["checkpoints"] = sorted(str(c) for c, _ in by_run)
+        return metrics
 
 
 def run_agent_bench(

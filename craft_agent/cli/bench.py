@@ -124,7 +124,7 @@ def bench_agent(
     """Score the whole agent (offline, and openai when configured) against generated and real ground truth.
 
     ``--categories`` applies to the detector modes on --data (labels mode drafts every labelled object)."""
-    from craft_agent.bench.agent import run_agent_bench
+    from craft_agent.bench.agent import QUIET_MARGIN_PX, QUIET_WINDOW_PX, run_agent_bench
     from craft_agent.bench.vision import write_report
     from craft_agent.llm import UsageMeter, create_llm_backend
     from craft_agent.masks import create_mask_engine
@@ -195,6 +195,12 @@ def bench_agent(
             for mode, metrics in modes.items():
                 table.add_row(name, mode.replace("_", " "), *[_cell(metrics[k]) for k in columns])
         _print_table(table)
+        if any(mode.endswith("_quiet") for modes in report["sources"].values() for mode in modes):
+            out.print(
+                f"quiet: {QUIET_WINDOW_PX} px windows of the labelled pairs at least {QUIET_MARGIN_PX} px from every "
+                "labelled change; 'empty ok' is the share that got no single-target triplet (the labels count "
+                "only their kind of change: read it with --categories set to that kind)"
+            )
         for line in skipped:
             out.print(line)
     out.print(f"report written to {out_file}")
