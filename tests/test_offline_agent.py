@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from craft_agent.agent.cues import (
     GROUND_COLOURS,
     KEPT_OUTLINE,
+    SHADOWLESS,
     change_cue,
     change_cues,
     judge_change_type,
@@ -256,6 +257,40 @@ def test_an_object_that_stands_out_in_neither_date_is_noise_whatever_the_detecto
     )
     assert judge_change_type(surface).change_type is ChangeType.STATE_CHANGE and nuisance_of(surface) is None
     assert nuisance_of(faint, Domain.NS) is None
+
+
+def test_a_new_flat_surface_casts_no_shadow_and_is_not_called_a_building() -> None:
+    """A grey square appears on beige ground at 0.5 m/px: with a new shadow along two sides it is a building;
+    without one it has no height (a paved lot); without a ground sample distance nothing is measured."""
+    rng = np.random.default_rng(5)
+    pre = np.clip(rng.normal((190, 165, 130), 4, (200, 200, 3)), 0, 255).astype(np.uint8)
+    paved = pre.copy()
+    paved[60:120, 60:120] = (150, 150, 152)
+    built = paved.copy()
+    built[120:130, 66:126] = (25, 25, 30)  # a 5 m shadow cast south-east (3-4 m of it inside the ring)
+    built[66:130, 120:130] = (25, 25, 30)
+    mask = np.zeros((200, 200), bool)
+    mask[60:120, 60:120] = True
+    candidate = ChangeCandidate(
+        id="lot",
+        pair_id="p",
+        change_type=ChangeType.APPEAR,
+        box=BBox(x0=60, y0=60, x1=120, y1=120),
+        grid_cell="center",
+        area=3600,
+        mask=RLEMask.from_array(mask),
+        scores={"confidence": 0.9},
+    )
+    house = change_cue(candidate, pre, built, gsd=0.5)
+    assert house.shadow_gained is not None and house.shadow_gained > 0.2 and house.shadow_lost == 0.0
+    assert house.category_hint == "building"
+    lot = change_cue(candidate, pre, paved, gsd=0.5)
+    assert lot.shadow_gained is not None and lot.shadow_gained < SHADOWLESS
+    assert judge_change_type(lot).change_type is ChangeType.APPEAR and lot.category_hint == "road"
+    unknown = change_cue(candidate, pre, paved)
+    assert unknown.shadow_gained is None and unknown.category_hint == "building"
+    coarse = change_cue(candidate, pre, paved, gsd=10.0)  # Sentinel-2: a shadow is a fraction of a pixel
+    assert coarse.shadow_gained is None and coarse.category_hint == "building"
 
 
 def test_mask_window_matches_a_full_decode() -> None:

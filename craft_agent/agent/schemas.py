@@ -93,6 +93,17 @@ class ChangeCue(BaseModel):
         description="How much of the region's outline is the same edge in both dates: near 1 when the outline was "
         "there before and after (a re-covered roof), near 0 when it is new (a house on a bare lot).",
     )
+    shadow_gained: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of a 4 m ring around the region that is dark (shadow) only in the later image: "
+        "something with height that appeared casts one; None when the ground sample distance is unknown or "
+        "coarser than 1 m.",
+    )
+    shadow_lost: float | None = Field(
+        default=None, ge=0, le=1, description="The same, dark only in the earlier image (something tall went)."
+    )
     length_m: float | None = Field(default=None, ge=0, description="Longest side in metres (when the GSD is known).")
     area_m2: float | None = Field(default=None, ge=0, description="Area in square metres (when the GSD is known).")
     category_hint: Category | None = Field(default=None, description="Heuristic category from colour and texture.")
