@@ -137,6 +137,21 @@ def test_an_illumination_change_and_a_one_pixel_shift_are_rejected(domain: str) 
     assert confirmed == 0
 
 
+def _appeared(candidate_id: str, mask: np.ndarray) -> ChangeCandidate:
+    """A confident appear candidate of one pair with this (bool) mask and its box."""
+    ys, xs = np.nonzero(mask)
+    return ChangeCandidate(
+        id=candidate_id,
+        pair_id="p",
+        change_type=ChangeType.APPEAR,
+        box=BBox(x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1),
+        grid_cell="center",
+        area=int(mask.sum()),
+        mask=RLEMask.from_array(mask),
+        scores={"confidence": 0.9},
+    )
+
+
 def _square_pair(colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, ChangeCandidate]:
     """Textured grey ground; a coloured square (rows and columns 40-60) appears on it."""
     rng = np.random.default_rng(0)
@@ -145,16 +160,7 @@ def _square_pair(colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, 
     post[40:60, 40:60] = colour
     mask = np.zeros((128, 128), bool)
     mask[40:60, 40:60] = True
-    candidate = ChangeCandidate(
-        id="sq",
-        pair_id="p",
-        change_type=ChangeType.APPEAR,
-        box=BBox(x0=40, y0=40, x1=60, y1=60),
-        grid_cell="center",
-        area=400,
-        mask=RLEMask.from_array(mask),
-        scores={"confidence": 0.9},
-    )
+    candidate = _appeared("sq", mask)
     return pre, post, candidate
 
 
@@ -195,16 +201,7 @@ def _roof_pair(before_roof: tuple[int, int, int] | None) -> tuple[np.ndarray, np
     post = roof(ground, (240, 240, 238))
     mask = np.zeros((160, 160), bool)
     mask[62:78, 30:130] = True
-    candidate = ChangeCandidate(
-        id="roof",
-        pair_id="p",
-        change_type=ChangeType.APPEAR,
-        box=BBox(x0=30, y0=62, x1=130, y1=78),
-        grid_cell="center",
-        area=1600,
-        mask=RLEMask.from_array(mask),
-        scores={"confidence": 0.9},
-    )
+    candidate = _appeared("roof", mask)
     return pre, post, candidate
 
 
@@ -271,16 +268,7 @@ def test_a_new_flat_surface_casts_no_shadow_and_is_not_called_a_building() -> No
     built[66:130, 120:130] = (25, 25, 30)
     mask = np.zeros((200, 200), bool)
     mask[60:120, 60:120] = True
-    candidate = ChangeCandidate(
-        id="lot",
-        pair_id="p",
-        change_type=ChangeType.APPEAR,
-        box=BBox(x0=60, y0=60, x1=120, y1=120),
-        grid_cell="center",
-        area=3600,
-        mask=RLEMask.from_array(mask),
-        scores={"confidence": 0.9},
-    )
+    candidate = _appeared("lot", mask)
     house = change_cue(candidate, pre, built, gsd=0.5)
     assert house.shadow_gained is not None and house.shadow_gained > 0.2 and house.shadow_lost == 0.0
     assert house.category_hint == "building"

@@ -348,6 +348,24 @@ def _look(rgb: np.ndarray, lab: np.ndarray, inside: np.ndarray, ring: np.ndarray
     )
 
 
+def _region_window(
+    candidate: ChangeCandidate, shape: tuple[int, int], margin: int
+) -> tuple[int, int, int, int, np.ndarray]:
+    """The window (x0, y0, x1, y1) of the candidate's box grown by ``margin`` px (clipped to the image), and the
+    candidate's region in it: its mask when present and not empty, else (or when the mask lies outside its own
+    box) the box."""
+    height, width = shape
+    box = candidate.box
+    x0, y0 = max(0, box.x0 - margin), max(0, box.y0 - margin)
+    x1, y1 = min(width, box.x1 + margin), min(height, box.y1 + margin)
+    inside = np.zeros((y1 - y0, x1 - x0), bool)
+    if candidate.mask is not None and candidate.mask.size == (height, width) and not candidate.mask.is_empty:
+        inside = mask_window(candidate.mask, x0, y0, x1, y1)
+    if not inside.any():
+        inside[max(0, box.y0 - y0) : box.y1 - y0, max(0, box.x0 - x0) : box.x1 - x0] = True
+    return x0, y0, x1, y1, inside
+
+
 def shadow_change(candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, gsd: float) -> tuple[float, float]:
     """(gained, lost): the share of a :data:`SHADOW_RING_M` ring around the candidate that is dark (shadow) in
     the later image and not in the earlier one, and the reverse. Something with height that appeared casts a
@@ -357,16 +375,8 @@ def shadow_change(candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray,
     shadow falling on bright soil and one on grass both count, and a dark road does not. The window is the
     box with three ring widths around it, subsampled to about 320 px.
     """
-    height, width = pre.shape[:2]
     ring_px = max(2, round(SHADOW_RING_M / gsd))
-    box, pad = candidate.box, 3 * ring_px
-    x0, y0 = max(0, box.x0 - pad), max(0, box.y0 - pad)
-    x1, y1 = min(width, box.x1 + pad), min(height, box.y1 + pad)
-    if candidate.mask is not None and candidate.mask.size == (height, width) and not candidate.mask.is_empty:
-        inside = mask_window(candidate.mask, x0, y0, x1, y1)
-    else:
-        inside = np.zeros((y1 - y0, x1 - x0), bool)
-        inside[box.y0 - y0 : box.y1 - y0, box.x0 - x0 : box.x1 - x0] = True
+    x0, y0, x1, y1, inside = _region_window(candidate, pre.shape[:2], 3 * ring_px)
     step = max(1, math.ceil(max(x1 - x0, y1 - y0) / (2 * _MAX_WINDOW)))
     small = inside[::step, ::step].astype(np.uint8)
     radius = max(1, round(ring_px / step))
@@ -477,16 +487,7 @@ def measure(
     _check_images(pre, post)
     height, width = pre.shape[:2]
     box = candidate.box
-    margin = ring_px + 2
-    x0, y0 = max(0, box.x0 - margin), max(0, box.y0 - margin)
-    x1, y1 = min(width, box.x1 + margin), min(height, box.y1 + margin)
-    if candidate.mask is not None and candidate.mask.size == (height, width) and not candidate.mask.is_empty:
-        inside = mask_window(candidate.mask, x0, y0, x1, y1)
-    else:
-        inside = np.zeros((y1 - y0, x1 - x0), bool)
-        inside[max(0, box.y0 - y0) : box.y1 - y0, max(0, box.x0 - x0) : box.x1 - x0] = True
-    if not inside.any():  # a mask that lies outside its own box: fall back on the box
-        inside[max(0, box.y0 - y0) : box.y1 - y0, max(0, box.x0 - x0) : box.x1 - x0] = True
+    x0, y0, x1, y1, inside = _region_window(candidate, (height, width), ring_px + 2)
     area = int(inside.sum())
     step = max(1, math.ceil(max(x1 - x0, y1 - y0) / _MAX_WINDOW))
     small = inside[::step, ::step]
