@@ -93,8 +93,8 @@ def nuisance_of(cue: ChangeCue, domain: Domain = Domain.RS) -> Nuisance | None:
       dates;
     - ``noise``: aerial, an object that came or went (:func:`judge_change_type`) that does not stand out from
       its surroundings (contrast below :data:`OBJECT_CONTRAST`) in the date where it exists: nothing is there
-      to have appeared or gone, whatever the detector's confidence (a learned model fires on seasonal
-      greening, a classical one on texture);
+      to have appeared or gone, whatever the detector's confidence (a learned model is confident on fields
+      that only turned green);
     - ``illumination``: the same colour name and the same structure in both dates (similarity >=
       :data:`IDENTICAL_SIMILARITY`, or >= :data:`UNCHANGED_SIMILARITY` with a presence ratio within
       :data:`STEADY_RATIO`), with a lightness change of at least :data:`LIGHT_CHANGE` (``noise`` when the
