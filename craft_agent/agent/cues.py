@@ -133,8 +133,8 @@ roof turned white keeps its edges and ridge lines (0.59-0.74 on three such roofs
 earlier image."""
 
 SHADOW_RING_M = 4.0
-"""Width (m) of the ring around an object in which :func:`shadow_change` looks for its shadow: a house 3-10 m
-tall casts one 1.5-6 m long under a sun 30-60 degrees high."""
+"""Width (m) of the ring around an object in which :func:`shadow_change` looks for its shadow: a house 3-6 m tall
+casts one 1.7-10 m long under a sun 30-60 degrees high, so the ring holds at least its first 1.7 m."""
 
 SHADOW_MAX_GSD = 1.0
 """Coarsest ground sample distance (m/px) at which a shadow is looked for: the ring is then 4 px wide or more. At
