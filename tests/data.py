@@ -21,7 +21,17 @@ from rasterio.crs import CRS
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.export.importer import triplet_from_truth
 from craft_agent.imagery import IngestOptions, ingest
-from craft_agent.models import AuditRecord, RLEMask, Triplet, TripletState, Verdict, triplet_id
+from craft_agent.models import (
+    AuditRecord,
+    BBox,
+    ChangeCandidate,
+    ChangeType,
+    RLEMask,
+    Triplet,
+    TripletState,
+    Verdict,
+    triplet_id,
+)
 from craft_agent.synthetic import write_examples
 
 SIZE = 64
@@ -39,6 +49,24 @@ def scene(seed: int, size: int = SIZE, changed: bool = True) -> tuple[np.ndarray
         mask[y : y + side, x : x + side] = True
         post[mask] = (230, 60, 40)
     return pre, post, mask
+
+
+def appeared(candidate_id: str, mask: np.ndarray, **fields: object) -> ChangeCandidate:
+    """An appear candidate of pair ``p`` with this (bool) mask and its box; ``fields`` set the rest (source,
+    scores...)."""
+    ys, xs = np.nonzero(mask)
+    return ChangeCandidate.model_validate(
+        {
+            "id": candidate_id,
+            "pair_id": "p",
+            "change_type": ChangeType.APPEAR,
+            "box": BBox(x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1),
+            "grid_cell": "center",
+            "area": int(mask.sum()),
+            "mask": RLEMask.from_array(mask),
+            **fields,
+        }
+    )
 
 
 def save_png(path: Path, array: np.ndarray) -> Path:

@@ -11,8 +11,9 @@ from craft_agent.change.stage import fringe_share, without_parts
 from craft_agent.errors import ConfigError
 from craft_agent.grid import all_cell_names
 from craft_agent.metrics import ObjectCounts, PixelCounts, best_ious
-from craft_agent.models import BBox, ChangeCandidate, ChangeType, RLEMask
+from craft_agent.models import ChangeCandidate, ChangeType, RLEMask
 from craft_agent.synthetic import generate_scene
+from tests.data import appeared
 
 
 def test_evidence_ignores_illumination_and_small_shifts_but_sees_objects() -> None:
@@ -124,17 +125,7 @@ def test_candidates_stage_fills_the_catalog_and_resumes(tmp_path: Path) -> None:
 
 
 def _candidate(name: str, mask: np.ndarray) -> ChangeCandidate:
-    ys, xs = np.nonzero(mask)
-    return ChangeCandidate(
-        id=name,
-        pair_id="p",
-        change_type=ChangeType.APPEAR,
-        box=BBox(x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1),
-        grid_cell="center",
-        area=int(mask.sum()),
-        mask=RLEMask.from_array(mask),
-        source="classical:post_segment",
-    )
+    return appeared(name, mask, source="classical:post_segment")
 
 
 def test_edges_and_shadows_of_a_stronger_change_are_left_out_but_a_car_beside_it_is_not() -> None:

@@ -50,6 +50,7 @@ from craft_agent.llm import LLMError, LLMRequest, UsageMeter, create_llm_backend
 from craft_agent.models import BBox, Category, ChangeCandidate, ChangeType, Domain, RLEMask
 from craft_agent.settings import Settings
 from craft_agent.synthetic import generate_scene
+from tests.data import appeared
 
 TEMPORAL = {
     ChangeType.APPEAR: r"appeared|\bnew\b|newly|added|built|put up|placed|parked|arrived|planted|laid|grew",
@@ -137,21 +138,6 @@ def test_an_illumination_change_and_a_one_pixel_shift_are_rejected(domain: str) 
     assert confirmed == 0
 
 
-def _appeared(candidate_id: str, mask: np.ndarray) -> ChangeCandidate:
-    """A confident appear candidate of one pair with this (bool) mask and its box."""
-    ys, xs = np.nonzero(mask)
-    return ChangeCandidate(
-        id=candidate_id,
-        pair_id="p",
-        change_type=ChangeType.APPEAR,
-        box=BBox(x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1),
-        grid_cell="center",
-        area=int(mask.sum()),
-        mask=RLEMask.from_array(mask),
-        scores={"confidence": 0.9},
-    )
-
-
 def _square_pair(colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, ChangeCandidate]:
     """Textured grey ground; a coloured square (rows and columns 40-60) appears on it."""
     rng = np.random.default_rng(0)
@@ -160,7 +146,7 @@ def _square_pair(colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, 
     post[40:60, 40:60] = colour
     mask = np.zeros((128, 128), bool)
     mask[40:60, 40:60] = True
-    candidate = _appeared("sq", mask)
+    candidate = appeared("sq", mask, scores={"confidence": 0.9})
     return pre, post, candidate
 
 
@@ -201,7 +187,7 @@ def _roof_pair(before_roof: tuple[int, int, int] | None) -> tuple[np.ndarray, np
     post = roof(ground, (240, 240, 238))
     mask = np.zeros((160, 160), bool)
     mask[62:78, 30:130] = True
-    candidate = _appeared("roof", mask)
+    candidate = appeared("roof", mask, scores={"confidence": 0.9})
     return pre, post, candidate
 
 
@@ -268,7 +254,7 @@ def test_a_new_flat_surface_casts_no_shadow_and_is_not_called_a_building() -> No
     built[66:130, 120:130] = (25, 25, 30)
     mask = np.zeros((200, 200), bool)
     mask[60:120, 60:120] = True
-    candidate = _appeared("lot", mask)
+    candidate = appeared("lot", mask, scores={"confidence": 0.9})
     house = change_cue(candidate, pre, built, gsd=0.5)
     assert house.shadow_gained is not None and house.shadow_gained > 0.2 and house.shadow_lost == 0.0
     assert house.category_hint == "building"
