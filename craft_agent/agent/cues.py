@@ -678,6 +678,12 @@ def labelled_change_type(cue: ChangeCue, judged: ChangeType) -> ChangeType:
     return judged
 
 
+def cue_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> ChangeType:
+    """The change type a cue is drafted with: :func:`judge_change_type`'s, as the labels amend it
+    (:func:`labelled_change_type`)."""
+    return labelled_change_type(cue, infer_change_type(cue, domain))
+
+
 def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Domain.RS) -> Category:
     """A heuristic category from colour, texture, greenness and shape in the date where the object exists
     (later for appear, earlier for disappear, both for a state change).
@@ -893,14 +899,14 @@ def _cue_without_neighbours(measured: Measured, domain: Domain, gsd: float | Non
         label_type=candidate.change_type if candidate.evidence.get("label_typed") else None,
         label_category=candidate.category if candidate.evidence.get("labelled") else None,
     )
-    change_type = labelled_change_type(cue, infer_change_type(cue, domain))
+    change_type = cue_change_type(cue, domain)
     hint = Category.parse(cue.label_category) or infer_category(cue, change_type, domain)
     return cue.model_copy(update={"category_hint": hint})
 
 
 def _landmark_of(cue: ChangeCue, measured: Measured, domain: Domain) -> _Landmark:
     # typed as its own triplet is (labels first): a labelled new house is "the new house" to its neighbours too
-    return _landmark(cue, measured.centre, labelled_change_type(cue, infer_change_type(cue, domain)), domain)
+    return _landmark(cue, measured.centre, cue_change_type(cue, domain), domain)
 
 
 def change_cue(

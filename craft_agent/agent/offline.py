@@ -27,10 +27,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from craft_agent.agent.cues import (
+    cue_change_type,
     infer_category,
     is_vegetation,
     judge_change_type,
-    labelled_change_type,
     presence_ratio,
 )
 from craft_agent.agent.schemas import (
@@ -161,7 +161,7 @@ def review_grid_cell(context: GridReviewContext) -> GridReview:
 def confirmed_change(cue: ChangeCue, domain: Domain) -> ReviewedChange:
     """A candidate confirmed with its type (the labels' when they give it, else judged from the cue), category
     and absolute description."""
-    change_type = labelled_change_type(cue, judge_change_type(cue, domain).change_type)
+    change_type = cue_change_type(cue, domain)
     category = cue.label_category or cue.category_hint or infer_category(cue, change_type, domain)
     return ReviewedChange(
         candidate_id=cue.candidate_id,
