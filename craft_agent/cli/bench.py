@@ -18,7 +18,6 @@ from craft_agent.cli.common import (
     MasksOption,
     ReportOption,
     WorkspaceOption,
-    detector_choice,
     emit_json,
     handled,
     out,
@@ -126,12 +125,13 @@ def bench_agent(
     ``--categories`` applies to the detector modes on --data (labels mode drafts every labelled object)."""
     from craft_agent.bench.agent import QUIET_MARGIN_PX, QUIET_WINDOW_PX, run_agent_bench
     from craft_agent.bench.vision import write_report
+    from craft_agent.change import choose_detector
     from craft_agent.llm import UsageMeter, create_llm_backend
     from craft_agent.masks import create_mask_engine
 
     require_sources(data)
     settings = settings_for(workspace, existing=False)
-    detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
+    detector_name, detector_checkpoint = choose_detector(settings, detector, checkpoint)
     backends = {"offline": lambda: create_llm_backend(settings, "offline")}
     if settings.llm_base_url:
         backends["openai"] = lambda: create_llm_backend(settings, "openai", usage=UsageMeter())

@@ -123,13 +123,6 @@ def settings_for(workspace: Path | None, *, existing: bool = True, **overrides: 
     return settings
 
 
-def detector_choice(settings: Settings, detector: str | None, checkpoint: Path | None) -> tuple[str, Path | None]:
-    """The detector and checkpoint to use: the options, else the workspace's default."""
-    from craft_agent.change import choose_detector
-
-    return choose_detector(settings, detector, checkpoint)
-
-
 def parse_categories(text: str | None) -> list[str] | None:
     """``--categories building,roof`` as category names (None: all).
 

@@ -18,7 +18,6 @@ from craft_agent.cli.common import (
     ProposalsOption,
     SnapOption,
     WorkspaceOption,
-    detector_choice,
     emit_json,
     err,
     handled,
@@ -43,12 +42,13 @@ def candidates(
 ) -> None:
     """Find change candidates in every ingested pair and segment them (resumable: done pairs are skipped)."""
     from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.change import choose_detector
     from craft_agent.change.stage import propose_candidates
     from craft_agent.masks import create_mask_engine
 
     settings = settings_for(workspace)
     engine = create_mask_engine(settings, masks)
-    detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
+    detector_name, detector_checkpoint = choose_detector(settings, detector, checkpoint)
     with Catalog.from_settings(settings) as catalog, progress_bar("candidates", not as_json) as update:
         summary = propose_candidates(
             catalog,
@@ -113,13 +113,14 @@ def generate(
     from craft_agent.agent.nodes import AgentConfig
     from craft_agent.agent.run import generate as run_generate
     from craft_agent.catalog import Catalog, ImageStore
+    from craft_agent.change import choose_detector
     from craft_agent.llm import UsageMeter, create_llm_backend
     from craft_agent.masks import create_mask_engine
 
     settings = settings_for(workspace)
     backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd, budget_tokens))
     engine = create_mask_engine(settings, masks)
-    detector_name, detector_checkpoint = detector_choice(settings, detector, checkpoint)
+    detector_name, detector_checkpoint = choose_detector(settings, detector, checkpoint)
     config = AgentConfig(
         max_rounds=max_rounds,
         expressions_per_target=expressions,
