@@ -329,7 +329,8 @@ def score_real_sources(
             result[run.name] = metrics
             if run.mode == "labels":
                 with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
-                    quiet = scratch / "quiet" / f"{folder.name}-{run.name}" / folder.name
+                    # named after the source, so ingest knows its dataset (ground sample distance, label kind)
+                    quiet = scratch / "quiet" / folder.name
                     parents = write_quiet_windows(catalog, ImageStore(workspace), quiet)
                     gsds = {pair.gsd_m for pair in catalog.iter_pairs()}
                     # the windows are PNGs without a georeference: they take their pairs' ground sample distance
