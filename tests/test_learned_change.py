@@ -15,7 +15,14 @@ from craft_agent.bench.change import deal_folds, family_of, is_window, run_chang
 from craft_agent.bench.vision import pairs_from_source, run_vision_bench
 from craft_agent.catalog import Catalog
 from craft_agent.change import create_detector, default_detector
-from craft_agent.change.learned import SiameseChangeNet, load_change_model, normalise_image, predict_probability
+from craft_agent.change.learned import (
+    MODEL_GSD_M,
+    SiameseChangeNet,
+    gsd_scale,
+    load_change_model,
+    normalise_image,
+    predict_probability,
+)
 from craft_agent.errors import ConfigError
 from craft_agent.masks import ClassicalMaskEngine
 from craft_agent.metrics import PixelCounts
@@ -132,6 +139,39 @@ def test_learned_detector_returns_typed_candidates_with_stable_ids(
     assert [c.id for c in again.candidates] == [c.id for c in result.candidates]
     other = detector.detect("pair-b", pre, post)
     assert not {c.id for c in other.candidates} & {c.id for c in result.candidates}
+
+
+def test_pairs_of_known_gsd_are_seen_at_the_model_resolution(tmp_path: Path) -> None:
+    """A 0.3 m WHU-CD house is 1.7 times as wide in pixels as a 0.5 m LEVIR-CD one: the model trains and predicts
+    at one resolution, and a pair of unknown GSD or of another regime (10 m Sentinel-2) stays as it is."""
+    assert gsd_scale(0.3, 0.5) == pytest.approx(0.6) and gsd_scale(0.5, 0.5) == 1.0
+    assert gsd_scale(None, 0.5) == gsd_scale(0.3, None) == gsd_scale(10.0, 0.5) == 1.0
+    pre, post, mask = scene(0, size=96)
+    pair = TrainingPair("p", "whu_cd", pre, post, mask, gsd_m=0.25)
+    half = pair.at_resolution(0.5)
+    assert half.pre.shape == (48, 48, 3) and half.mask.shape == (48, 48) and half.mask.dtype == bool
+    assert half.gsd_m == 0.5 and half.pre_normalised.shape == (3, 48, 48)
+    assert abs(int(half.mask.sum()) * 4 - int(mask.sum())) <= 0.15 * mask.sum()  # the same square, in metres
+    assert TrainingPair("q", "dsifn", pre, post, mask).at_resolution(0.5).pre is pre  # unknown GSD: untouched
+    # a source named after WHU-CD is known to be 0.3 m: the run trains on it at the model's 0.5 m
+    source = make_folder_source(tmp_path / "whu_cd_demo", pairs=2)
+    out = tmp_path / "run"
+    summary = train_change_model([source], out, steps=2, crop=32, batch=2, seed=0)
+    assert summary.config.gsd_m == MODEL_GSD_M
+    model = load_change_model(out / "change.pt")
+    assert model.gsd_m == MODEL_GSD_M
+    detector = create_detector("learned", "rs", out / "change.pt")
+    resampled = detector.detect("pair", pre, post, gsd_m=0.3).evidence
+    native = detector.detect("pair", pre, post).evidence
+    assert resampled.shape == native.shape == (96, 96)  # objects are found at the pair's own resolution
+    expected = predict_probability(model.net, pre, post, model.device, scale=0.6)
+    assert np.array_equal(resampled, expected) and not np.allclose(resampled, native)
+    # a checkpoint from before the model GSD saw every pair at its own resolution, and a resumed run keeps that
+    saved = torch.load(out / "change.pt", weights_only=True)
+    del saved["gsd_m"], saved["config"]["gsd_m"]
+    torch.save(saved, out / "change.pt")
+    assert load_change_model(out / "change.pt").gsd_m is None
+    assert train_change_model([source], out, steps=1, resume=True).config.gsd_m is None
 
 
 def test_large_images_are_predicted_in_windows() -> None:

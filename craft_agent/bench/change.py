@@ -112,7 +112,7 @@ def score_changed_maps(
     default) and returned."""
     counts = counts if counts is not None else PixelCounts()
     for index, pair in enumerate(pairs):
-        counts.add(detect(pair.domain).detect(f"bench-{index}", pair.pre, pair.post).changed, pair.gt)
+        counts.add(detect(pair.domain).detect(f"bench-{index}", pair.pre, pair.post, gsd_m=pair.gsd_m).changed, pair.gt)
     return counts
 
 

@@ -52,6 +52,7 @@ class BenchPair:
     post: np.ndarray
     gt: np.ndarray
     typed_changes: list[tuple[ChangeType, RLEMask]] = field(default_factory=list)
+    gsd_m: float | None = None
 
 
 def baseline_change(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
@@ -86,6 +87,7 @@ def pairs_from_source(source: Path, workspace: Path) -> tuple[list[BenchPair], l
                     post=store.load(record.post),
                     gt=record.gt_mask.to_array(),
                     typed_changes=typed,
+                    gsd_m=record.gsd_m,
                 )
             )
     return pairs, problems
@@ -187,7 +189,7 @@ def score_pairs(
 def _process(
     pair: BenchPair, engine: MaskEngine, detector: ChangeDetector, index: int
 ) -> tuple[list[ChangeCandidate], list[RLEMask]]:
-    result = detector.detect(f"bench-{index}", pair.pre, pair.post)
+    result = detector.detect(f"bench-{index}", pair.pre, pair.post, gsd_m=pair.gsd_m)
     masks = segment_candidates(engine, result.candidates, pair.pre, pair.post, f"{pair.name}:pre", f"{pair.name}:post")
     return result.candidates, [m.mask for m in masks]
 

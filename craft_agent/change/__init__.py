@@ -4,7 +4,7 @@ Detectors are chosen by name from a registry, like segment-anything's model regi
 
     detector = create_detector("classical", domain="rs")
     detector = create_detector("learned", domain="rs", checkpoint=Path("runs/change/change.pt"))
-    result = detector.detect(pair_id, pre, post)
+    result = detector.detect(pair_id, pre, post, gsd_m=0.5)
 
 ``learned`` (:mod:`craft_agent.change.learned`) imports torch, so it is imported only when asked for.
 """
@@ -31,7 +31,9 @@ class ChangeDetector(Protocol):
 
     name: str
 
-    def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray) -> ChangeResult: ...
+    def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray, gsd_m: float | None = None) -> ChangeResult:
+        """``gsd_m``: the pair's ground sample distance in metres per pixel, None when unknown."""
+        ...
 
 
 def _learned(domain: Domain, checkpoint: Path | None) -> ChangeDetector:

@@ -94,8 +94,9 @@ class ClassicalChangeDetector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
 
-    def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray) -> ChangeResult:
-        """Find changes between two co-registered RGB uint8 images of one shape.
+    def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray, gsd_m: float | None = None) -> ChangeResult:
+        """Find changes between two co-registered RGB uint8 images of one shape (``gsd_m`` is not used: this
+        detector works in pixels and image fractions).
 
         Returns:
             The evidence map, the changed-pixel mask and the candidates (deterministic for a config).

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -36,6 +37,13 @@ MULTIPLE = 16
 WHOLE_IMAGE_MAX = 1024
 """Images up to this side are predicted in one pass; larger ones by overlapping windows of this side."""
 WINDOW_OVERLAP = 128
+MODEL_GSD_M = 0.5
+"""Ground sample distance (m/px) a new model is trained at: pairs whose GSD is known are resampled to it for
+training and for prediction, so a house is as many pixels wide whichever sensor saw it (WHU-CD's 0.3 m and
+LEVIR-CD's 0.5 m houses otherwise differ 1.7 times in size, and a model trained on one misses the other's)."""
+SCALE_RANGE = (0.25, 4.0)
+"""Resampling factors to the model's GSD that are applied; a pair further off is read at its own resolution
+(a 10 m Sentinel-2 scene blown up twenty times is no 0.5 m aerial tile)."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -145,6 +153,28 @@ def normalise_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((pixels - mean) / np.maximum(std, 1e-3)).transpose(2, 0, 1))
 
 
+def gsd_scale(pair_gsd: float | None, model_gsd: float | None) -> float:
+    """The factor that resamples imagery of ``pair_gsd`` to ``model_gsd`` (below 1 shrinks it); 1.0 when either
+    is unknown or the factor is outside :data:`SCALE_RANGE`."""
+    if not pair_gsd or not model_gsd:
+        return 1.0
+    factor = pair_gsd / model_gsd
+    return factor if SCALE_RANGE[0] <= factor <= SCALE_RANGE[1] else 1.0
+
+
+def resample(image: np.ndarray, factor: float, mask: bool = False) -> np.ndarray:
+    """``image`` (H, W[, C]) resized by ``factor``: area-averaged when shrinking, bilinear when enlarging; a
+    boolean ``mask`` is resampled as coverage and kept where at least half a pixel is covered."""
+    if factor == 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    if mask:
+        return np.asarray(cv2.resize(image.astype(np.float32), size, interpolation=interpolation) >= 0.5)
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=interpolation))
+
+
 @dataclass
 class ChangeModel:
     """A loaded checkpoint: the network (in eval mode, on its device) and what was saved with it.
@@ -156,6 +186,8 @@ class ChangeModel:
         path: the checkpoint file.
         device: where ``net`` lives.
         info: the rest of the checkpoint's metadata (architecture, training summary, sources).
+        gsd_m: the ground sample distance it was trained at (None: pairs at their own resolution, as
+            checkpoints from before :data:`MODEL_GSD_M` were).
     """
 
     net: SiameseChangeNet
@@ -164,6 +196,7 @@ class ChangeModel:
     path: Path
     device: torch.device
     info: dict[str, Any]
+    gsd_m: float | None = None
 
 
 def _file_sha256(path: Path) -> str:
@@ -227,6 +260,7 @@ def load_change_model(path: Path, device: str = "auto") -> ChangeModel:
         path=path,
         device=target,
         info=info,
+        gsd_m=float(saved["gsd_m"]) if saved.get("gsd_m") else None,
     )
 
 
@@ -240,26 +274,35 @@ def _windows(length: int, size: int, overlap: int) -> list[int]:
 
 
 @torch.no_grad()
-def predict_probability(net: nn.Module, pre: np.ndarray, post: np.ndarray, device: torch.device) -> np.ndarray:
+def predict_probability(
+    net: nn.Module, pre: np.ndarray, post: np.ndarray, device: torch.device, scale: float = 1.0
+) -> np.ndarray:
     """Change probability of every pixel of a pair of any size.
 
-    The images are padded (reflected) to a multiple of :data:`MULTIPLE`; up to :data:`WHOLE_IMAGE_MAX`
-    pixels a side they go through the network at once, larger ones in overlapping windows of that side
-    whose probabilities are averaged where they overlap. Normalisation uses the whole image either way.
+    The images are resampled by ``scale`` (see :func:`gsd_scale`; the map is resampled back), then padded
+    (reflected) to a multiple of :data:`MULTIPLE`; up to :data:`WHOLE_IMAGE_MAX` pixels a side they go
+    through the network at once, larger ones in overlapping windows of that side whose probabilities are
+    averaged where they overlap. Normalisation uses the whole image either way.
 
     Args:
         net: a :class:`SiameseChangeNet` (switched to eval mode here).
         pre, post: RGB uint8 (H, W, 3) of one shape.
         device: where ``net`` lives.
+        scale: resampling factor to the model's resolution (ignored where a side would fall under
+            :data:`MULTIPLE`).
 
     Returns:
-        float32 (H, W) in 0..1.
+        float32 (H, W) in 0..1, at the images' own size.
 
     Raises:
         ValueError: when the images differ in shape or are not RGB.
     """
     if pre.shape != post.shape or pre.ndim != 3 or pre.shape[2] != 3:
         raise ValueError(f"expected two RGB images (H, W, 3) of one shape, got {pre.shape} and {post.shape}")
+    if scale != 1.0 and min(pre.shape[:2]) * scale >= MULTIPLE:
+        height, width = pre.shape[:2]
+        probability = predict_probability(net, resample(pre, scale), resample(post, scale), device)
+        return np.asarray(cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
     net.eval()
     height, width = pre.shape[:2]
     pad_h, pad_w = (-height) % MULTIPLE, (-width) % MULTIPLE
@@ -303,8 +346,10 @@ class LearnedChangeDetector:
         self.model = load_change_model(checkpoint, device)
         self.config = DetectorConfig.for_domain(domain)
 
-    def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray) -> ChangeResult:
-        """Find changes between two co-registered RGB uint8 images of one shape.
+    def detect(self, pair_id: str, pre: np.ndarray, post: np.ndarray, gsd_m: float | None = None) -> ChangeResult:
+        """Find changes between two co-registered RGB uint8 images of one shape, whose ground sample distance
+        is ``gsd_m`` (None: unknown): the model sees them resampled to the resolution it was trained at
+        (:func:`gsd_scale`); objects are found at the images' own resolution.
 
         Returns:
             ``evidence``: the change probability; ``changed``: probability above the checkpoint's threshold
@@ -316,7 +361,7 @@ class LearnedChangeDetector:
             ValueError: when the images differ in shape or are not RGB.
         """
         config, model = self.config, self.model
-        probability = predict_probability(model.net, pre, post, model.device)
+        probability = predict_probability(model.net, pre, post, model.device, gsd_scale(gsd_m, model.gsd_m))
         height, width = probability.shape
         min_area = max(config.min_area_px, int(config.min_area_fraction * height * width))
         changed = remove_small_regions(probability > model.threshold, min_area)

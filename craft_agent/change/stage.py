@@ -194,7 +194,8 @@ def detect_candidates(
     if proposal_mode(proposals, pair) == "labels":
         labelled = label_candidates(pair, pre, post)
         return snap_to_image(labelled, engine, pair, pre, post) if snap else labelled
-    result = create_detector(detector_name, pair.domain, checkpoint=checkpoint).detect(pair.id, pre, post)
+    detector = create_detector(detector_name, pair.domain, checkpoint=checkpoint)
+    result = detector.detect(pair.id, pre, post, gsd_m=pair.gsd_m)
     masks = segment_candidates(engine, result.candidates, pre, post, pair.pre.sha256, pair.post.sha256)
     return [refine(c, m.mask, m.scores, m.engine) for c, m in zip(result.candidates, masks, strict=True)]
 

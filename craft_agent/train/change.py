@@ -9,6 +9,10 @@ Training: random crops with flips, 90 degree rotations, date swap and per-date b
 jitter; BCE + Dice loss; AdamW with a cosine learning rate over this run's budget (``steps``, or the wall
 clock when only ``minutes`` is given). Seeded (python, numpy, torch). Written to ``OUT``:
 
+Pairs whose ground sample distance is known (georeference, a known dataset's folder name, an ingested
+workspace's ``--gsd``) are resampled to the model's (:data:`~craft_agent.change.learned.MODEL_GSD_M`, saved in
+the checkpoint; the detector resamples what it drafts the same way); others train at their own resolution.
+
 - ``change.pt``: weights, architecture, threshold, optimizer, step, random states, the training summary
   and the sources' names; saved every ``checkpoint_every`` steps (atomically) and at the end, and read
   back by ``resume=True`` and by :class:`craft_agent.change.learned.LearnedChangeDetector`;
@@ -38,10 +42,13 @@ from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore, encode_png, write_atomic
 from craft_agent.change.learned import (
     CHECKPOINT_FORMAT,
+    MODEL_GSD_M,
     SiameseChangeNet,
+    gsd_scale,
     mixed_precision,
     normalise_image,
     predict_probability,
+    resample,
     resolve_device,
 )
 from craft_agent.errors import ConfigError, CraftError
@@ -74,6 +81,8 @@ class ChangeTrainingConfig(BaseModel):
     threshold: float = 0.5
     val_fraction: float = 0.1
     seed: int = 0
+    gsd_m: float | None = MODEL_GSD_M
+    """Resolution (m/px) pairs of known GSD are resampled to; None: every pair at its own."""
 
 
 class ChangeTrainingSummary(BaseModel):
@@ -111,6 +120,7 @@ class TrainingPair:
     pre: np.ndarray
     post: np.ndarray
     mask: np.ndarray
+    gsd_m: float | None = None
     pre_normalised: np.ndarray = field(init=False, repr=False)
     post_normalised: np.ndarray = field(init=False, repr=False)
 
@@ -118,6 +128,21 @@ class TrainingPair:
         # float16 halves the memory; crops are cast back to float32 per batch
         self.pre_normalised = normalise_image(self.pre).astype(np.float16)
         self.post_normalised = normalise_image(self.post).astype(np.float16)
+
+    def at_resolution(self, gsd_m: float | None) -> TrainingPair:
+        """This pair resampled to ``gsd_m`` (see :func:`~craft_agent.change.learned.gsd_scale`; itself when
+        the factor is 1)."""
+        factor = gsd_scale(self.gsd_m, gsd_m)
+        if factor == 1.0 or min(self.mask.shape) * factor < 16:
+            return self
+        return TrainingPair(
+            self.name,
+            self.source,
+            resample(self.pre, factor),
+            resample(self.post, factor),
+            resample(self.mask, factor, mask=True),
+            gsd_m,
+        )
 
 
 @dataclass
@@ -162,7 +187,8 @@ def _read_workspace(workspace: Path, result: ChangeData) -> None:
             except CraftError as exc:
                 result.problems.append(str(exc))
                 continue
-            result.pairs.append(TrainingPair(record.name, workspace.name, pre, post, record.gt_mask.to_array()))
+            mask = record.gt_mask.to_array()
+            result.pairs.append(TrainingPair(record.name, workspace.name, pre, post, mask, record.gsd_m))
 
 
 def _read_source(source: Path, store: ImageStore, result: ChangeData) -> None:
@@ -189,7 +215,7 @@ def _read_source(source: Path, store: ImageStore, result: ChangeData) -> None:
                 result.skipped_without_mask += 1
                 continue
             pre, post = store.load(record.pre), store.load(record.post)
-            result.pairs.append(TrainingPair(record.name, origin, pre, post, record.gt_mask.to_array()))
+            result.pairs.append(TrainingPair(record.name, origin, pre, post, record.gt_mask.to_array(), record.gsd_m))
 
 
 def split_pairs(count: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -340,13 +366,16 @@ def train_change_model(
     checkpoint_path = out / CHECKPOINT_NAME
     saved = begin_run(checkpoint_path, CHECKPOINT_FORMAT, "change", resume, minutes, steps)
     if saved is not None:
-        config = ChangeTrainingConfig.model_validate(saved["config"])
+        # a checkpoint from before the model GSD trained every pair at its own resolution
+        config = ChangeTrainingConfig.model_validate({"gsd_m": None, **saved["config"]})
     else:
         config = ChangeTrainingConfig(crop=crop, batch=batch, val_fraction=val_fraction, seed=seed)
     target = resolve_device(device)
     seed_everything(config.seed)
     loaded = load_change_data(data)
-    loaded.pairs = [p for p in loaded.pairs + list(pairs or []) if f"{p.source}/{p.name}" not in exclude]
+    loaded.pairs = [
+        p.at_resolution(config.gsd_m) for p in loaded.pairs + list(pairs or []) if f"{p.source}/{p.name}" not in exclude
+    ]
     loaded.sources += sorted({p.source for p in pairs or []})
     if not loaded.pairs:
         raise ConfigError(
@@ -383,6 +412,7 @@ def train_change_model(
             "optimizer": optimizer.state_dict(),
             "step": step,
             "threshold": config.threshold,
+            "gsd_m": config.gsd_m,
             "config": config.model_dump(),
             "sources": sorted({p.source for p in loaded.pairs}),
             "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()},
