@@ -147,12 +147,6 @@ of held-out LEVIR-CD and WHU-CD tiles (two models): of 168 on the labelled chang
 off them 32 %. Twice this (0.03) would take 40 % off them, but 5 % on them: a detected region larger than its
 building puts the ring on the car park around it, where the shadow is not."""
 
-SHADOW_SCENE_MARGIN = 0.02
-"""A ring whose newly dark share falls this far below that of the object's wider surroundings holds no shadow of
-its own: the whole scene got darker (a season, a lower sun, scrub grown dense), so :func:`shadow_change` gives
-0. Learned-detector regions of held-out LEVIR-CD and WHU-CD tiles and of LEVIR-CD quiet windows: of 98 on the
-labelled changes 5 % are then shadowless (1 % without this), of 65 off them 52 % (38 % without)."""
-
 _OUTLINE_BLUR_PX = 2.0
 """Misregistration (px of the full-resolution image) :func:`outline_persistence` forgives in :func:`measure`."""
 
@@ -374,24 +368,10 @@ def _region_window(
     return x0, y0, x1, y1, inside
 
 
-def changed_area(candidates: Sequence[ChangeCandidate], shape: tuple[int, int]) -> np.ndarray:
-    """Where ``candidates`` lie in an image of ``shape`` (H, W): the union of their masks (their boxes where a
-    mask is missing, empty or of another size)."""
-    area = np.zeros(shape, bool)
-    for candidate in candidates:
-        x0, y0, x1, y1, inside = _region_window(candidate, shape, 0)
-        area[y0:y1, x0:x1] |= inside
-    return area
-
-
-def shadow_change(
-    candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, gsd: float, others: np.ndarray | None = None
-) -> tuple[float, float]:
+def shadow_change(candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, gsd: float) -> tuple[float, float]:
     """(gained, lost): the share of a :data:`SHADOW_RING_M` ring around the candidate that is dark (shadow) in
     the later image and not in the earlier one, and the reverse. Something with height that appeared casts a
-    new shadow beside it; a surface that changed (paving, grading, planting) does not. Each is 0 where the rest
-    of the window (past the ring, and away from ``others``, the pair's other changes with their own shadows)
-    turned dark by :data:`SHADOW_SCENE_MARGIN` more: the scene darkened, not this object's surroundings.
+    new shadow beside it; a surface that changed (paving, grading, planting) does not.
 
     Dark is below 0.6 x the median lightness of the window around the object, and at most 35 (Lab L), so a
     shadow falling on bright soil and one on grass both count, and a dark road does not. The window is the
@@ -402,26 +382,16 @@ def shadow_change(
     step = max(1, math.ceil(max(x1 - x0, y1 - y0) / (2 * _MAX_WINDOW)))
     small = inside[::step, ::step].astype(np.uint8)
     radius = max(1, round(ring_px / step))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    near = cv2.dilate(small, disc).astype(bool)
-    ring = near & ~small.astype(bool)
+    ring = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    ring = ring.astype(bool) & ~small.astype(bool)
     if not ring.any():
         return 0.0, 0.0
-    beyond = ~near
-    if others is not None:
-        other = others[y0:y1:step, x0:x1:step] & ~inside[::step, ::step]
-        beyond &= ~cv2.dilate(other.astype(np.uint8), disc).astype(bool)
     dark = []
     for image in (pre, post):
         lightness = to_lab(np.ascontiguousarray(image[y0:y1:step, x0:x1:step]))[..., 0]
         dark.append(lightness < min(0.6 * float(np.median(lightness)), 35.0))
     dark_before, dark_after = dark
-    shares = []
-    for turned_dark in (dark_after & ~dark_before, dark_before & ~dark_after):
-        share = float(turned_dark[ring].mean())
-        scene = float(turned_dark[beyond].mean()) if beyond.any() else 0.0
-        shares.append(share if share >= scene - SHADOW_SCENE_MARGIN else 0.0)
-    return shares[0], shares[1]
+    return float((dark_after & ~dark_before)[ring].mean()), float((dark_before & ~dark_after)[ring].mean())
 
 
 def _structure_tensor(lab: np.ndarray, blur: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -502,12 +472,7 @@ def _check_images(pre: np.ndarray, post: np.ndarray) -> None:
 
 
 def measure(
-    candidate: ChangeCandidate,
-    pre: np.ndarray,
-    post: np.ndarray,
-    ring_px: int = 4,
-    gsd: float | None = None,
-    others: np.ndarray | None = None,
+    candidate: ChangeCandidate, pre: np.ndarray, post: np.ndarray, ring_px: int = 4, gsd: float | None = None
 ) -> Measured:
     """Colours, greenness, texture, contrast, size, shape and structure similarity of one candidate.
 
@@ -517,7 +482,6 @@ def measure(
         ring_px: width of the ring of surroundings in pixels.
         gsd: ground sample distance (m/px); the shadow (:func:`shadow_change`) is measured only when known and
             at most :data:`SHADOW_MAX_GSD`.
-        others: where the pair's other changes are (H, W bool), kept out of the shadow's reference.
 
     Raises:
         ValueError: when the images differ in shape or are not RGB.
@@ -551,7 +515,7 @@ def measure(
         centre=(float(xs.mean()) + x0, float(ys.mean()) + y0),
         similarity=structure_similarity(lab_before[..., 0], lab_after[..., 0], small),
         outline_kept=outline_persistence(lab_before, lab_after, small, blur=max(1.0, _OUTLINE_BLUR_PX / step)),
-        shadow=shadow_change(candidate, pre, post, gsd, others) if gsd and gsd <= SHADOW_MAX_GSD else None,
+        shadow=shadow_change(candidate, pre, post, gsd) if gsd and gsd <= SHADOW_MAX_GSD else None,
         extent_px=int(max(xs.max() - xs.min(), ys.max() - ys.min())) + 1,
         area_px=area,
         cut_by_border=box.x0 <= 0 or box.y0 <= 0 or box.x1 >= width or box.y1 >= height,
@@ -974,8 +938,7 @@ def change_cue(
     Raises:
         ValueError: when the images differ in shape or are not RGB.
     """
-    changed = changed_area([candidate, *(others or [])], pre.shape[:2]) if gsd and gsd <= SHADOW_MAX_GSD else None
-    measured = measure(candidate, pre, post, ring_px, gsd, changed)
+    measured = measure(candidate, pre, post, ring_px, gsd)
     cue = _cue_without_neighbours(measured, domain, gsd)
     target = _landmark_of(cue, measured, domain)
     box = candidate.box.as_xyxy()
@@ -990,7 +953,7 @@ def change_cue(
     nearest = heapq.nsmallest(_NEIGHBOURS, eligible, key=lambda other: (_box_gap(box, other.box.as_xyxy()), other.id))
     landmarks = []
     for other in nearest:
-        other_measured = measure(other, pre, post, ring_px, gsd, changed)
+        other_measured = measure(other, pre, post, ring_px, gsd)
         other_cue = _cue_without_neighbours(other_measured, domain, gsd)
         landmarks.append(_landmark_of(other_cue, other_measured, domain))
     ambiguous = _shared_phrases(landmarks)
@@ -1013,8 +976,7 @@ def change_cues(
 ) -> list[ChangeCue]:
     """The cues of all candidates of one pair, in order; each candidate is measured once and the others serve
     as its neighbours (see :func:`change_cue` for the arguments)."""
-    others = changed_area(candidates, pre.shape[:2]) if gsd and gsd <= SHADOW_MAX_GSD else None
-    measured = [measure(candidate, pre, post, ring_px, gsd, others) for candidate in candidates]
+    measured = [measure(candidate, pre, post, ring_px, gsd) for candidate in candidates]
     cues = [_cue_without_neighbours(m, domain, gsd) for m in measured]
     landmarks = [_landmark_of(cue, m, domain) for cue, m in zip(cues, measured, strict=True)]
     if not landmarks:
