@@ -23,6 +23,7 @@ from craft_agent.agent.cues import (
 )
 from craft_agent.agent.offline import (
     OBJECT_CONTRAST,
+    SHIFTED_MATCH,
     OfflineBackend,
     correction_verdict,
     nuisance_of,
@@ -265,6 +266,33 @@ def test_a_new_flat_surface_casts_no_shadow_and_is_not_called_a_building() -> No
     assert unknown.shadow_gained is None and unknown.category_hint == "building"
     coarse = change_cue(candidate, pre, paved, gsd=10.0)  # Sentinel-2: a shadow is a fraction of a pixel
     assert coarse.shadow_gained is None and coarse.category_hint == "building"
+
+
+def test_a_building_displaced_between_the_dates_is_a_registration_not_a_demolition() -> None:
+    """An unchanged striped roof shifted by 6 m (misregistration, an off-nadir lean) leaves a region that
+    stood out only earlier; its earlier content is found a few metres away in the later image, so the review
+    rejects it as `registration`. A roof that really went, and the same shift without a ground sample
+    distance, are not."""
+    rng = np.random.default_rng(3)
+    ground = np.clip(rng.normal((185, 160, 120), 6, (200, 200, 3)), 0, 255).astype(np.uint8)
+    roof = np.full((50, 60, 3), 235, np.uint8)
+    roof[::10] = (110, 105, 95)  # ridge stripes every 5 m
+    pre, shifted, razed = ground.copy(), ground.copy(), ground.copy()
+    pre[60:110, 60:120] = roof
+    shifted[60:110, 72:132] = roof  # 12 px = 6 m at 0.5 m/px
+    mask = np.zeros((200, 200), bool)
+    mask[60:110, 60:72] = True  # the strip the roof left
+    strip = appeared("strip", mask, change_type=ChangeType.DISAPPEAR, scores={"confidence": 0.9})
+    moved = change_cue(strip, pre, shifted, gsd=0.5)
+    assert moved.shifted_match_before is not None and moved.shifted_match_before > 0.95
+    assert judge_change_type(moved).change_type is ChangeType.DISAPPEAR and nuisance_of(moved) == "registration"
+    whole = np.zeros((200, 200), bool)
+    whole[60:110, 60:120] = True
+    gone = change_cue(appeared("gone", whole, change_type=ChangeType.DISAPPEAR), pre, razed, gsd=0.5)
+    assert gone.shifted_match_before is not None and gone.shifted_match_before < SHIFTED_MATCH
+    assert judge_change_type(gone).change_type is ChangeType.DISAPPEAR and nuisance_of(gone) is None
+    unknown = change_cue(strip, pre, shifted)
+    assert unknown.shifted_match_before is None and nuisance_of(unknown) != "registration"
 
 
 def test_mask_window_matches_a_full_decode() -> None:

@@ -104,6 +104,17 @@ class ChangeCue(BaseModel):
     shadow_lost: float | None = Field(
         default=None, ge=0, le=1, description="The same, dark only in the earlier image (something tall went)."
     )
+    shifted_match_before: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="How well the earlier image's content of the region's box is found in the later image within "
+        "6 m (best normalised correlation): near 1 when it is still there, only displaced (misregistration, a "
+        "tall building's lean); None when the ground sample distance is unknown or the box is featureless.",
+    )
+    shifted_match_after: float | None = Field(
+        default=None, ge=-1, le=1, description="The same, the later image's content found in the earlier image."
+    )
     length_m: float | None = Field(default=None, ge=0, description="Longest side in metres (when the GSD is known).")
     area_m2: float | None = Field(default=None, ge=0, description="Area in square metres (when the GSD is known).")
     category_hint: Category | None = Field(default=None, description="Heuristic category from colour and texture.")
