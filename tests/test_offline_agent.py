@@ -460,6 +460,16 @@ def test_disambiguation_adds_the_attribute_that_differs() -> None:
     backend = OfflineBackend()
     answer = _ask(backend, "disambiguate", context, Beautified)
     assert isinstance(answer, Beautified) and answer.expressions == by_colour
+    # a shape of its own is said once ("the irregularly shaped irregularly shaped building" reached a preview)
+    blob = context.model_copy(
+        update={
+            "target": target.model_copy(update={"shape": "irregular", "size": "medium", "colour_after": "grey"}),
+            "others": [twin.model_copy(update={"colour_after": "grey", "size": "medium"})],
+        }
+    )
+    by_shape = distinguishing_expressions(blob, 12)
+    assert any("irregularly shaped" in e for e in by_shape), by_shape
+    assert not any(e.count("irregularly shaped") > 1 for e in by_shape), by_shape
 
 
 def _correction(**changes: object) -> CorrectionVerdict:

@@ -292,6 +292,8 @@ def _expressions(target: _Target, modifiers: Sequence[str] = ()) -> list[str]:
             # "the smaller large building" contradicts itself: a size comparison says the size alone
             for with_size in (False,) if modifier in SIZE_COMPARISONS else (False, True):
                 for noun in _noun_phrases(target, with_colour, with_size):
+                    if modifier and re.search(rf"\b{re.escape(modifier)}\b", noun):
+                        continue  # "the irregularly shaped irregularly shaped building"
                     for relation in relations:
                         for phrase in phrases:
                             if phrase.prefix:
