@@ -393,14 +393,18 @@ def shifted_match(
     if min(x1 - x0, y1 - y0) < 4:
         return None, None
     sx0, sy0, sx1, sy1 = max(0, x0 - reach), max(0, y0 - reach), min(width, x1 + reach), min(height, y1 + reach)
-    grey = [cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32) for image in (pre, post)]
+    # only the search window is converted: this runs for every candidate of a pair
+    grey = [
+        cv2.cvtColor(np.ascontiguousarray(image[sy0:sy1, sx0:sx1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        for image in (pre, post)
+    ]
     matches: list[float | None] = []
     for own, other in ((grey[0], grey[1]), (grey[1], grey[0])):
-        template = own[y0:y1, x0:x1]
+        template = own[y0 - sy0 : y1 - sy0, x0 - sx0 : x1 - sx0]
         if float(template.std()) < _MIN_TEMPLATE_STD:
             matches.append(None)
             continue
-        scores = cv2.matchTemplate(other[sy0:sy1, sx0:sx1], template, cv2.TM_CCOEFF_NORMED)
+        scores = cv2.matchTemplate(other, template, cv2.TM_CCOEFF_NORMED)
         matches.append(float(np.clip(np.nan_to_num(scores, nan=-1.0).max(), -1.0, 1.0)))
     return matches[0], matches[1]
 
