@@ -121,10 +121,12 @@ def nuisance_of(cue: ChangeCue, domain: Domain = Domain.RS) -> Nuisance | None:
     ratio = presence_ratio(cue)
     if cue.confidence < NOISE_CONFIDENCE and max(cue.contrast_before, cue.contrast_after) < FAINT:
         return "noise"
-    if domain != Domain.NS and _stands_out_in_its_date(cue, domain) < OBJECT_CONTRAST:
-        return "noise"
-    if domain != Domain.NS and _found_shifted(cue, domain) >= SHIFTED_MATCH:
-        return "registration"
+    if domain != Domain.NS:
+        judged = judge_change_type(cue, domain).change_type
+        if _stands_out_in_its_date(cue, judged) < OBJECT_CONTRAST:
+            return "noise"
+        if _found_shifted(cue, judged, domain) >= SHIFTED_MATCH:
+            return "registration"
     same_look = cue.colour_before == cue.colour_after
     steady = 1 / STEADY_RATIO <= ratio <= STEADY_RATIO
     if same_look and (similarity >= IDENTICAL_SIMILARITY or (similarity >= UNCHANGED_SIMILARITY and steady)):
@@ -146,21 +148,19 @@ def nuisance_of(cue: ChangeCue, domain: Domain = Domain.RS) -> Nuisance | None:
     return None
 
 
-def _found_shifted(cue: ChangeCue, domain: Domain) -> float:
+def _found_shifted(cue: ChangeCue, change_type: ChangeType, domain: Domain) -> float:
     """How well an appeared (disappeared) object's content in the later (earlier) image is found in the other
     image nearby (:func:`~craft_agent.agent.cues.shifted_match`); -1 when not measured, for a state change, and
     for a vehicle (a car that moved a few metres did come and go)."""
-    change_type = judge_change_type(cue, domain).change_type
     if looks_like_vehicle(cue, domain) or change_type is ChangeType.STATE_CHANGE:
         return -1.0
     found = cue.shifted_match_after if change_type is ChangeType.APPEAR else cue.shifted_match_before
     return -1.0 if found is None else found
 
 
-def _stands_out_in_its_date(cue: ChangeCue, domain: Domain) -> float:
+def _stands_out_in_its_date(cue: ChangeCue, change_type: ChangeType) -> float:
     """The contrast of an appeared (disappeared) object in the later (earlier) image; infinite for a state change,
     which need not stand out in either (a ploughed field is the whole field)."""
-    change_type = judge_change_type(cue, domain).change_type
     if change_type is ChangeType.APPEAR:
         return cue.contrast_after
     if change_type is ChangeType.DISAPPEAR:

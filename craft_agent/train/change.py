@@ -43,6 +43,7 @@ from craft_agent.catalog.store import ImageStore, encode_png, write_atomic
 from craft_agent.change.learned import (
     CHECKPOINT_FORMAT,
     MODEL_GSD_M,
+    MULTIPLE,
     SiameseChangeNet,
     gsd_scale,
     mixed_precision,
@@ -133,7 +134,7 @@ class TrainingPair:
         """This pair resampled to ``gsd_m`` (see :func:`~craft_agent.change.learned.gsd_scale`; itself when
         the factor is 1)."""
         factor = gsd_scale(self.gsd_m, gsd_m)
-        if factor == 1.0 or min(self.mask.shape) * factor < 16:
+        if factor == 1.0 or min(self.mask.shape) * factor < MULTIPLE:  # as predict_probability leaves it
             return self
         return TrainingPair(
             self.name,
