@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from craft_agent.agent.compose import absent_changes
+import numpy as np
+
+from craft_agent.agent import nodes
+from craft_agent.agent.compose import absent_changes, same_kind_groups
 from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.offline import OfflineBackend
-from craft_agent.agent.run import generate
+from craft_agent.agent.run import agent_resources, generate
 from craft_agent.agent.schemas import ChangeCue
-from craft_agent.agent.state import Target
+from craft_agent.agent.state import AgentState, Target
 from craft_agent.agent.targets import (
     by_rank,
     by_relation,
@@ -23,7 +26,7 @@ from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.masks import ClassicalMaskEngine
-from craft_agent.models import BBox, ChangeType, Domain
+from craft_agent.models import BBox, ChangeType, Domain, RLEMask
 from craft_agent.synthetic import write_examples
 
 
@@ -305,3 +308,48 @@ def test_the_change_is_said_before_the_noun_after_any_rank() -> None:
         relational_head("the larger building that was torn down", ChangeType.DISAPPEAR) == "the larger former building"
     )
     assert relational_head("the new house", appear) == "the new house" and relational_head("a house", appear) is None
+
+
+def _masked(house: Target, size: int = 384, **update: object) -> Target:
+    mask = np.zeros((size, size), dtype=bool)
+    mask[house.box.y0 : house.box.y1, house.box.x0 : house.box.x1] = True
+    return house.model_copy(update={"mask": RLEMask.from_array(mask), **update})
+
+
+def test_position_words_hold_among_every_change_a_reader_sees(tmp_path: Path) -> None:
+    """Detector mode keeps a budget of triplets per pair, but a reader sees every new house: "the easternmost
+    new building" is untrue of a drafted house when one left out for the budget lies further east, and "the
+    westernmost" when one beyond the review's reach lies further west. The group holds them all."""
+    write_examples(tmp_path / "examples", pairs=1, seed=11, size=384)
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(tmp_path / "examples", catalog, store, IngestOptions())
+        pair = next(catalog.iter_pairs())
+        res = agent_resources(catalog, store, OfflineBackend(), ClassicalMaskEngine())
+        plain = "the building that appeared"
+        west = _masked(_house("w", 60, 150), expressions=["the westernmost building that appeared", plain])
+        east = _masked(_house("e", 200, 150), expressions=["the easternmost building that appeared", plain])
+        alone = AgentState(pair_id=pair.id, targets=[west, east], proposals="detector", budget=2)
+        worded = {t.id: t.expressions for t in nodes.ensure_unique(res, alone)["targets"]}
+        assert worded["w"][0] == west.expressions[0] and worded["e"][0] == east.expressions[0]
+
+        left_out = _masked(_house("o", 300, 150), status="discarded", over_budget=True)
+        unreviewed = _masked(_house("u", 10, 150), status="pending")
+        crowded = alone.model_copy(update={"targets": [west, east, left_out], "unreviewed": [unreviewed]})
+        result = {t.id: t for t in nodes.ensure_unique(res, crowded)["targets"]}
+        seen = [result["w"], result["e"], left_out, unreviewed]
+        assert result["w"].kept and result["e"].kept
+        for name, wrong in (("w", "westernmost"), ("e", "easternmost")):
+            target = result[name]
+            assert target.expressions and not any(wrong in e for e in target.expressions), target.expressions
+            rivals = [o for o in seen if o.id != name]
+            assert all(refers(e, target, rivals, Domain.RS, (384, 384)) for e in target.expressions)
+        # over the budget or never reviewed, never drafted alone
+        assert {t.id for t in result.values() if t.kept} == {"w", "e"}
+
+    (group,) = same_kind_groups([west, east], [left_out, unreviewed])
+    assert sorted(group.member_ids) == ["e", "o", "u", "w"]
+    assert group.mask is not None and group.mask.area == 4 * 20 * 20
+    assert group.uncorrected_members == 1, "the unreviewed member's mask was never checked"
+    assert same_kind_groups([west], [left_out, unreviewed]) == [], "one drafted house makes no group of its own"

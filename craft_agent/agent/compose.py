@@ -12,15 +12,20 @@ from craft_agent.agent.state import Target
 from craft_agent.models import BBox, ChangeType, RLEMask
 
 
-def same_kind_groups(kept: list[Target]) -> list[Target]:
-    """One group target per (change type, category) with two or more kept targets: its mask is their union, its
-    ``member_ids`` their candidate ids; expressions still to write."""
+def same_kind_groups(kept: list[Target], others: list[Target] | None = None) -> list[Target]:
+    """One group target per (change type, category) with two or more kept targets: its mask is their union with
+    that of the ``others`` of its kind (changes seen but not drafted alone: left out for the budget, or never
+    reviewed, which count as uncorrected members), its ``member_ids`` their candidate ids; expressions still to
+    write."""
     groups: dict[tuple[ChangeType, str | None], list[Target]] = {}
     for target in kept:
         groups.setdefault((target.change_type, target.category), []).append(target)
+    for target in others or []:
+        if (target.change_type, target.category) in groups:
+            groups[(target.change_type, target.category)].append(target)
     result = []
     for (change_type, category), members in sorted(groups.items(), key=lambda g: (g[0][0].value, g[0][1] or "")):
-        if len(members) < 2:
+        if sum(m.kept for m in members) < 2:
             continue
         result.append(
             Target(
@@ -33,7 +38,8 @@ def same_kind_groups(kept: list[Target]) -> list[Target]:
                 mask=RLEMask.union([m.mask for m in members if m.mask is not None]),
                 cue=members[0].cue,
                 status="accepted",
-                uncorrected_members=sum(m.status == "uncorrected" for m in members),
+                # an unreviewed member is still pending: nobody checked its mask
+                uncorrected_members=sum(m.status in ("uncorrected", "pending") for m in members),
                 member_ids=[m.candidate_id or m.id for m in members],
             )
         )

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from craft_agent.agent.compose import absent_changes, same_kind_groups
 from craft_agent.agent.cues import change_cues
+from craft_agent.agent.offline import confirmed_change, nuisance_of
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.schemas import (
     Beautified,
@@ -45,6 +46,7 @@ from craft_agent.agent.targets import (
     refers,
     relational_head,
     same_kind,
+    visible,
 )
 from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
@@ -276,13 +278,14 @@ def prepare(res: AgentResources, state: AgentState) -> dict[str, Any]:
     budget = None if mode == "labels" else single_target_budget(config, pair.width, pair.height)
     # Labels are the truth: every labelled object is reviewed. Detections are reviewed strongest first (parts of
     # a stronger one left out), a few more than the budget so that those the review rejects can be replaced.
-    chosen, parts = (
-        (ranked, 0) if budget is None else without_parts(ranked, min(config.max_targets_per_pair, 3 * budget))
+    chosen, parts, beyond = (
+        (ranked, 0, []) if budget is None else _reviewed(ranked, min(config.max_targets_per_pair, 3 * budget))
     )
     measured = change_cues(chosen, pre, post, domain=pair.domain, gsd=pair.gsd_m)
     cues = {
         c.id: cue.model_copy(update={"rank": rank}) for rank, (c, cue) in enumerate(zip(chosen, measured, strict=True))
     }
+    unreviewed = _unreviewed(beyond, pair, pre, post, config, start=len(chosen))
     order = all_cell_names(res.config.grid_rows, res.config.grid_cols)
     cells = sorted({_cell_of(c.box, res.config, pair) for c in chosen}, key=order.index)
     if mode == "detector" and res.llm.name != "offline":
@@ -299,11 +302,51 @@ def prepare(res: AgentResources, state: AgentState) -> dict[str, Any]:
         "round": 0,
         "proposals": mode,
         "budget": budget,
+        "unreviewed": unreviewed,
         "notes": [
             f"{len(candidates)} candidates ({mode}), {len(chosen)} reviewed"
             + (f", {parts} left out as parts, edges or shadows of stronger ones" if parts else "")
+            + (f", {len(beyond)} beyond the review ({len(unreviewed)} of them counted as changes)" if beyond else "")
         ],
     }
+
+
+def _reviewed(ranked: list[ChangeCandidate], limit: int) -> tuple[list[ChangeCandidate], int, list[ChangeCandidate]]:
+    """The first ``limit`` candidates (strongest first) that are no part of a stronger one, how many were left
+    out as parts, and the candidates beyond the review's reach (no parts either)."""
+    whole, parts = without_parts(ranked)
+    return whole[:limit], parts, whole[limit:]
+
+
+def _unreviewed(
+    beyond: list[ChangeCandidate], pair: ImagePair, pre: np.ndarray, post: np.ndarray, config: AgentConfig, start: int
+) -> list[Target]:
+    """The candidates beyond the review's reach that the offline rules confirm (no nuisance, a wanted category),
+    as targets a reader sees but nobody drafts: a crowded tile's 100 new houses are reviewed 24 at a time, and
+    "the easternmost new house" must be true among all of them."""
+    if not beyond:
+        return []
+    found = []
+    measured = change_cues(beyond, pre, post, domain=pair.domain, gsd=pair.gsd_m)
+    for rank, (candidate, cue) in enumerate(zip(beyond, measured, strict=True), start=start):
+        if nuisance_of(cue, pair.domain) is not None:
+            continue
+        confirmed = confirmed_change(cue, pair.domain)
+        if confirmed.change_type is None or not config.wants(confirmed.category):
+            continue
+        found.append(
+            Target(
+                id=candidate.id,
+                candidate_id=candidate.id,
+                change_type=confirmed.change_type,
+                category=confirmed.category,
+                description=confirmed.description or "",
+                box=candidate.box,
+                mask=candidate.mask,
+                cue=cue.model_copy(update={"rank": rank}),
+            )
+        )
+    return found
 
 
 def _cell_of(box: BBox, config: AgentConfig, pair: ImagePair) -> str:
@@ -606,10 +649,12 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
     pair, _, _ = res.pair(state.pair_id)
     targets = state.working_targets()
     kept = [t for t in targets if t.kept]
+    # what a reader of the pair sees: also the changes left out for the budget or beyond the review's reach
+    seen = visible(targets, state.unreviewed)
     domain, image = pair.domain, (pair.width, pair.height)
     drafted = {t.id: (list(t.expressions), t.status) for t in kept}
     for target in kept:
-        rivals = same_kind(target, kept)
+        rivals = same_kind(target, seen)
         unique = [e for e in target.expressions if refers(e, target, rivals, domain, image)]
         if rivals and len(unique) < len(target.expressions):
             context = DisambiguateContext(
@@ -639,7 +684,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
         target.expressions = unique
         if not unique:
             target.status = "discarded"
-    drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image)
+    drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image, seen)
     # a target nothing of its own singles out may still be found beside a neighbour named above
     singles = [t for t in kept if not t.no_target and not t.member_ids]
     anchors: dict[str, Target] = {}
@@ -651,13 +696,13 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
             # "the southernmost new house" names it as well as "the southernmost house that was built", and
             # reads better inside another expression (the clause would seem to tell of the related target)
             head = relational_head(expression, named.change_type) if " that " in expression else None
-            if head and refers(head, named, same_kind(named, kept), domain, image):
+            if head and refers(head, named, same_kind(named, seen), domain, image):
                 anchors.setdefault(head, named)
     walks: NextBeside = {}
     for target in singles:
         if target.status != "discarded" or not drafted[target.id][0]:
             continue
-        rivals = same_kind(target, kept)
+        rivals = same_kind(target, seen)
         related = by_relation(drafted[target.id][0], target, rivals, anchors, domain, walks)
         if related is not None and refers(related, target, rivals, domain, image, anchors):
             target.expressions, target.status = [related], drafted[target.id][1]
@@ -725,13 +770,15 @@ def compose_extras(res: AgentResources, state: AgentState) -> dict[str, Any]:
     kept = [t for t in state.targets if t.kept and t.mask is not None]
     extras: list[Target] = []
     if res.config.multi_target:
-        for group in same_kind_groups(kept):
+        # "the buildings that were built" is all of them: also those left out for the budget or never reviewed
+        others = [t for t in visible(state.targets, state.unreviewed) if not t.kept and t.mask is not None]
+        for group in same_kind_groups(kept, others):
             group.expressions = ask_expressions(
                 res, pair, group, res.config.expressions_per_target, count=len(group.member_ids)
             )
             if group.expressions:
                 extras.append(group)
-    seen = [t for t in state.targets if not t.no_target]
+    seen = [t for t in [*state.targets, *state.unreviewed] if not t.no_target]
     for absent in absent_changes(kept, res.config.no_target_ratio, pair.height, pair.width, pair.id, seen):
         absent.expressions = ask_expressions(res, pair, absent, 1)[:1]
         if absent.expressions:

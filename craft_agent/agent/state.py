@@ -53,7 +53,16 @@ class Target(BaseModel):
     member_ids: list[str] = Field(
         default_factory=list, description="For a group: the candidate (or target) ids of its members."
     )
-    uncorrected_members: int = Field(default=0, description="For a group: members the correction gave up on.")
+    uncorrected_members: int = Field(
+        default=0,
+        description="For a group: members the correction gave up on, or never saw (changes beyond the review's "
+        "reach on a crowded tile, see AgentState.unreviewed).",
+    )
+    over_budget: bool = Field(
+        default=False,
+        description="Accepted, then discarded for the pair's budget of single-target triplets: still a change a "
+        "reader sees, so the referring rule counts it and its group holds it.",
+    )
     llm: LLMUsage = Field(
         default_factory=LLMUsage,
         description="This target's share of the language calls that served it, as the run's usage meter was "
@@ -100,6 +109,13 @@ class AgentState(BaseModel):
     round: int = 0
     proposals: ProposalMode = "detector"
     budget: int | None = None
+    unreviewed: list[Target] = Field(
+        default_factory=list,
+        description="Detector mode: the changes beyond the review's reach (more than a few times the budget on a "
+        "crowded tile) that the offline rules take for real, as a reader would see them. Never drafted alone; "
+        "the referring rule counts them (no 'easternmost new house' when an unreviewed one lies further east) "
+        "and their kind's group holds them.",
+    )
     triplet_ids: list[str] | None = Field(default=None, description="Set by the last node: the pair is done.")
     notes: list[str] = Field(default_factory=list)
 

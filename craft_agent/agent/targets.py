@@ -62,8 +62,14 @@ def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target
         key=lambda t: (t.status != "accepted", t.cue.rank, t.id),
     )
     for target in ranked[budget:]:
-        target.status = "discarded"
+        target.status, target.over_budget = "discarded", True
     return targets
+
+
+def visible(targets: list[Target], unreviewed: list[Target]) -> list[Target]:
+    """The kept targets, and the other changes a reader of the pair sees: those accepted but left out for the
+    budget and those the review never reached (:attr:`~craft_agent.agent.state.AgentState.unreviewed`)."""
+    return [*(t for t in targets if t.kept or t.over_budget), *unreviewed]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -683,11 +689,13 @@ def same_kind(target: Target, kept: list[Target]) -> list[Target]:
     ]
 
 
-def drop_shared_expressions(kept: list[Target], domain: Domain, image: tuple[int, int] | None = None) -> None:
+def drop_shared_expressions(
+    kept: list[Target], domain: Domain, image: tuple[int, int] | None = None, seen: list[Target] | None = None
+) -> None:
     """The same words on two targets (of different categories, or a model's stock phrase) refer to neither:
     each target sharing an expression gets it with its rank from one side among those sharing it and the
-    others of its kind the words fit ("the westernmost ..."), or loses it when that is too far to say; a
-    target left with no expression is discarded."""
+    others of its kind the words fit ("the westernmost ..."; among ``seen``, every change a reader sees,
+    when given), or loses it when that is too far to say; a target left with no expression is discarded."""
     users: dict[str, list[Target]] = {}
     for target in kept:
         for expression in dict.fromkeys(e.lower() for e in target.expressions):
@@ -700,7 +708,7 @@ def drop_shared_expressions(kept: list[Target], domain: Domain, image: tuple[int
             original = next(e for e in target.expressions if e.lower() == text)
             reading = _read(original, target, domain)
             fitting = [o for o in sharing if o.id != target.id]
-            fitting += [o for o in same_kind(target, kept) if o not in fitting and _fits(reading, o)]
+            fitting += [o for o in same_kind(target, seen or kept) if o not in fitting and _fits(reading, o)]
             ranked = _with_rank(original, reading, target, fitting, domain, image)
             replacement = [ranked[1]] if ranked is not None and ranked[1].lower() not in taken else []
             taken.update(r.lower() for r in replacement)
