@@ -14,9 +14,11 @@ from craft_agent.models import BBox, ChangeType, RLEMask
 
 def same_kind_groups(kept: list[Target], others: list[Target] | None = None) -> list[Target]:
     """One group target per (change type, category) with two or more kept targets: its mask is their union with
-    that of the ``others`` of its kind (changes seen but not drafted alone: left out for the budget, or never
-    reviewed, which count as uncorrected members), its ``member_ids`` their candidate ids; expressions still to
-    write."""
+    that of the ``others`` of its kind (changes seen but not drafted alone), its ``member_ids`` their candidate
+    ids; expressions still to write. "The buildings that were built" must be all of them: a kind with others
+    left out for the budget holds them (they were reviewed and corrected); a kind with others the review never
+    reached (still pending: a crowded tile) gets no group, since nobody checked what their masks hold (on a
+    LEVIR-CD tile the classical detector's 93 such regions covered a third of the image, lawns and woods)."""
     groups: dict[tuple[ChangeType, str | None], list[Target]] = {}
     for target in kept:
         groups.setdefault((target.change_type, target.category), []).append(target)
@@ -25,7 +27,7 @@ def same_kind_groups(kept: list[Target], others: list[Target] | None = None) -> 
             groups[(target.change_type, target.category)].append(target)
     result = []
     for (change_type, category), members in sorted(groups.items(), key=lambda g: (g[0][0].value, g[0][1] or "")):
-        if sum(m.kept for m in members) < 2:
+        if sum(m.kept for m in members) < 2 or any(m.status == "pending" for m in members):
             continue
         result.append(
             Target(
@@ -38,8 +40,7 @@ def same_kind_groups(kept: list[Target], others: list[Target] | None = None) -> 
                 mask=RLEMask.union([m.mask for m in members if m.mask is not None]),
                 cue=members[0].cue,
                 status="accepted",
-                # an unreviewed member is still pending: nobody checked its mask
-                uncorrected_members=sum(m.status in ("uncorrected", "pending") for m in members),
+                uncorrected_members=sum(m.status == "uncorrected" for m in members),
                 member_ids=[m.candidate_id or m.id for m in members],
             )
         )

@@ -770,7 +770,8 @@ def compose_extras(res: AgentResources, state: AgentState) -> dict[str, Any]:
     kept = [t for t in state.targets if t.kept and t.mask is not None]
     extras: list[Target] = []
     if res.config.multi_target:
-        # "the buildings that were built" is all of them: also those left out for the budget or never reviewed
+        # "the buildings that were built" is all of them: also those left out for the budget (none when some
+        # were never reviewed)
         others = [t for t in visible(state.targets, state.unreviewed) if not t.kept and t.mask is not None]
         for group in same_kind_groups(kept, others):
             group.expressions = ask_expressions(

@@ -55,8 +55,7 @@ class Target(BaseModel):
     )
     uncorrected_members: int = Field(
         default=0,
-        description="For a group: members the correction gave up on, or never saw (changes beyond the review's "
-        "reach on a crowded tile, see AgentState.unreviewed).",
+        description="For a group: members the correction gave up on.",
     )
     over_budget: bool = Field(
         default=False,
@@ -113,8 +112,8 @@ class AgentState(BaseModel):
         default_factory=list,
         description="Detector mode: the changes beyond the review's reach (more than a few times the budget on a "
         "crowded tile) that the offline rules take for real, as a reader would see them. Never drafted alone; "
-        "the referring rule counts them (no 'easternmost new house' when an unreviewed one lies further east) "
-        "and their kind's group holds them.",
+        "the referring rule counts them (no 'easternmost new house' when an unreviewed one lies further east), "
+        "and their kind gets no multi-target group (nobody checked their masks).",
     )
     triplet_ids: list[str] | None = Field(default=None, description="Set by the last node: the pair is done.")
     notes: list[str] = Field(default_factory=list)
