@@ -53,10 +53,7 @@ class Target(BaseModel):
     member_ids: list[str] = Field(
         default_factory=list, description="For a group: the candidate (or target) ids of its members."
     )
-    uncorrected_members: int = Field(
-        default=0,
-        description="For a group: members the correction gave up on.",
-    )
+    uncorrected_members: int = Field(default=0, description="For a group: members the correction gave up on.")
     over_budget: bool = Field(
         default=False,
         description="Accepted, then discarded for the pair's budget of single-target triplets: still a change a "
