@@ -354,3 +354,41 @@ def test_position_words_hold_among_every_change_a_reader_sees(tmp_path: Path) ->
     assert group.mask is not None and group.mask.area == 3 * 20 * 20
     assert same_kind_groups([west, east], [left_out, unreviewed]) == [], "nobody checked the unreviewed one's mask"
     assert same_kind_groups([west], [left_out]) == [], "one drafted house makes no group of its own"
+
+
+def _with_mask(target: Target, mask: np.ndarray, **update: object) -> Target:
+    return target.model_copy(update={"mask": RLEMask.from_array(mask), **update})
+
+
+def test_one_object_found_twice_becomes_one_target_and_neighbours_stay_two() -> None:
+    """A car found as two pieces (its changed region and a segment of the date that holds it, typed apart) would
+    reach the auditor twice under two names: the weaker piece is dropped and its pixels join the stronger one's
+    mask. Two houses side by side share no outline and stay two; a car gone and another parked on the same spot
+    are two changes; labelled objects are never merged."""
+    size = 96
+    rim, roof = np.zeros((size, size), bool), np.zeros((size, size), bool)
+    # one 10 x 24 car seen as two pieces that share its outline, not its pixels: its rim, open to the east, and
+    # the rest of its roof
+    rim[40:50, 20:44] = True
+    rim[43:47, 30:44] = False
+    roof[43:47, 30:44] = True
+    strong = _with_mask(_house("strong", 20, 40, rank=0), rim, category="vehicle")
+    weak = _with_mask(_house("weak", 30, 43, rank=3), roof)
+    beside = np.zeros((size, size), bool)
+    beside[40:50, 46:60] = True  # a second car touching the first's box, side by side
+    neighbour = _with_mask(_house("beside", 46, 40, rank=1), beside)
+    gone = _with_mask(_house("gone", 20, 40, rank=2), rim | roof, change_type=ChangeType.DISAPPEAR)
+
+    kept = nodes.drop_duplicates([weak, neighbour, strong, gone])
+    by_id = {t.id: t for t in kept}
+    assert by_id["weak"].status == "discarded" and by_id["weak"].duplicate_of == "strong"
+    assert by_id["strong"].mask is not None
+    assert np.array_equal(by_id["strong"].mask.to_array(), rim | roof)
+    assert by_id["beside"].kept and by_id["beside"].duplicate_of is None
+    assert by_id["gone"].kept, "a different change at the same place is another triplet"
+
+    labelled = [
+        _with_mask(_house(name, 20, 40, labelled=True, rank=rank), mask)
+        for name, rank, mask in (("a", 0, rim), ("b", 1, roof))
+    ]
+    assert all(t.kept for t in nodes.drop_duplicates(labelled)), "labelled objects are distinct by definition"

@@ -39,6 +39,7 @@ from craft_agent.agent.targets import (
     NextBeside,
     by_rank,
     by_relation,
+    drop_duplicates,
     drop_shared_expressions,
     is_relational,
     keep_labelled,
@@ -581,7 +582,13 @@ def correct(res: AgentResources, state: AgentState) -> dict[str, Any]:
 def beautify(res: AgentResources, state: AgentState) -> dict[str, Any]:
     """CRAFT stage 4: natural referring expressions, no grid words, no leakage."""
     pair, _, _ = res.pair(state.pair_id)
-    targets = keep_within_budget(state.working_targets(), state.budget)
+    targets = drop_duplicates(state.working_targets())
+    duplicates = [
+        Rejection(candidate_id=t.candidate_id, cell=t.cue.grid_cell, reason="duplicate")
+        for t in targets
+        if t.duplicate_of
+    ]
+    targets = keep_within_budget(targets, state.budget)
     wanted = res.config.expressions_per_target
     for target in targets:
         if not target.kept:
@@ -589,7 +596,7 @@ def beautify(res: AgentResources, state: AgentState) -> dict[str, Any]:
         target.expressions = ask_expressions(res, pair, target, wanted, cue=target.cue)
         if not target.expressions:
             target.status = "discarded"
-    return {"targets": targets}
+    return {"targets": targets, "rejected": [*state.rejected, *duplicates]}
 
 
 def ask_expressions(

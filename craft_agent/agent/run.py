@@ -264,8 +264,9 @@ class PairOutcome(BaseModel):
     """Of ``triplet_ids``, those the catalog did not hold before this draft."""
     uncorrected: int = 0
     rejected: dict[str, int] = Field(default_factory=dict)
-    """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...), and
-    under ``category`` those of a category the run does not draft."""
+    """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...), under
+    ``category`` those of a category the run does not draft, and under ``duplicate`` targets whose mask turned out to
+    be another target's object."""
 
 
 class PairDrafter:
@@ -316,7 +317,7 @@ class PairDrafter:
         final = self._app.invoke(None if pending else {"pair_id": pair_id}, settings, durability="sync")
         rejected: dict[str, int] = {}
         for rejection in final.get("rejected", []):
-            reason = "category" if rejection.reason == "category" else rejection.nuisance or "other"
+            reason = (rejection.nuisance or "other") if rejection.reason == "review" else rejection.reason
             rejected[reason] = rejected.get(reason, 0) + 1
         ids = list(final.get("triplet_ids") or [])
         return PairOutcome(

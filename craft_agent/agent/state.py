@@ -59,6 +59,9 @@ class Target(BaseModel):
         description="Accepted, then discarded for the pair's budget of single-target triplets: still a change a "
         "reader sees, so the referring rule counts it and its group holds it.",
     )
+    duplicate_of: str | None = Field(
+        default=None, description="Discarded as the same object as this stronger target (targets.drop_duplicates)."
+    )
     llm: LLMUsage = Field(
         default_factory=LLMUsage,
         description="This target's share of the language calls that served it, as the run's usage meter was "
@@ -78,14 +81,15 @@ class Target(BaseModel):
 
 class Rejection(BaseModel):
     """A candidate the grid review rejected, and the nuisance that explains it; or one of a category the run
-    does not draft (``reason="category"``: ``AgentConfig.categories``)."""
+    does not draft (``reason="category"``: ``AgentConfig.categories``); or one discarded after segmentation as the
+    same object as a stronger target (``reason="duplicate"``: :func:`~craft_agent.agent.targets.drop_duplicates`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     candidate_id: str | None
     nuisance: Nuisance | None = None
     cell: str
-    reason: Literal["review", "category"] = "review"
+    reason: Literal["review", "category", "duplicate"] = "review"
 
 
 class AgentState(BaseModel):

@@ -9,6 +9,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
+
 from craft_agent.agent.cues import PALETTE, labelled_change_type
 from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.schemas import ChangeCue
@@ -22,7 +25,7 @@ from craft_agent.agent.wording import (
     SIZE_ADJECTIVES,
     ordinal_expression,
 )
-from craft_agent.models import BBox, ChangeType, Domain
+from craft_agent.models import BBox, ChangeType, Domain, RLEMask
 
 
 def keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[Rejection], domain: Domain) -> None:
@@ -51,16 +54,82 @@ def keep_labelled(cues: list[ChangeCue], targets: list[Target], rejected: list[R
         target.category = cue.label_category or target.category
 
 
+SAME_OBJECT_SHARE = 0.5
+"""Two targets of one change type whose outlines (convex hulls) share at least this share of the smaller one are
+one object."""
+
+
+def _evidence_order(target: Target) -> tuple[bool, int, str]:
+    """Strongest first: accepted before uncorrected, then by the detector's evidence rank."""
+    return (target.status != "accepted", target.cue.rank, target.id)
+
+
+def _outline(mask: RLEMask) -> tuple[np.ndarray, BBox] | None:
+    """The mask's convex hull filled, cropped to its box, and the box (None: empty mask)."""
+    box = mask.bbox()
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box.as_xyxy()
+    crop = np.ascontiguousarray(mask.to_array()[y0:y1, x0:x1]).astype(np.uint8)
+    hull = np.zeros_like(crop)
+    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(crop)), 1)
+    return hull.astype(bool), box
+
+
+def _shared_outline(a: tuple[np.ndarray, BBox], b: tuple[np.ndarray, BBox]) -> float:
+    """Pixels the two outlines share, as a share of the smaller outline."""
+    (hull_a, box_a), (hull_b, box_b) = a, b
+    ax0, ay0, ax1, ay1 = box_a.as_xyxy()
+    bx0, by0, bx1, by1 = box_b.as_xyxy()
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    if x0 >= x1 or y0 >= y1:
+        return 0.0
+    shared = np.logical_and(
+        hull_a[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0], hull_b[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    ).sum()
+    return float(shared) / max(1, min(int(hull_a.sum()), int(hull_b.sum())))
+
+
+def drop_duplicates(targets: list[Target]) -> list[Target]:
+    """Discard a kept target whose outline mostly lies within a stronger one's of the same change type
+    (:data:`SAME_OBJECT_SHARE` of the smaller convex hull): one object found twice, e.g. a car found as two
+    pieces (its changed region and a segment of the date that holds it, typed apart as a car and a roof), or a
+    change the model added where the detector had one. Two triplets would send the auditor the same object under
+    two names. Hulls, not pixels: two pieces of one object share its outline but few pixels, while two objects
+    side by side share neither. Labelled changes are distinct objects and stay; different types at one place
+    (a car gone, another parked there) are two changes and stay."""
+    held: list[tuple[Target, tuple[np.ndarray, BBox]]] = []
+    for target in sorted((t for t in targets if t.kept and not t.member_ids), key=_evidence_order):
+        outline = _outline(target.mask) if target.mask is not None else None
+        if outline is None:
+            continue
+        same = None
+        if not target.cue.labelled:
+            same = next(
+                (
+                    other
+                    for other, other_outline in held
+                    if other.change_type == target.change_type
+                    and _shared_outline(outline, other_outline) >= SAME_OBJECT_SHARE
+                ),
+                None,
+            )
+        if same is None:
+            held.append((target, outline))
+        else:
+            target.status, target.duplicate_of = "discarded", same.id
+            if same.mask is not None and target.mask is not None:
+                same.mask = RLEMask.union([same.mask, target.mask])
+    return targets
+
+
 def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target]:
     """Discard kept targets beyond ``budget`` (None: no limit), the weakest evidence first: accepted before
     uncorrected, then by the detector's evidence rank (:func:`~craft_agent.change.stage.evidence_rank`)."""
     kept = [t for t in targets if t.kept]
     if budget is None or len(kept) <= budget:
         return targets
-    ranked = sorted(
-        kept,
-        key=lambda t: (t.status != "accepted", t.cue.rank, t.id),
-    )
+    ranked = sorted(kept, key=_evidence_order)
     for target in ranked[budget:]:
         target.status, target.over_budget = "discarded", True
     return targets
