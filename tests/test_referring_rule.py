@@ -21,6 +21,7 @@ from craft_agent.agent.targets import (
     keep_labelled,
     refers,
     relational_head,
+    without_claims,
 )
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
@@ -392,3 +393,27 @@ def test_one_object_found_twice_becomes_one_target_and_neighbours_stay_two() -> 
         for name, rank, mask in (("a", 0, rim), ("b", 1, roof))
     ]
     assert all(t.kept for t in nodes.drop_duplicates(labelled)), "labelled objects are distinct by definition"
+
+
+def test_a_false_position_claim_is_placed_afresh_not_lost() -> None:
+    """A model writes "the westernmost ..." of a house with another further west: the rules do not drop the
+    target for it, they place it again from its words without the claim, truthfully."""
+    west, middle, east = _house("w", 40, 10), _house("m", 80, 200), _house("e", 120, 50)
+    houses = [west, middle, east]
+    rs = Domain.RS
+    assert without_claims("The second grey-roofed building from the west that appeared", rs) == (
+        "The grey-roofed building that appeared"
+    )
+    assert without_claims("the larger new house in the northernmost row", rs) == "the new house"
+    assert without_claims("the new house at the eastern edge of the image", rs) == "the new house"
+    assert without_claims("the new house", rs) is None, "nothing to take away"
+    assert without_claims("the westernmost", rs) is None, "nothing left to say"
+    for target, claim in (
+        (middle, "the westernmost grey-roofed building that appeared"),
+        (east, "the largest building that appeared"),
+    ):
+        others = [o for o in houses if o is not target]
+        assert not refers(claim, target, others, rs)
+        placed = by_rank([claim], target, others, rs)
+        assert placed is not None and refers(placed, target, others, rs), placed
+        assert "grey-roofed" in placed or "grey" not in claim

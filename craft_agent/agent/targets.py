@@ -435,6 +435,25 @@ def _claims(reading: _Reading) -> bool:
     return bool(reading.extremes or reading.ordinals or reading.comparatives or reading.line or reading.edge)
 
 
+def without_claims(expression: str, domain: Domain) -> str | None:
+    """``expression`` without its position and comparison words (a rank, a row or column, an image edge, an
+    extreme or a comparative), to be placed again by the rules; None when it made no such claim or nothing but
+    the claim was said. A model's "the westernmost new house" is untrue when another new house lies further
+    west, but "the new house" can still be ranked truthfully ("the second new house from the west")."""
+    sides = "|".join(SIDE_NAMES[domain].values())
+    line_words = "|".join([*EXTREME_WORDS[domain].values(), *ORDINAL_WORDS[1:]])
+    edges = "|".join(EDGE_WORDS[domain].values())
+    words = "|".join([*EXTREME_WORDS[domain].values(), *_COMPARATIVES])
+    text = re.sub(rf"\s+in the (?:{line_words}) (?:row|column)(?: from the (?:{sides}))?\b", "", expression, flags=re.I)
+    text = re.sub(rf"\s+at the (?:{edges}) edge of the image\b", "", text, flags=re.I)
+    text = re.sub(rf"\b(?:{'|'.join(ORDINAL_WORDS[1:])})\s+(.*?)\s+from the (?:{sides})\b", r"\1", text, flags=re.I)
+    text = re.sub(rf"\b(?:{words})\b", "", text, flags=re.I)
+    stripped = " ".join(text.split())
+    if stripped == " ".join(expression.split()) or len(stripped.split()) < 2:
+        return None
+    return stripped
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Relations to a named neighbour: "the new house just east of the northernmost new house"
 # ---------------------------------------------------------------------------------------------------------
@@ -681,7 +700,13 @@ def _with_rank(
     """``expression`` with the target's rank from its nearest side among ``fitting`` (the other targets a
     reader would take it for), or, where no side gives a rank to say, its rank along its row or column ("the
     third new house from the west in the northernmost row"); with the count a reader makes (lower is easier).
-    None when nothing can be said. ``reading`` is :func:`_read` of ``expression``."""
+    None when nothing can be said. ``reading`` is :func:`_read` of ``expression``; an expression that places its
+    target already is placed afresh without those words (:func:`without_claims`)."""
+    if _claims(reading):
+        stripped = without_claims(expression, domain)
+        if stripped is None:
+            return None
+        expression, reading = stripped, _read(stripped, target, domain)
     if not reading.true_of_target or _claims(reading):
         return None
     # "the second building from the west beside the road", not "... beside the road from the west"
