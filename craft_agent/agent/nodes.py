@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from craft_agent.agent.compose import absent_changes, same_kind_groups
 from craft_agent.agent.cues import change_cues
-from craft_agent.agent.offline import confirmed_change, nuisance_of
+from craft_agent.agent.offline import review_cue
 from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.schemas import (
     Beautified,
@@ -330,10 +330,8 @@ def _unreviewed(
     found = []
     measured = change_cues(beyond, pre, post, domain=pair.domain, gsd=pair.gsd_m)
     for rank, (candidate, cue) in enumerate(zip(beyond, measured, strict=True), start=start):
-        if nuisance_of(cue, pair.domain) is not None:
-            continue
-        confirmed = confirmed_change(cue, pair.domain)
-        if confirmed.change_type is None or not config.wants(confirmed.category):
+        confirmed = review_cue(cue, pair.domain)
+        if confirmed.verdict != "confirm" or confirmed.change_type is None or not config.wants(confirmed.category):
             continue
         found.append(
             Target(

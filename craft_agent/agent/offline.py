@@ -171,14 +171,17 @@ def _stands_out_in_its_date(cue: ChangeCue, change_type: ChangeType) -> float:
 def review_grid_cell(context: GridReviewContext) -> GridReview:
     """The grid review of one cell: every candidate rejected as a nuisance or confirmed with its type,
     category and absolute description (never an added change: the rules see only the detector's candidates)."""
-    changes = []
-    for cue in context.candidates:
-        nuisance = None if cue.labelled else nuisance_of(cue, context.domain)
-        if nuisance is not None:
-            changes.append(ReviewedChange(candidate_id=cue.candidate_id, verdict="reject", nuisance=nuisance))
-            continue
-        changes.append(confirmed_change(cue, context.domain))
-    return GridReview(changes=changes)
+    return GridReview(changes=[review_cue(cue, context.domain) for cue in context.candidates])
+
+
+def review_cue(cue: ChangeCue, domain: Domain) -> ReviewedChange:
+    """The rules' verdict on one candidate: rejected as the nuisance that explains it (never a labelled one),
+    else confirmed (:func:`confirmed_change`). The grid review and the count of changes beyond its reach
+    (``nodes._unreviewed``) both judge by this."""
+    nuisance = None if cue.labelled else nuisance_of(cue, domain)
+    if nuisance is not None:
+        return ReviewedChange(candidate_id=cue.candidate_id, verdict="reject", nuisance=nuisance)
+    return confirmed_change(cue, domain)
 
 
 def confirmed_change(cue: ChangeCue, domain: Domain) -> ReviewedChange:
