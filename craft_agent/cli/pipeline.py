@@ -148,9 +148,10 @@ def generate(
             f"{summary.llm_calls} LLM call(s), {cost} ({summary.seconds:.1f} s)"
         )
         if summary.rejected:
-            # what the review turned down, and what --categories left out: a user sees why a change is missing
+            # what the review turned down, what --categories left out and what was merged as another target's
+            # object: a user sees why a change is missing
             turned_down = ", ".join(f"{name} {count}" for name, count in sorted(summary.rejected.items()))
-            out.print(f"rejected at the review: {turned_down}", highlight=False)
+            out.print(f"left out: {turned_down}", highlight=False)
         if summary.fallbacks:
             reasons = ", ".join(f"{name} {count}" for name, count in sorted(summary.fallback_reasons.items()))
             out.print(
