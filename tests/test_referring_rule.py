@@ -196,6 +196,10 @@ def test_no_target_expressions_never_deny_a_change_that_was_found() -> None:
     demolished = _house("d", 60, 10).model_copy(update={"change_type": ChangeType.DISAPPEAR, "status": "discarded"})
     assert [a.change_type for a in absent_changes([built], 1.0, 256, 256, "pair")] == [ChangeType.DISAPPEAR]
     assert absent_changes([built], 1.0, 256, 256, "pair", seen=[built, demolished]) == []
+    # a field that was paved does not come or go: "the plot of land that was removed" is no change to look for
+    paved = _house("p", 120, 10).model_copy(update={"change_type": ChangeType.STATE_CHANGE, "category": "ground"})
+    assert absent_changes([paved], 1.0, 256, 256, "pair") == []
+    assert [a.category for a in absent_changes([paved, built], 1.0, 256, 256, "pair")] == ["building"]
 
 
 def test_an_object_cut_by_the_image_edge_is_named_along_that_edge() -> None:

@@ -9,7 +9,7 @@ import hashlib
 import math
 
 from craft_agent.agent.state import Target
-from craft_agent.models import BBox, ChangeType, RLEMask
+from craft_agent.models import BBox, Category, ChangeType, RLEMask
 
 
 def same_kind_groups(kept: list[Target], others: list[Target] | None = None) -> list[Target]:
@@ -54,6 +54,11 @@ _ABSENT_TYPE = {
 }
 
 
+_SURFACES = {Category.GROUND.value}
+"""Categories that change their look but do not come or go: "the plot of land that was removed" is no change a
+reader could look for, so no no-target expression is made of them."""
+
+
 def absent_changes(
     kept: list[Target], ratio: float, height: int, width: int, pair_id: str, seen: list[Target] | None = None
 ) -> list[Target]:
@@ -72,7 +77,7 @@ def absent_changes(
         if len(result) >= wanted:
             break
         absent_type = _ABSENT_TYPE[target.change_type]
-        if (absent_type, target.category) in present:
+        if (absent_type, target.category) in present or target.category in _SURFACES:
             continue
         present.add((absent_type, target.category))
         result.append(
