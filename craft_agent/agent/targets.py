@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from craft_agent.agent.cues import PALETTE, labelled_change_type
+from craft_agent.agent.cues import PALETTE, labelled_change_type, mask_window
 from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Rejection, Target
@@ -70,7 +70,7 @@ def _outline(mask: RLEMask) -> tuple[np.ndarray, BBox] | None:
     if box is None:
         return None
     x0, y0, x1, y1 = box.as_xyxy()
-    crop = np.ascontiguousarray(mask.to_array()[y0:y1, x0:x1]).astype(np.uint8)
+    crop = mask_window(mask, x0, y0, x1, y1).astype(np.uint8)
     hull = np.zeros_like(crop)
     cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(crop)), 1)
     return hull.astype(bool), box
@@ -249,10 +249,17 @@ def _edge_phrase(side: str, domain: Domain) -> str:
     return f"at the {EDGE_WORDS[domain][side]} edge of the image"
 
 
+_EDGE_PHRASE = r"at the ({word}) edge of the image"
+"""How an expression places its target at an image edge (``{word}``: the pattern of the edge's word)."""
+_LINE_PHRASE = r"in the ({word}) (row|column)(?: from the ({side}))?"
+"""How an expression places its target in a row or column (``{word}``: an extreme or ordinal word's pattern,
+``{side}``: a side's)."""
+
+
 def _read_edge(text: str, domain: Domain) -> tuple[str | None, str]:
     """The image edge an expression places its target at, and the text without that phrase."""
     words = {word: side for side, word in EDGE_WORDS[domain].items()}
-    match = re.search(r" at the (\w+) edge of the image ", text)
+    match = re.search(" " + _EDGE_PHRASE.format(word=r"\w+") + " ", text)
     if match is None or match.group(1) not in words:
         return None, text
     return words[match.group(1)], text[: match.start()] + " " + text[match.end() :]
@@ -277,7 +284,7 @@ def _read_line(text: str, domain: Domain) -> tuple[tuple[str, int, str] | None, 
     """The row or column an expression places its target in, and the text without that phrase."""
     extremes = {word: side for side, word in EXTREME_WORDS[domain].items()}
     names = {name: side for side, name in SIDE_NAMES[domain].items()}
-    match = re.search(r" in the (\w+) (row|column)(?: from the (\w+))? ", text)
+    match = re.search(" " + _LINE_PHRASE.format(word=r"\w+", side=r"\w+") + " ", text)
     if match is None:
         return None, text
     word, kind, named = match.groups()
@@ -444,8 +451,9 @@ def without_claims(expression: str, domain: Domain) -> str | None:
     line_words = "|".join([*EXTREME_WORDS[domain].values(), *ORDINAL_WORDS[1:]])
     edges = "|".join(EDGE_WORDS[domain].values())
     words = "|".join([*EXTREME_WORDS[domain].values(), *_COMPARATIVES])
-    text = re.sub(rf"\s+in the (?:{line_words}) (?:row|column)(?: from the (?:{sides}))?\b", "", expression, flags=re.I)
-    text = re.sub(rf"\s+at the (?:{edges}) edge of the image\b", "", text, flags=re.I)
+    line = _LINE_PHRASE.format(word=line_words, side=sides)
+    text = re.sub(rf"\s+{line}\b", "", expression, flags=re.I)
+    text = re.sub(rf"\s+{_EDGE_PHRASE.format(word=edges)}\b", "", text, flags=re.I)
     text = re.sub(rf"\b(?:{'|'.join(ORDINAL_WORDS[1:])})\s+(.*?)\s+from the (?:{sides})\b", r"\1", text, flags=re.I)
     text = re.sub(rf"\b(?:{words})\b", "", text, flags=re.I)
     stripped = " ".join(text.split())
