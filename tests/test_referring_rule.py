@@ -200,6 +200,12 @@ def test_no_target_expressions_never_deny_a_change_that_was_found() -> None:
     paved = _house("p", 120, 10).model_copy(update={"change_type": ChangeType.STATE_CHANGE, "category": "ground"})
     assert absent_changes([paved], 1.0, 256, 256, "pair") == []
     assert [a.category for a in absent_changes([paved, built], 1.0, 256, 256, "pair")] == ["building"]
+    # a road that was resurfaced may well be "the stretch of road that was laid": no claim about roads there
+    repaved = _house("r", 180, 10).model_copy(update={"change_type": ChangeType.STATE_CHANGE, "category": "road"})
+    removed = _house("x", 10, 120).model_copy(update={"change_type": ChangeType.DISAPPEAR, "category": "road"})
+    assert [a.category for a in absent_changes([removed], 1.0, 256, 256, "pair")] == ["road"]
+    assert absent_changes([removed, repaved], 1.0, 256, 256, "pair") == []
+    assert absent_changes([removed], 1.0, 256, 256, "pair", seen=[removed, repaved]) == []
 
 
 def test_an_object_cut_by_the_image_edge_is_named_along_that_edge() -> None:

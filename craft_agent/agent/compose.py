@@ -67,8 +67,14 @@ def absent_changes(
     exists among the kept targets and ``seen``, every change the pair's review found, also those dropped for the
     budget or for want of a unique expression: a demolished house that could not be named still makes "the
     demolished house" untrue), with an empty mask. A fractional count (0.1 x 4 targets) is rounded up or down by
-    a hash of the pair, so the share holds over a dataset while each pair's draw stays the same on every run."""
-    present = {(t.change_type, t.category) for t in [*kept, *(seen or [])]}
+    a hash of the pair, so the share holds over a dataset while each pair's draw stays the same on every run.
+
+    A kind that changed state in the pair makes no such claim either way: beside a road that was resurfaced,
+    "the stretch of road that was laid" may well be true, and beside a lawn turned to gravel "the plot of land
+    that was removed" reads as a description of it."""
+    found = [*kept, *(seen or [])]
+    present = {(t.change_type, t.category) for t in found}
+    restated = {t.category for t in found if t.change_type is ChangeType.STATE_CHANGE}
     expected = ratio * len(kept)
     draw = int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     wanted = math.floor(expected) + (draw < expected - math.floor(expected))
@@ -77,7 +83,7 @@ def absent_changes(
         if len(result) >= wanted:
             break
         absent_type = _ABSENT_TYPE[target.change_type]
-        if (absent_type, target.category) in present or target.category in _SURFACES:
+        if (absent_type, target.category) in present or target.category in _SURFACES | restated:
             continue
         present.add((absent_type, target.category))
         result.append(
