@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from craft_agent.agent.nodes import AgentConfig
 from craft_agent.agent.offline import OfflineBackend
-from craft_agent.bench.agent import QUIET_WINDOW_PX, run_agent_bench, write_quiet_windows
+from craft_agent.agent.run import generate
+from craft_agent.bench.agent import QUIET_WINDOW_PX, RealScore, is_single_target, run_agent_bench, write_quiet_windows
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.masks import ClassicalMaskEngine
@@ -109,3 +111,43 @@ def test_agent_bench_scores_the_detector_on_quiet_windows(tmp_path: Path) -> Non
     assert quiet["empty_pairs_ok"] == round(2 / 3, 4)
     assert quiet["triplets_per_pair"] > 0
     assert quiet["precision"] is quiet["union_iou"] is quiet["instance_recall"] is None  # nothing to score against
+
+
+def test_recall_is_read_against_the_budget_and_the_groups_members(tmp_path: Path) -> None:
+    """Four houses built in a row: a pair that keeps one of them alone and names all four in "the buildings that
+    were built" covers one by instance_recall and four with the group's members; a budget of two caps
+    instance_recall at half."""
+    rng = np.random.default_rng(3)
+    pre = rng.integers(90, 110, size=(256, 256, 3), dtype=np.uint8)
+    post = pre.copy()
+    mask = np.zeros((256, 256), bool)
+    for x in (20, 80, 140, 200):
+        mask[100:140, x : x + 30] = True
+    post[mask] = (200, 60, 50)
+    source = tmp_path / "row"
+    save_png(source / "pre" / "a.png", pre)
+    save_png(source / "post" / "a.png", post)
+    save_png(source / "mask" / "a.png", mask)
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(source, catalog, store, IngestOptions())
+        generate(catalog, store, OfflineBackend(), ClassicalMaskEngine(), workspace, AgentConfig(proposals="labels"))
+        pair = next(catalog.iter_pairs())
+        triplets = list(catalog.iter_triplets(pair_id=pair.id))
+        candidates = catalog.candidates_for(pair.id)
+    single = [t for t in triplets if is_single_target(t)]
+    groups = [t for t in triplets if len(t.candidate_ids) == 4]
+    assert len(single) == 4 and len(groups) == 1, "labels mode keeps each house and groups the four"
+    every = RealScore()
+    every.add_pair(pair, triplets, candidates, None)
+    assert every.to_json()["instance_recall"] == every.to_json()["recall_ceiling"] == 1.0
+    one_and_group = RealScore()
+    one_and_group.add_pair(pair, [single[0], *groups], candidates, 2)
+    figures = one_and_group.to_json()
+    assert (figures["instance_recall"], figures["instance_recall_with_groups"]) == (0.25, 1.0)
+    assert figures["recall_ceiling"] == 0.5 and figures["triplets_per_pair"] == 1
+    # a group whose members are not known (no candidates) names no object
+    unknown = RealScore()
+    unknown.add_pair(pair, [single[0], *groups], [], 2)
+    assert unknown.to_json()["instance_recall_with_groups"] == 0.25
