@@ -21,6 +21,7 @@ from craft_agent.agent.targets import (
     keep_labelled,
     refers,
     relational_head,
+    visible,
     without_claims,
 )
 from craft_agent.agent.wording import fix_agreement, ordinal_expression
@@ -365,6 +366,29 @@ def test_position_words_hold_among_every_change_a_reader_sees(tmp_path: Path) ->
     assert group.mask is not None and group.mask.area == 3 * 20 * 20
     assert same_kind_groups([west, east], [left_out, unreviewed]) == [], "nobody checked the unreviewed one's mask"
     assert same_kind_groups([west], [left_out]) == [], "one drafted house makes no group of its own"
+
+
+def test_a_group_holds_the_changes_no_expression_could_single_out(tmp_path: Path) -> None:
+    """A new house the referring rule could not name is dropped from the single-target triplets, but "the
+    buildings that were built" is still all of them: its mask is in the group's, and it is a rival to every
+    expression of its kind; a detection the review discarded as no change is neither."""
+    write_examples(tmp_path / "examples", pairs=1, seed=11, size=384)
+    workspace = tmp_path / "ws"
+    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(workspace)
+        ingest(tmp_path / "examples", catalog, store, IngestOptions())
+        pair = next(catalog.iter_pairs())
+        res = agent_resources(catalog, store, OfflineBackend(), ClassicalMaskEngine())
+        west = _masked(_house("w", 60, 150), expressions=["the westernmost building that appeared"])
+        east = _masked(_house("e", 200, 150), expressions=["the easternmost building that appeared"])
+        unnamed = _masked(_house("n", 130, 300), status="discarded", unnamed=True)
+        false_alarm = _masked(_house("f", 300, 300), status="discarded")
+        state = AgentState(pair_id=pair.id, targets=[west, east, unnamed, false_alarm], proposals="labels")
+        assert [t.id for t in visible(state.targets, [])] == ["w", "e", "n"]
+        extras = [t for t in nodes.compose_extras(res, state)["targets"] if t.member_ids]
+    (group,) = extras
+    assert sorted(group.member_ids) == ["e", "n", "w"] and group.expressions
+    assert group.mask is not None and group.mask.area == 3 * 20 * 20
 
 
 def _with_mask(target: Target, mask: np.ndarray, **update: object) -> Target:

@@ -593,7 +593,7 @@ def beautify(res: AgentResources, state: AgentState) -> dict[str, Any]:
             continue
         target.expressions = ask_expressions(res, pair, target, wanted, cue=target.cue)
         if not target.expressions:
-            target.status = "discarded"
+            target.status, target.unnamed = "discarded", True
     return {"targets": targets, "rejected": [*state.rejected, *duplicates]}
 
 
@@ -688,7 +688,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
             unique = clean_expressions([ranked] if ranked and refers(ranked, target, rivals, domain, image) else [])
         target.expressions = unique
         if not unique:
-            target.status = "discarded"
+            target.status, target.unnamed = "discarded", True
     drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image, seen)
     # a target nothing of its own singles out may still be found beside a neighbour named above
     singles = [t for t in kept if not t.no_target and not t.member_ids]
@@ -710,7 +710,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
         rivals = same_kind(target, seen)
         related = by_relation(drafted[target.id][0], target, rivals, anchors, domain, walks)
         if related is not None and refers(related, target, rivals, domain, image, anchors):
-            target.expressions, target.status = [related], drafted[target.id][1]
+            target.expressions, target.status, target.unnamed = [related], drafted[target.id][1], False
     return {"targets": targets}
 
 
@@ -775,8 +775,8 @@ def compose_extras(res: AgentResources, state: AgentState) -> dict[str, Any]:
     kept = [t for t in state.targets if t.kept and t.mask is not None]
     extras: list[Target] = []
     if res.config.multi_target:
-        # "the buildings that were built" is all of them: also those left out for the budget (none when some
-        # were never reviewed)
+        # "the buildings that were built" is all of them: also those left out for the budget or unnamed (none
+        # when some were never reviewed)
         others = [t for t in visible(state.targets, state.unreviewed) if not t.kept and t.mask is not None]
         for group in same_kind_groups(kept, others):
             group.expressions = ask_expressions(

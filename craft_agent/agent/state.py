@@ -59,6 +59,11 @@ class Target(BaseModel):
         description="Accepted, then discarded for the pair's budget of single-target triplets: still a change a "
         "reader sees, so the referring rule counts it and its group holds it.",
     )
+    unnamed: bool = Field(
+        default=False,
+        description="Accepted, then discarded as no expression singled it out (nodes.ensure_unique): still a "
+        'change a reader sees, so its group holds it ("the newly built houses" is all of them).',
+    )
     duplicate_of: str | None = Field(
         default=None, description="Discarded as the same object as this stronger target (targets.drop_duplicates)."
     )

@@ -137,8 +137,9 @@ def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target
 
 def visible(targets: list[Target], unreviewed: list[Target]) -> list[Target]:
     """The kept targets, and the other changes a reader of the pair sees: those accepted but left out for the
-    budget and those the review never reached (:attr:`~craft_agent.agent.state.AgentState.unreviewed`)."""
-    return [*(t for t in targets if t.kept or t.over_budget), *unreviewed]
+    budget or for want of an expression that singles them out, and those the review never reached
+    (:attr:`~craft_agent.agent.state.AgentState.unreviewed`)."""
+    return [*(t for t in targets if t.kept or t.over_budget or t.unnamed), *unreviewed]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -817,4 +818,4 @@ def drop_shared_expressions(
             target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
     for target in kept:
         if not target.expressions:
-            target.status = "discarded"
+            target.status, target.unnamed = "discarded", True
