@@ -18,6 +18,8 @@ from craft_agent.agent.cues import (
     SHADOWLESS,
     change_cue,
     change_cues,
+    infer_category,
+    is_vegetation,
     judge_change_type,
     mask_window,
 )
@@ -217,6 +219,34 @@ def test_a_re_covered_roof_keeps_its_outline_and_is_a_state_change_not_a_new_bui
         }
     )
     assert judge_change_type(gone).change_type is ChangeType.DISAPPEAR
+
+
+def test_a_canopy_in_shade_is_vegetation_not_a_paved_surface() -> None:
+    """Dense trees in shade are named "dark grey" or "black" by their lightness; their excess green still says
+    leaf. A house built where they stood is no road that was resurfaced, and nothing grey and leafless is."""
+    cleared = _cue(
+        colour_before="dark grey",
+        greenness_before=0.45,
+        texture_before=18.0,
+        colour_after="dark grey",
+        greenness_after=0.03,
+        texture_after=8.0,
+        contrast_before=12.0,
+        contrast_after=21.0,
+        surroundings_before="dark grey",
+        surroundings_after="grey",
+        structure_similarity=0.4,
+        size="medium",
+    )
+    assert is_vegetation("dark grey", 0.45) and is_vegetation("black", 0.3)
+    assert not is_vegetation("dark grey", 0.03) and not is_vegetation("teal", 0.3), "asphalt; water"
+    judged = judge_change_type(cleared)
+    assert judged.change_type is not ChangeType.STATE_CHANGE or "resurfaced" not in judged.reason
+    assert infer_category(cleared, judged.change_type) is not Category.ROAD
+    # the same cue without the leaves: a paved surface that was resurfaced
+    paved = cleared.model_copy(update={"greenness_before": 0.02})
+    assert "resurfaced" in judge_change_type(paved).reason
+    assert infer_category(paved, ChangeType.STATE_CHANGE) is Category.ROAD
 
 
 def test_an_object_that_stands_out_in_neither_date_is_noise_whatever_the_detectors_confidence() -> None:

@@ -578,12 +578,14 @@ class TypeJudgement:
 
 
 def is_vegetation(colour: str, greenness: float) -> bool:
-    """Whether a region of this colour name and excess-green index is vegetation (see :data:`VEGETATION_EXG`)."""
-    return greenness >= VEGETATION_EXG and colour in GREEN_COLOURS
+    """Whether a region of this colour name and excess-green index is vegetation (see :data:`VEGETATION_EXG`):
+    green-named, or named by its darkness (a canopy in shade reads "dark grey" or "black" by its lightness, its
+    excess green still says leaf; asphalt and dark roofs stay below 0.05)."""
+    return greenness >= VEGETATION_EXG and colour in _LEAFY_COLOURS
 
 
 def _is_bare_of_vegetation(colour: str, greenness: float) -> bool:
-    return greenness < BARE_EXG or colour not in GREEN_COLOURS
+    return greenness < BARE_EXG or colour not in _LEAFY_COLOURS
 
 
 def looks_like_vehicle(cue: ChangeCue, domain: Domain = Domain.RS) -> bool:
@@ -673,8 +675,10 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
             return TypeJudgement(ChangeType.DISAPPEAR, "only bare ground is left where something stood")
     if similarity >= SAME_STRUCTURE and min(before, after) >= PRESENT and 1 / 3 <= ratio <= 3:
         return TypeJudgement(ChangeType.STATE_CHANGE, "the same structure stands out in both images")
+    paved = not (green_before or green_after)  # a grey surface with leaves on it is a canopy in shade
     if (
         aerial
+        and paved
         and cue.colour_before in GREY_COLOURS
         and cue.colour_after in GREY_COLOURS
         and (similarity >= RESURFACED_SIMILARITY or cue.shape == "elongated")
@@ -682,7 +686,7 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
     ):
         return TypeJudgement(ChangeType.STATE_CHANGE, "a paved surface was resurfaced")
     same_setting = cue.surroundings_before == cue.surroundings_after or (
-        cue.colour_before in GREY_COLOURS and cue.colour_after in GREY_COLOURS
+        paved and cue.colour_before in GREY_COLOURS and cue.colour_after in GREY_COLOURS
     )
     if aerial and same_setting and min(before, after) >= PRESENT and 1 / STANDS_OUT_RATIO <= ratio <= STANDS_OUT_RATIO:
         return TypeJudgement(ChangeType.STATE_CHANGE, "it stood out before too: the same thing changed its look")
