@@ -419,6 +419,8 @@ def test_one_object_found_twice_becomes_one_target_and_neighbours_stay_two() -> 
     assert by_id["weak"].status == "discarded" and by_id["weak"].duplicate_of == "strong"
     assert by_id["strong"].mask is not None
     assert np.array_equal(by_id["strong"].mask.to_array(), rim | roof)
+    # position words read its box: the object is both pieces
+    assert by_id["strong"].box == BBox(x0=20, y0=40, x1=50, y1=63)
     assert by_id["beside"].kept and by_id["beside"].duplicate_of is None
     assert by_id["gone"].kept, "a different change at the same place is another triplet"
 

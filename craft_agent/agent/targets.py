@@ -103,23 +103,34 @@ def drop_duplicates(targets: list[Target]) -> list[Target]:
         outline = _outline(target.mask) if target.mask is not None else None
         if outline is None:
             continue
-        same = None
+        index = None
         if not target.cue.labelled:
-            same = next(
+            index = next(
                 (
-                    other
-                    for other, other_outline in held
+                    i
+                    for i, (other, other_outline) in enumerate(held)
                     if other.change_type == target.change_type
                     and _shared_outline(outline, other_outline) >= SAME_OBJECT_SHARE
                 ),
                 None,
             )
-        if same is None:
+        if index is None:
             held.append((target, outline))
-        else:
-            target.status, target.duplicate_of = "discarded", same.id
-            if same.mask is not None and target.mask is not None:
-                same.mask = RLEMask.union([same.mask, target.mask])
+            continue
+        same = held[index][0]
+        target.status, target.duplicate_of = "discarded", same.id
+        if same.mask is not None and target.mask is not None:
+            # the object is both pieces: its box (position words) and outline (the next piece) grow with it
+            same.mask = RLEMask.union([same.mask, target.mask])
+            same.box = BBox(
+                x0=min(same.box.x0, target.box.x0),
+                y0=min(same.box.y0, target.box.y0),
+                x1=max(same.box.x1, target.box.x1),
+                y1=max(same.box.y1, target.box.y1),
+            )
+            grown = _outline(same.mask)
+            if grown is not None:
+                held[index] = (same, grown)
     return targets
 
 
