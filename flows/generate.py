@@ -13,6 +13,7 @@ A Markdown artifact summarises the run.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +122,14 @@ def generate_flow(
     # per-pair cache keys then name the detector and checkpoint really used
     options = options.for_workspace(settings)
     summary = GenerateSummary()
+    started = time.perf_counter()
     with Catalog.from_settings(settings) as catalog:
         pair_ids = [pair.id for pair in catalog.iter_pairs()]
         summary.run_id = catalog.start_run("generate", {"flow": "craft-generate", **options.model_dump()})
         draft_pairs(workspace, pair_ids, options, summary)
         summary.merge(revise_task(workspace, options))
+        # drafting and revising, as `craft-agent generate` counts it (ingest has its own flow and figure)
+        summary.seconds = time.perf_counter() - started
         for failure in summary.failed:
             catalog.record_failure(summary.run_id, failure.input, failure.error)
         catalog.finish_run(summary.run_id, summary.to_json())

@@ -56,6 +56,7 @@ def test_generate_flow_drafts_each_pair_as_a_task_like_the_cli(prefect_harness: 
     options = DraftOptions(llm="offline", masks="classical")
     summary = flows_generate.generate_flow(str(workspace), source=str(tmp_path / "examples"), options=options)
     assert summary["pairs"] == 3 and summary["triplets"] > 0 and summary["failed"] == [], summary
+    assert summary["seconds"] > 0, "the run's time is measured, not left at zero"
     settings = load_settings(workspace=workspace)
     with Catalog.from_settings(settings) as catalog:
         flow_ids = sorted(t.id for t in catalog.iter_triplets())
