@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from craft_agent.agent import nodes
 from craft_agent.agent.compose import absent_changes, same_kind_groups
-from craft_agent.agent.nodes import AgentConfig
+from craft_agent.agent.nodes import AgentConfig, AgentResources
 from craft_agent.agent.offline import OfflineBackend
 from craft_agent.agent.run import agent_resources, generate
 from craft_agent.agent.schemas import ChangeCue
@@ -28,7 +30,7 @@ from craft_agent.agent.wording import fix_agreement, ordinal_expression
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.imagery import IngestOptions, ingest
 from craft_agent.masks import ClassicalMaskEngine
-from craft_agent.models import BBox, ChangeType, Domain, RLEMask
+from craft_agent.models import BBox, ChangeType, Domain, ImagePair, RLEMask
 from craft_agent.synthetic import write_examples
 
 
@@ -328,18 +330,23 @@ def _masked(house: Target, size: int = 384, **update: object) -> Target:
     return house.model_copy(update={"mask": RLEMask.from_array(mask), **update})
 
 
-def test_position_words_hold_among_every_change_a_reader_sees(tmp_path: Path) -> None:
-    """Detector mode keeps a budget of triplets per pair, but a reader sees every new house: "the easternmost
-    new building" is untrue of a drafted house when one left out for the budget lies further east, and "the
-    westernmost" when one beyond the review's reach lies further west. The group holds all the reviewed ones, and
-    is not drafted while some were never reviewed."""
+@contextmanager
+def _one_pair(tmp_path: Path) -> Iterator[tuple[ImagePair, AgentResources]]:
+    """One ingested 384 px generated pair and the agent's resources on it (offline, classical masks)."""
     write_examples(tmp_path / "examples", pairs=1, seed=11, size=384)
     workspace = tmp_path / "ws"
     with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
         store = ImageStore(workspace)
         ingest(tmp_path / "examples", catalog, store, IngestOptions())
-        pair = next(catalog.iter_pairs())
-        res = agent_resources(catalog, store, OfflineBackend(), ClassicalMaskEngine())
+        yield next(catalog.iter_pairs()), agent_resources(catalog, store, OfflineBackend(), ClassicalMaskEngine())
+
+
+def test_position_words_hold_among_every_change_a_reader_sees(tmp_path: Path) -> None:
+    """Detector mode keeps a budget of triplets per pair, but a reader sees every new house: "the easternmost
+    new building" is untrue of a drafted house when one left out for the budget lies further east, and "the
+    westernmost" when one beyond the review's reach lies further west. The group holds all the reviewed ones, and
+    is not drafted while some were never reviewed."""
+    with _one_pair(tmp_path) as (pair, res):
         plain = "the building that appeared"
         west = _masked(_house("w", 60, 150), expressions=["the westernmost building that appeared", plain])
         east = _masked(_house("e", 200, 150), expressions=["the easternmost building that appeared", plain])
@@ -372,13 +379,7 @@ def test_a_group_holds_the_changes_no_expression_could_single_out(tmp_path: Path
     """A new house the referring rule could not name is dropped from the single-target triplets, but "the
     buildings that were built" is still all of them: its mask is in the group's, and it is a rival to every
     expression of its kind; a detection the review discarded as no change is neither."""
-    write_examples(tmp_path / "examples", pairs=1, seed=11, size=384)
-    workspace = tmp_path / "ws"
-    with Catalog(f"sqlite:///{workspace / 'catalog.sqlite'}") as catalog:
-        store = ImageStore(workspace)
-        ingest(tmp_path / "examples", catalog, store, IngestOptions())
-        pair = next(catalog.iter_pairs())
-        res = agent_resources(catalog, store, OfflineBackend(), ClassicalMaskEngine())
+    with _one_pair(tmp_path) as (pair, res):
         west = _masked(_house("w", 60, 150), expressions=["the westernmost building that appeared"])
         east = _masked(_house("e", 200, 150), expressions=["the easternmost building that appeared"])
         unnamed = _masked(_house("n", 130, 300), status="discarded", unnamed=True)
