@@ -441,6 +441,19 @@ def test_expressions_use_colours_and_neighbours_and_no_target_reads_like_a_chang
     assert any("blue" in e for e in no_target)
 
 
+def test_a_pond_is_dug_or_appears_and_is_never_placed() -> None:
+    """The no-target opposite of a pond that dried up is a pond that appeared; "the newly placed pond" is what
+    the generic wording said."""
+    for pair_id in ("p", "q", "r"):
+        context = BeautifyContext(
+            pair_id=pair_id, domain="rs", change_type=ChangeType.APPEAR, category="water", description="d"
+        )
+        expressions = referring_expressions(context, 4)
+        assert expressions and not any("placed" in e for e in expressions), expressions
+        assert all(re.search(TEMPORAL[ChangeType.APPEAR], e) for e in expressions), expressions
+        assert any(re.search(r"newly dug|appeared", e) for e in expressions), expressions
+
+
 def test_grid_and_leak_checks() -> None:
     for text in ("the car in the top-left", "the roof in the mid right", "the tree at the center", "sector 3"):
         assert mentions_grid(text), text

@@ -100,6 +100,7 @@ _APPEAR_BY_CATEGORY: dict[Category, tuple[str, ...]] = {
     Category.VEGETATION: ("+newly planted", "that grew"),
     Category.ROAD: ("+newly paved", "that {was} laid"),
     Category.GROUND: ("+newly paved", "that {was} laid"),
+    Category.WATER: ("+newly dug", "that appeared"),  # nobody "places" a pond
 }
 _APPEAR_OTHER = ("+newly placed", "that {was} placed")
 _DISAPPEAR_BY_CATEGORY: dict[Category, tuple[str, ...]] = {
