@@ -189,6 +189,16 @@ class BBox(Record):
         """The box with these corners; a corner left of or above the image is moved onto its edge."""
         return cls(x0=max(0, int(x0)), y0=max(0, int(y0)), x1=int(x1), y1=int(y1))
 
+    @staticmethod
+    def enclosing(boxes: list[BBox]) -> BBox:
+        """The smallest box holding all ``boxes`` (at least one)."""
+        return BBox(
+            x0=min(b.x0 for b in boxes),
+            y0=min(b.y0 for b in boxes),
+            x1=max(b.x1 for b in boxes),
+            y1=max(b.y1 for b in boxes),
+        )
+
     def grown(self, margin: int) -> BBox:
         """The box ``margin`` px wider on each side (within the image's top-left edges)."""
         return BBox.of(self.x0 - margin, self.y0 - margin, self.x1 + margin, self.y1 + margin)

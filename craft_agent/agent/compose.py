@@ -36,7 +36,7 @@ def same_kind_groups(kept: list[Target], others: list[Target] | None = None) -> 
                 change_type=change_type,
                 category=category,
                 description=f"the {category or 'changes'} that {change_type.value.replace('_', ' ')}",
-                box=_union_box([m.box for m in members]),
+                box=BBox.enclosing([m.box for m in members]),
                 mask=RLEMask.union([m.mask for m in members if m.mask is not None]),
                 cue=members[0].cue,
                 status="accepted",
@@ -74,7 +74,8 @@ def absent_changes(
     that was removed" reads as a description of it."""
     found = [*kept, *(seen or [])]
     present = {(t.change_type, t.category) for t in found}
-    restated = {t.category for t in found if t.change_type is ChangeType.STATE_CHANGE}
+    # no claim about a surface, nor about a kind that changed state here
+    unclaimed = _SURFACES | {t.category for t in found if t.change_type is ChangeType.STATE_CHANGE}
     expected = ratio * len(kept)
     draw = int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     wanted = math.floor(expected) + (draw < expected - math.floor(expected))
@@ -83,7 +84,7 @@ def absent_changes(
         if len(result) >= wanted:
             break
         absent_type = _ABSENT_TYPE[target.change_type]
-        if (absent_type, target.category) in present or target.category in _SURFACES | restated:
+        if (absent_type, target.category) in present or target.category in unclaimed:
             continue
         present.add((absent_type, target.category))
         result.append(
@@ -101,12 +102,3 @@ def absent_changes(
             )
         )
     return result
-
-
-def _union_box(boxes: list[BBox]) -> BBox:
-    return BBox(
-        x0=min(b.x0 for b in boxes),
-        y0=min(b.y0 for b in boxes),
-        x1=max(b.x1 for b in boxes),
-        y1=max(b.y1 for b in boxes),
-    )

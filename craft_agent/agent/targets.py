@@ -122,12 +122,7 @@ def drop_duplicates(targets: list[Target]) -> list[Target]:
         if same.mask is not None and target.mask is not None:
             # the object is both pieces: its box (position words) and outline (the next piece) grow with it
             same.mask = RLEMask.union([same.mask, target.mask])
-            same.box = BBox(
-                x0=min(same.box.x0, target.box.x0),
-                y0=min(same.box.y0, target.box.y0),
-                x1=max(same.box.x1, target.box.x1),
-                y1=max(same.box.y1, target.box.y1),
-            )
+            same.box = BBox.enclosing([same.box, target.box])
             grown = _outline(same.mask)
             if grown is not None:
                 held[index] = (same, grown)

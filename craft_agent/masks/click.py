@@ -62,16 +62,7 @@ def prompt_from_hints(date: str, hints: list[AuditHint], fallback_box: BBox | No
     their boxes; ``fallback_box`` (else None) when they hold neither a positive point nor a box."""
     marks = [h for h in hints if h.date == date]
     boxes = [h.box for h in marks if h.box is not None]
-    box = (
-        BBox(
-            x0=min(b.x0 for b in boxes),
-            y0=min(b.y0 for b in boxes),
-            x1=max(b.x1 for b in boxes),
-            y1=max(b.y1 for b in boxes),
-        )
-        if boxes
-        else None
-    )
+    box = BBox.enclosing(boxes) if boxes else None
     positives = tuple(h.point for h in marks if h.point is not None and h.positive)
     negatives = tuple(h.point for h in marks if h.point is not None and not h.positive)
     if not positives and box is None:
