@@ -234,7 +234,7 @@ def test_a_canopy_in_shade_is_vegetation_not_a_paved_surface() -> None:
         contrast_before=12.0,
         contrast_after=21.0,
         surroundings_before="dark grey",
-        surroundings_after="grey",
+        surroundings_after="dark grey",
         structure_similarity=0.4,
         size="medium",
     )
@@ -243,6 +243,12 @@ def test_a_canopy_in_shade_is_vegetation_not_a_paved_surface() -> None:
     judged = judge_change_type(cleared)
     assert judged.change_type is not ChangeType.STATE_CHANGE or "resurfaced" not in judged.reason
     assert infer_category(cleared, judged.change_type) is not Category.ROAD
+    # a smooth roof that stands out where a textured canopy stood: a house was built there, not "the altered
+    # group of trees"; a tree that lost its leaves is as textured as it was, so it is not taken for a house
+    assert judged.change_type is ChangeType.APPEAR
+    assert infer_category(cleared.model_copy(update={"shadow_gained": 0.2}), ChangeType.APPEAR) is Category.BUILDING
+    leafless = judge_change_type(cleared.model_copy(update={"texture_after": 18.0, "contrast_after": 13.0}))
+    assert leafless.change_type is ChangeType.STATE_CHANGE
     # the same cue without the leaves: a paved surface that was resurfaced
     paved = cleared.model_copy(update={"greenness_before": 0.02})
     assert "resurfaced" in judge_change_type(paved).reason

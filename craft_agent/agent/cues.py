@@ -626,6 +626,8 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
        state change (a repainted roof keeps its slopes);
     3. vegetation before, none after: a smooth lawn turned into something else is a state change of the
        ground; textured vegetation giving way to bare ground, or to nothing that stands out, was cleared;
+       aerial, giving way to a smoother surface that stands out, something was built where it grew (appear:
+       houses built where trees stood; trees that lost their leaves stay as textured as they were);
     4. vegetation after, none before: turned green (state change) when the same pattern or a visible dry
        surface was there, else new vegetation (appear);
     5. aerial, bare ground before and another surface after, standing out or much lighter or darker
@@ -660,6 +662,8 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
             return TypeJudgement(ChangeType.STATE_CHANGE, "a smooth lawn turned into another surface")
         if cue.colour_after in GROUND_COLOURS or after < PRESENT:
             return TypeJudgement(ChangeType.DISAPPEAR, "vegetation gave way to bare ground")
+        if aerial and cue.texture_after < cue.texture_before:
+            return TypeJudgement(ChangeType.APPEAR, "a smooth surface that stands out replaced the vegetation")
     if green_after and _is_bare_of_vegetation(cue.colour_before, cue.greenness_before):
         if similarity >= GREENED_SIMILARITY or (before >= PRESENT and cue.colour_before in GROUND_COLOURS):
             return TypeJudgement(ChangeType.STATE_CHANGE, "a dry surface turned green")
