@@ -239,7 +239,12 @@ def test_a_canopy_in_shade_is_vegetation_not_a_paved_surface() -> None:
         size="medium",
     )
     assert is_vegetation("dark grey", 0.45) and is_vegetation("black", 0.3)
-    assert not is_vegetation("dark grey", 0.03) and not is_vegetation("teal", 0.3), "asphalt; water"
+    assert not is_vegetation("dark grey", 0.03) and not is_vegetation("teal", 0.3, texture=2.0), "asphalt; water"
+    # lit leaves and shade average to teal or grey; the spread of their lightness still says canopy
+    assert is_vegetation("teal", 0.35, texture=16.5) and not is_vegetation("yellow", 0.22, texture=10.0), "paint"
+    teal_canopy = cleared.model_copy(update={"colour_before": "teal", "greenness_before": 0.35})
+    assert judge_change_type(teal_canopy).change_type is ChangeType.APPEAR
+    assert infer_category(teal_canopy, ChangeType.DISAPPEAR) is Category.VEGETATION, "not a pond that dried up"
     judged = judge_change_type(cleared)
     assert judged.change_type is not ChangeType.STATE_CHANGE or "resurfaced" not in judged.reason
     assert infer_category(cleared, judged.change_type) is not Category.ROAD

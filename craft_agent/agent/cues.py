@@ -94,6 +94,10 @@ VEGETATION_EXG = 0.2
 tree canopies give 0.3 to 0.55; green roofs about 0.3 but are smooth; dry grass 0.12, soil, asphalt and roofs
 below 0.05. Water gives about 0.14 and yellow paint 0.2, hence the colour-name condition too."""
 
+CANOPY_EXG = 0.3
+"""Excess-green index from which a region textured like a canopy is vegetation whatever its colour name: the
+bottom of the range grass and canopies give, above water (0.14) and yellow paint (0.2)."""
+
 BARE_EXG = 0.12
 """Excess-green index below which a region is not vegetation (the margin over soil absorbs colour casts)."""
 
@@ -577,15 +581,29 @@ class TypeJudgement:
     reason: str
 
 
-def is_vegetation(colour: str, greenness: float) -> bool:
-    """Whether a region of this colour name and excess-green index is vegetation (see :data:`VEGETATION_EXG`):
-    green-named, or named by its darkness (a canopy in shade reads "dark grey" or "black" by its lightness, its
-    excess green still says leaf; asphalt and dark roofs stay below 0.05)."""
-    return greenness >= VEGETATION_EXG and colour in _LEAFY_COLOURS
+def is_vegetation(colour: str, greenness: float, texture: float = 0.0) -> bool:
+    """Whether a region of this colour name, excess-green index and lightness spread (``texture``) is vegetation
+    (see :data:`VEGETATION_EXG`): green-named, named by its darkness (a canopy in shade reads "dark grey" or
+    "black" by its lightness, its excess green still says leaf; asphalt and dark roofs stay below 0.05), or,
+    whatever its name, clearly green (:data:`CANOPY_EXG`) and textured like a canopy (:data:`LAWN_TEXTURE`):
+    lit leaves and shade can average to teal, while water and green roofs are smooth."""
+    if colour in _LEAFY_COLOURS:
+        return greenness >= VEGETATION_EXG
+    return greenness >= CANOPY_EXG and texture >= LAWN_TEXTURE
 
 
-def _is_bare_of_vegetation(colour: str, greenness: float) -> bool:
-    return greenness < BARE_EXG or colour not in _LEAFY_COLOURS
+def vegetated(cue: ChangeCue, later: bool) -> bool:
+    """Whether the cue's region is vegetation in the later (else the earlier) image (:func:`is_vegetation`)."""
+    if later:
+        return is_vegetation(cue.colour_after, cue.greenness_after, cue.texture_after)
+    return is_vegetation(cue.colour_before, cue.greenness_before, cue.texture_before)
+
+
+def _bare_of_vegetation(cue: ChangeCue, later: bool) -> bool:
+    """Clearly no vegetation at that date: little excess green (:data:`BARE_EXG`), or neither a leafy colour nor
+    a green canopy's texture (the margin between :data:`BARE_EXG` and :data:`VEGETATION_EXG` is neither)."""
+    colour, greenness = (cue.colour_after, cue.greenness_after) if later else (cue.colour_before, cue.greenness_before)
+    return greenness < BARE_EXG or (colour not in _LEAFY_COLOURS and not vegetated(cue, later))
 
 
 def looks_like_vehicle(cue: ChangeCue, domain: Domain = Domain.RS) -> bool:
@@ -596,9 +614,8 @@ def looks_like_vehicle(cue: ChangeCue, domain: Domain = Domain.RS) -> bool:
     :data:`VEHICLE_MAX_FRACTION` of the image (a resolution-dependent size: about 30 x 40 px at 1024 px, which
     is also a house at 0.5 m/px). Street level: a compact or elongated region on dark grey (the road band).
     """
-    for colour, greenness in ((cue.colour_before, cue.greenness_before), (cue.colour_after, cue.greenness_after)):
-        if greenness >= VEGETATION_EXG and colour in _LEAFY_COLOURS:  # cars are not green; trees in shade are
-            return False
+    if vegetated(cue, later=False) or vegetated(cue, later=True):  # cars are not green; trees in shade are
+        return False
     on_grey = cue.surroundings_before in GREY_COLOURS and cue.surroundings_after in GREY_COLOURS
     if domain == Domain.NS:
         road = {"dark grey", "grey", "black"}
@@ -655,16 +672,15 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
         return TypeJudgement(ChangeType.DISAPPEAR, "a car-sized object on the road stood out only earlier")
     if similarity >= VERY_SAME_STRUCTURE and min(before, after) >= PRESENT / 2:
         return TypeJudgement(ChangeType.STATE_CHANGE, "the same structure is there in both images, its look changed")
-    green_before = is_vegetation(cue.colour_before, cue.greenness_before)
-    green_after = is_vegetation(cue.colour_after, cue.greenness_after)
-    if green_before and _is_bare_of_vegetation(cue.colour_after, cue.greenness_after):
+    green_before, green_after = vegetated(cue, later=False), vegetated(cue, later=True)
+    if green_before and _bare_of_vegetation(cue, later=True):
         if cue.texture_before < LAWN_TEXTURE and cue.colour_before == "green":
             return TypeJudgement(ChangeType.STATE_CHANGE, "a smooth lawn turned into another surface")
         if cue.colour_after in GROUND_COLOURS or after < PRESENT:
             return TypeJudgement(ChangeType.DISAPPEAR, "vegetation gave way to bare ground")
         if aerial and cue.texture_after < cue.texture_before:
             return TypeJudgement(ChangeType.APPEAR, "a smooth surface that stands out replaced the vegetation")
-    if green_after and _is_bare_of_vegetation(cue.colour_before, cue.greenness_before):
+    if green_after and _bare_of_vegetation(cue, later=False):
         if similarity >= GREENED_SIMILARITY or (before >= PRESENT and cue.colour_before in GROUND_COLOURS):
             return TypeJudgement(ChangeType.STATE_CHANGE, "a dry surface turned green")
         return TypeJudgement(ChangeType.APPEAR, "vegetation where there was none")
@@ -746,14 +762,12 @@ def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Dom
     vegetation, vehicle (on the road band), facade (a state change), object (anything else that comes or
     goes).
     """
-    if change_type is ChangeType.APPEAR:
-        colour, greenness = cue.colour_after, cue.greenness_after
-    else:
-        colour, greenness = cue.colour_before, cue.greenness_before
-    green_before = is_vegetation(cue.colour_before, cue.greenness_before)
-    green_after = is_vegetation(cue.colour_after, cue.greenness_after)
+    later = change_type is ChangeType.APPEAR
+    colour = cue.colour_after if later else cue.colour_before
+    green_before, green_after = vegetated(cue, later=False), vegetated(cue, later=True)
+    green = green_after if later else green_before
     if domain == Domain.NS:
-        if is_vegetation(colour, greenness) or (change_type is ChangeType.STATE_CHANGE and green_after):
+        if green or (change_type is ChangeType.STATE_CHANGE and green_after):
             return Category.VEGETATION
         if change_type is ChangeType.STATE_CHANGE:
             return Category.FACADE
@@ -770,7 +784,7 @@ def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Dom
         if cue.colour_before in GREY_COLOURS and cue.colour_after in GREY_COLOURS and cue.size not in ("tiny", "small"):
             return Category.ROAD
         return Category.ROOF
-    if is_vegetation(colour, greenness):
+    if green:
         return Category.VEGETATION
     if colour == "teal":
         return Category.WATER

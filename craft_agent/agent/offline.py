@@ -29,10 +29,10 @@ from pydantic import BaseModel, ValidationError
 from craft_agent.agent.cues import (
     cue_change_type,
     infer_category,
-    is_vegetation,
     judge_change_type,
     looks_like_vehicle,
     presence_ratio,
+    vegetated,
 )
 from craft_agent.agent.schemas import (
     Beautified,
@@ -141,8 +141,8 @@ def nuisance_of(cue: ChangeCue, domain: Domain = Domain.RS) -> Nuisance | None:
     if (
         cue.size in ("large", "huge")
         and cue.shape == "irregular"
-        and is_vegetation(cue.colour_before, cue.greenness_before)
-        and is_vegetation(cue.colour_after, cue.greenness_after)
+        and vegetated(cue, later=False)
+        and vegetated(cue, later=True)
     ):
         return "season"
     return None
