@@ -18,6 +18,7 @@ from craft_agent.change import create_detector, default_detector
 from craft_agent.change.learned import (
     MODEL_GSD_M,
     SiameseChangeNet,
+    beyond_resolution,
     gsd_scale,
     load_change_model,
     normalise_image,
@@ -251,6 +252,28 @@ def test_a_flow_task_drafts_with_the_workspace_detector(
         detectors = {t.provenance.backends.get("detector") for t in catalog.iter_triplets() if not t.is_no_target}
         sources = {c.source.split(":")[0] for c in catalog.candidates_for(pair_id)}
     assert detectors == {"learned"} and sources == {"learned"}
+
+
+def test_pairs_too_coarse_for_the_checkpoint_are_named_in_the_summaries(
+    tiny_run: tuple[Path, ChangeTrainingSummary], examples: Path, tmp_path: Path
+) -> None:
+    """A 10 m Sentinel-2 pair is twenty times the 0.5 m a checkpoint learned: the detector sees it at its own
+    resolution and finds nothing it was trained for. The run still drafts it, and says so."""
+    checkpoint = str(tiny_run[0] / "change.pt")
+    assert beyond_resolution(10.0, 0.5) and not beyond_resolution(0.3, 0.5) and not beyond_resolution(None, 0.5)
+    for gsd, expected in (("10", 10.0), ("0.5", None)):
+        workspace = tmp_path / f"ws-{gsd}"
+        assert craft("ingest", str(examples), "--workspace", str(workspace), "--gsd", gsd).returncode == 0
+        learned = ("--workspace", str(workspace), "--detector", "learned", "--checkpoint", checkpoint)
+        stages = [craft(stage, *learned, "--proposals", "detector", "--json") for stage in ("candidates", "generate")]
+        for done in stages:
+            assert done.returncode == 0, done.stderr
+            beyond = json.loads(done.stdout)["beyond_model_resolution"]
+            if expected is None:
+                assert beyond == {} and "warning" not in done.stderr
+            else:
+                assert len(beyond) == 4 and set(beyond.values()) == {expected}
+                assert "4 pair(s) at 10 m per pixel" in done.stderr and "--detector classical" in done.stderr
 
 
 def test_a_trained_model_beats_chance_on_unseen_pairs(tmp_path: Path) -> None:

@@ -67,6 +67,11 @@ class GenerateSummary(BaseModel):
     cost_usd: float = 0.0
     seconds: float = 0.0
     run_id: str = ""
+    beyond_model_resolution: dict[str, float] = Field(default_factory=dict)
+    """Pairs (name -> m per pixel) the learned detector drafted at their own resolution, too far from its
+    checkpoint's (``model_gsd_m``) to resample: it was not trained for them (a 10 m Sentinel-2 scene against a
+    0.5 m model), so their drafts are unreliable."""
+    model_gsd_m: float | None = None
 
     def add(self, outcome: PairOutcome) -> None:
         """Count one pair's outcome."""
@@ -80,6 +85,9 @@ class GenerateSummary(BaseModel):
         self.uncorrected += outcome.uncorrected
         for reason, count in outcome.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
+        if outcome.beyond_model_resolution:
+            self.beyond_model_resolution.update(outcome.beyond_model_resolution)
+            self.model_gsd_m = outcome.model_gsd_m
 
     def add_revisions(self, answers: list[AuditRevision]) -> None:
         """Count the agent's answers to "needs fix" audits."""
@@ -108,6 +116,8 @@ class GenerateSummary(BaseModel):
             for reason, count in more.items():
                 counts[reason] = counts.get(reason, 0) + count
         self.failed.extend(other.failed)
+        self.beyond_model_resolution.update(other.beyond_model_resolution)
+        self.model_gsd_m = other.model_gsd_m or self.model_gsd_m
         self.llm_backend = other.llm_backend
         self.cost_known = self.cost_known and other.cost_known
 
@@ -145,6 +155,7 @@ class GenerateSummary(BaseModel):
             "fallback_reasons": dict(sorted(self.fallback_reasons.items())),
             "mostly_fallbacks": self.mostly_fallbacks,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "beyond_model_resolution": dict(sorted(self.beyond_model_resolution.items())),
             "revised": self.revised,
             "left_with_auditors": self.left_with_auditors,
             "llm": {
@@ -267,6 +278,10 @@ class PairOutcome(BaseModel):
     """Candidates the review rejected, by the nuisance that explains them (shadow, season, registration...), under
     ``category`` those of a category the run does not draft, and under ``duplicate`` targets whose mask turned out to
     be another target's object."""
+    beyond_model_resolution: dict[str, float] = Field(default_factory=dict)
+    """{pair name: its ground sample distance} when the learned detector drafted it at that resolution, too far
+    from its checkpoint's (``model_gsd_m``) to resample (:func:`~craft_agent.change.learned.beyond_resolution`)."""
+    model_gsd_m: float | None = None
 
 
 class PairDrafter:
@@ -320,6 +335,8 @@ class PairDrafter:
             reason = (rejection.nuisance or "other") if rejection.reason == "review" else rejection.reason
             rejected[reason] = rejected.get(reason, 0) + 1
         ids = list(final.get("triplet_ids") or [])
+        pair = self.catalog.get_pair(pair_id)
+        beyond = final.get("proposals") == "detector" and self._beyond_model_resolution(pair.gsd_m)
         return PairOutcome(
             pair_id=pair_id,
             status="resumed" if pending else "drafted",
@@ -327,7 +344,25 @@ class PairDrafter:
             new_triplets=len(set(ids) - before),
             uncorrected=sum(self.catalog.get_triplet(i).uncorrected for i in ids),
             rejected=rejected,
+            beyond_model_resolution={pair.name: pair.gsd_m} if beyond and pair.gsd_m else {},
+            model_gsd_m=self.model_gsd_m if beyond else None,
         )
+
+    @functools.cached_property
+    def model_gsd_m(self) -> float | None:
+        """The resolution the learned detector's checkpoint was trained at (None for the classical detector)."""
+        if self.config.detector != "learned" or not self.config.checkpoint:
+            return None
+        from craft_agent.change.learned import checkpoint_gsd  # torch: only with the learned detector
+
+        return checkpoint_gsd(Path(self.config.checkpoint))
+
+    def _beyond_model_resolution(self, pair_gsd: float | None) -> bool:
+        if self.model_gsd_m is None:
+            return False
+        from craft_agent.change.learned import beyond_resolution
+
+        return beyond_resolution(pair_gsd, self.model_gsd_m)
 
     def _finished_in_first_layout(self, pair_id: str) -> bool:
         """Whether a thread of the first state layout (JSON values, no version in its id) finished this pair:

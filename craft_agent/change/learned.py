@@ -156,10 +156,27 @@ def normalise_image(image: np.ndarray) -> np.ndarray:
 def gsd_scale(pair_gsd: float | None, model_gsd: float | None) -> float:
     """The factor that resamples imagery of ``pair_gsd`` to ``model_gsd`` (below 1 shrinks it); 1.0 when either
     is unknown or the factor is outside :data:`SCALE_RANGE`."""
-    if not pair_gsd or not model_gsd:
+    if not pair_gsd or not model_gsd or beyond_resolution(pair_gsd, model_gsd):
         return 1.0
-    factor = pair_gsd / model_gsd
-    return factor if SCALE_RANGE[0] <= factor <= SCALE_RANGE[1] else 1.0
+    return pair_gsd / model_gsd
+
+
+def beyond_resolution(pair_gsd: float | None, model_gsd: float | None) -> bool:
+    """Whether a pair of ``pair_gsd`` is too far from the model's ``model_gsd`` to be resampled to it
+    (:data:`SCALE_RANGE`): the model then sees it at its own resolution, which it was not trained for (objects
+    twenty times smaller than any it learned). False when either is unknown."""
+    if not pair_gsd or not model_gsd:
+        return False
+    return not SCALE_RANGE[0] <= pair_gsd / model_gsd <= SCALE_RANGE[1]
+
+
+def checkpoint_gsd(path: Path) -> float | None:
+    """The resolution (m per pixel) a change checkpoint was trained at; None for a checkpoint of none.
+
+    Raises:
+        ConfigError: as :func:`load_change_model`.
+    """
+    return load_change_model(path, "cpu").gsd_m
 
 
 def resample(image: np.ndarray, factor: float, mask: bool = False) -> np.ndarray:

@@ -36,6 +36,10 @@ class CandidateSummary(BaseModel):
     by_mode: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
     run_id: str = ""
+    beyond_model_resolution: dict[str, float] = Field(default_factory=dict)
+    """Pairs (name -> m per pixel) the learned detector saw at their own resolution, too far from its checkpoint's
+    (``model_gsd_m``) to resample (:func:`~craft_agent.change.learned.beyond_resolution`)."""
+    model_gsd_m: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,7 @@ class CandidateSummary(BaseModel):
             "by_type": dict(sorted(self.by_type.items())),
             "pairs_by_proposals": dict(sorted(self.by_mode.items())),
             "failed": [f.as_dict() for f in self.failed],
+            "beyond_model_resolution": dict(sorted(self.beyond_model_resolution.items())),
             "seconds": round(self.seconds, 3),
             "run_id": self.run_id,
         }
@@ -225,6 +230,10 @@ def propose_candidates(
         snap: refine label masks with the mask engine (see :func:`snap_to_image`).
     """
     summary = CandidateSummary()
+    if detector_name == "learned" and checkpoint is not None:
+        from craft_agent.change.learned import checkpoint_gsd  # torch: only with the learned detector
+
+        summary.model_gsd_m = checkpoint_gsd(checkpoint)
     config = {"detector": detector_name, "masks": engine.name, "proposals": proposals}
     with StageRun(catalog, "candidates", config, summary, progress) as run:
         for pair in run.items(catalog.iter_pairs(), name=lambda pair: pair.name):
@@ -241,6 +250,11 @@ def propose_candidates(
             summary.candidates += catalog.add_candidates(refined)
             summary.pairs += 1
             summary.by_mode[mode] = summary.by_mode.get(mode, 0) + 1
+            if mode == "detector" and summary.model_gsd_m and pair.gsd_m:
+                from craft_agent.change.learned import beyond_resolution
+
+                if beyond_resolution(pair.gsd_m, summary.model_gsd_m):
+                    summary.beyond_model_resolution[pair.name] = pair.gsd_m
             for candidate in refined:
                 summary.by_type[candidate.change_type.value] = summary.by_type.get(candidate.change_type.value, 0) + 1
                 summary.confident += candidate.scores.get("confidence", 0.0) > 0

@@ -164,6 +164,23 @@ def print_warnings(warnings: list[Any], shown: int = 20) -> None:
         err.print(f"[bold yellow]warning:[/] ... and {len(warnings) - shown} more (see --json)")
 
 
+def print_beyond_resolution(pairs: dict[str, float], model_gsd_m: float | None) -> None:
+    """A yellow warning on stderr for pairs the learned detector saw at a resolution it was not trained for."""
+    if not pairs or not model_gsd_m:
+        return
+    low, high = min(pairs.values()), max(pairs.values())
+    sizes = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}-{high:.3g}"
+    names = ", ".join(sorted(pairs)[:5]) + (f" and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+    err.print(
+        f"[bold yellow]warning:[/] {len(pairs)} pair(s) at {sizes} m per pixel ({names}): the learned detector was "
+        f"trained at {model_gsd_m:g} m and cannot be resampled that far, so it saw them at their own resolution, "
+        "which it never learned; their drafts are unreliable. Use --detector classical for them, or train a "
+        "checkpoint on imagery of that resolution.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool) -> Iterator[Any]:
     """A rich progress bar on stderr; yields a callback (done, total, name)."""

@@ -23,6 +23,7 @@ from craft_agent.cli.common import (
     handled,
     out,
     parse_categories,
+    print_beyond_resolution,
     print_failures,
     progress_bar,
     settings_for,
@@ -71,6 +72,7 @@ def candidates(
             f"[{'red' if summary.failed else 'green'}]{len(summary.failed)} failed[/] ({summary.seconds:.1f} s)"
         )
         print_failures(summary.failed)
+    print_beyond_resolution(summary.beyond_model_resolution, summary.model_gsd_m)  # stderr, with --json too
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
@@ -166,6 +168,7 @@ def generate(
         if summary.stopped_by_budget:
             out.print("[yellow]stopped: the LLM budget is spent; re-run with a larger budget to go on.[/]")
         print_failures(summary.failed)
+    print_beyond_resolution(summary.beyond_model_resolution, summary.model_gsd_m)  # stderr, with --json too
     if summary.mostly_fallbacks:
         err.print(
             f"[bold red]warning: {summary.fallbacks} of {summary.llm_steps} steps were not made by "
