@@ -18,12 +18,11 @@ from craft_agent.change import create_detector, default_detector
 from craft_agent.change.learned import (
     MODEL_GSD_M,
     SiameseChangeNet,
-    beyond_resolution,
-    gsd_scale,
     load_change_model,
     normalise_image,
     predict_probability,
 )
+from craft_agent.change.scale import beyond_resolution, gsd_scale
 from craft_agent.errors import ConfigError
 from craft_agent.masks import ClassicalMaskEngine
 from craft_agent.metrics import PixelCounts

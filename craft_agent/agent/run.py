@@ -27,6 +27,7 @@ from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.revise import TripletReviser, revise_needs_fix
 from craft_agent.agent.state import CHECKPOINT_TYPES, STATE_VERSION
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change.scale import beyond_resolution
 from craft_agent.llm.base import BudgetExceededError, LLMBackend
 from craft_agent.masks import MaskEngine
 from craft_agent.models import AuditRevision
@@ -280,7 +281,7 @@ class PairOutcome(BaseModel):
     be another target's object."""
     beyond_model_resolution: dict[str, float] = Field(default_factory=dict)
     """{pair name: its ground sample distance} when the learned detector drafted it at that resolution, too far
-    from its checkpoint's (``model_gsd_m``) to resample (:func:`~craft_agent.change.learned.beyond_resolution`)."""
+    from its checkpoint's (``model_gsd_m``) to resample (:func:`~craft_agent.change.scale.beyond_resolution`)."""
     model_gsd_m: float | None = None
 
 
@@ -336,7 +337,7 @@ class PairDrafter:
             rejected[reason] = rejected.get(reason, 0) + 1
         ids = list(final.get("triplet_ids") or [])
         pair = self.catalog.get_pair(pair_id)
-        beyond = final.get("proposals") == "detector" and self._beyond_model_resolution(pair.gsd_m)
+        beyond = final.get("proposals") == "detector" and beyond_resolution(pair.gsd_m, self.model_gsd_m)
         return PairOutcome(
             pair_id=pair_id,
             status="resumed" if pending else "drafted",
@@ -356,13 +357,6 @@ class PairDrafter:
         from craft_agent.change.learned import checkpoint_gsd  # torch: only with the learned detector
 
         return checkpoint_gsd(Path(self.config.checkpoint))
-
-    def _beyond_model_resolution(self, pair_gsd: float | None) -> bool:
-        if self.model_gsd_m is None:
-            return False
-        from craft_agent.change.learned import beyond_resolution
-
-        return beyond_resolution(pair_gsd, self.model_gsd_m)
 
     def _finished_in_first_layout(self, pair_id: str) -> bool:
         """Whether a thread of the first state layout (JSON values, no version in its id) finished this pair:

@@ -27,6 +27,7 @@ from craft_agent.change.detector import ChangeResult, DetectorConfig
 from craft_agent.change.evidence import to_lab
 from craft_agent.change.instances import split_instances
 from craft_agent.change.objects import Region, decide_change_type, region_candidate, remove_small_regions
+from craft_agent.change.scale import gsd_scale
 from craft_agent.errors import ConfigError
 from craft_agent.models import ChangeCandidate, Domain
 
@@ -41,9 +42,6 @@ MODEL_GSD_M = 0.5
 """Ground sample distance (m/px) a new model is trained at: pairs whose GSD is known are resampled to it for
 training and for prediction, so a house is as many pixels wide whichever sensor saw it (WHU-CD's 0.3 m and
 LEVIR-CD's 0.5 m houses otherwise differ 1.7 times in size, and a model trained on one misses the other's)."""
-SCALE_RANGE = (0.25, 4.0)
-"""Resampling factors to the model's GSD that are applied; a pair further off is read at its own resolution
-(a 10 m Sentinel-2 scene blown up twenty times is no 0.5 m aerial tile)."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -151,23 +149,6 @@ def normalise_image(image: np.ndarray) -> np.ndarray:
     mean = pixels.reshape(-1, 3).mean(axis=0)
     std = pixels.reshape(-1, 3).std(axis=0)
     return np.ascontiguousarray(((pixels - mean) / np.maximum(std, 1e-3)).transpose(2, 0, 1))
-
-
-def gsd_scale(pair_gsd: float | None, model_gsd: float | None) -> float:
-    """The factor that resamples imagery of ``pair_gsd`` to ``model_gsd`` (below 1 shrinks it); 1.0 when either
-    is unknown or the factor is outside :data:`SCALE_RANGE`."""
-    if not pair_gsd or not model_gsd or beyond_resolution(pair_gsd, model_gsd):
-        return 1.0
-    return pair_gsd / model_gsd
-
-
-def beyond_resolution(pair_gsd: float | None, model_gsd: float | None) -> bool:
-    """Whether a pair of ``pair_gsd`` is too far from the model's ``model_gsd`` to be resampled to it
-    (:data:`SCALE_RANGE`): the model then sees it at its own resolution, which it was not trained for (objects
-    twenty times smaller than any it learned). False when either is unknown."""
-    if not pair_gsd or not model_gsd:
-        return False
-    return not SCALE_RANGE[0] <= pair_gsd / model_gsd <= SCALE_RANGE[1]
 
 
 def checkpoint_gsd(path: Path) -> float | None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from craft_agent.catalog import Catalog, ImageStore
 from craft_agent.change import create_detector
 from craft_agent.change.labels import has_change_labels, label_candidates, snap_to_image
+from craft_agent.change.scale import beyond_resolution
 from craft_agent.errors import ConfigError
 from craft_agent.masks import MaskEngine, segment_candidates
 from craft_agent.metrics import inside_fractions
@@ -38,7 +39,7 @@ class CandidateSummary(BaseModel):
     run_id: str = ""
     beyond_model_resolution: dict[str, float] = Field(default_factory=dict)
     """Pairs (name -> m per pixel) the learned detector saw at their own resolution, too far from its checkpoint's
-    (``model_gsd_m``) to resample (:func:`~craft_agent.change.learned.beyond_resolution`)."""
+    (``model_gsd_m``) to resample (:func:`~craft_agent.change.scale.beyond_resolution`)."""
     model_gsd_m: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -250,11 +251,8 @@ def propose_candidates(
             summary.candidates += catalog.add_candidates(refined)
             summary.pairs += 1
             summary.by_mode[mode] = summary.by_mode.get(mode, 0) + 1
-            if mode == "detector" and summary.model_gsd_m and pair.gsd_m:
-                from craft_agent.change.learned import beyond_resolution
-
-                if beyond_resolution(pair.gsd_m, summary.model_gsd_m):
-                    summary.beyond_model_resolution[pair.name] = pair.gsd_m
+            if mode == "detector" and pair.gsd_m and beyond_resolution(pair.gsd_m, summary.model_gsd_m):
+                summary.beyond_model_resolution[pair.name] = pair.gsd_m
             for candidate in refined:
                 summary.by_type[candidate.change_type.value] = summary.by_type.get(candidate.change_type.value, 0) + 1
                 summary.confident += candidate.scores.get("confidence", 0.0) > 0

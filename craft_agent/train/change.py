@@ -45,13 +45,13 @@ from craft_agent.change.learned import (
     MODEL_GSD_M,
     MULTIPLE,
     SiameseChangeNet,
-    gsd_scale,
     mixed_precision,
     normalise_image,
     predict_probability,
     resample,
     resolve_device,
 )
+from craft_agent.change.scale import gsd_scale
 from craft_agent.errors import ConfigError, CraftError
 from craft_agent.metrics import PixelCounts
 from craft_agent.settings import CATALOG_FILENAME
@@ -131,7 +131,7 @@ class TrainingPair:
         self.post_normalised = normalise_image(self.post).astype(np.float16)
 
     def at_resolution(self, gsd_m: float | None) -> TrainingPair:
-        """This pair resampled to ``gsd_m`` (see :func:`~craft_agent.change.learned.gsd_scale`; itself when
+        """This pair resampled to ``gsd_m`` (see :func:`~craft_agent.change.scale.gsd_scale`; itself when
         the factor is 1)."""
         factor = gsd_scale(self.gsd_m, gsd_m)
         if factor == 1.0 or min(self.mask.shape) * factor < MULTIPLE:  # as predict_probability leaves it
