@@ -259,6 +259,18 @@ def test_a_house_with_nothing_of_its_own_is_found_beside_a_named_neighbour() -> 
     # too far to be "just" beside: a gap wider than the houses
     lone = _house("l", 60, 100)
     assert by_relation(["the new building"], lone, [h for h in curve], anchors, rs) is None
+    # a neighbour whose name holds the target's own words reads in a circle ("the new building just east of
+    # the westernmost new building next to the new building"): not used, even where the walk would be true
+    circular = {"the westernmost new building next to the new building": anchor}
+    assert by_relation(["the building that was built"], near, rivals, circular, rs) is None
+    # nor one that names the target the way neighbours do ("the new red-roofed building"), whatever its head
+    red = _house("n", 40, 104, colour="red", category_hint="building")
+    neighbour_of_red = {"the westernmost new building next to the new red-roofed building": anchor}
+    assert by_relation(["the newly built red-roofed building"], red, rivals, neighbour_of_red, rs) is None
+    plain = {"the westernmost new building": anchor}
+    assert by_relation(["the newly built red-roofed building"], red, rivals, plain, rs) == (
+        "the newly built red-roofed building just east of the westernmost new building"
+    )
 
 
 def test_a_house_further_along_a_diagonal_street_is_counted_from_a_named_neighbour() -> None:

@@ -813,6 +813,14 @@ class _Landmark:
 
 
 def _landmark(cue: ChangeCue, centre: tuple[float, float], change_type: ChangeType, domain: Domain) -> _Landmark:
+    return _Landmark(
+        cue.candidate_id, cue.box.as_xyxy(), centre, landmark_phrase(cue, change_type, domain), cue.confidence
+    )
+
+
+def landmark_phrase(cue: ChangeCue, change_type: ChangeType, domain: Domain) -> str:
+    """How a neighbour's expression names this change ("the new red-roofed building", "the former pond"); empty
+    for a state change, which is no landmark."""
     colour = cue.colour_before if change_type is ChangeType.DISAPPEAR else cue.colour_after
     category = Category.parse(cue.category_hint)
     noun = category.nouns(domain)[0][0] if category else "structure"
@@ -831,7 +839,7 @@ def _landmark(cue: ChangeCue, centre: tuple[float, float], change_type: ChangeTy
         phrase = phrase.replace("the ", "the new ", 1)
     else:
         phrase = ""
-    return _Landmark(cue.candidate_id, cue.box.as_xyxy(), centre, phrase, cue.confidence)
+    return phrase
 
 
 def _box_gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

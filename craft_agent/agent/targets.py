@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from craft_agent.agent.cues import PALETTE, labelled_change_type, mask_window
+from craft_agent.agent.cues import PALETTE, labelled_change_type, landmark_phrase, mask_window
 from craft_agent.agent.offline import confirmed_change
 from craft_agent.agent.schemas import ChangeCue
 from craft_agent.agent.state import Rejection, Target
@@ -676,11 +676,13 @@ def by_relation(
     targets to them, none itself placing a target beside another (:func:`is_relational`: no chains); the one
     with the fewest steps from its neighbour, then one whose neighbour's name has no "that" clause, then the
     shortest, that a reader would follow to ``target``
-    alone among ``rivals`` (see :func:`refers`), or None. ``memo``: one dict for all the targets of a pair
+    alone among ``rivals`` (see :func:`refers`), or None. A neighbour whose name holds the target's own noun
+    phrase is not used. ``memo``: one dict for all the targets of a pair
     (the walks from each neighbour are then found once)."""
     options: list[tuple[int, bool, int, str]] = []
     memo = {} if memo is None else memo
     heads = dict.fromkeys(h for e in expressions if (h := relational_head(e, target.change_type)))
+    own_landmark = landmark_phrase(target.cue, target.change_type, domain)
     for head in heads:
         reading = _read(head, target, domain)
         if not reading.true_of_target or _claims(reading):
@@ -690,7 +692,9 @@ def by_relation(
         pool_ids = frozenset(o.id for o in pool)
         reached: dict[tuple[str, str], int] = {}  # steps from each neighbour on each side, walked once
         for name, anchor in anchors.items():
-            if anchor.id == target.id:
+            # a neighbour named after the target's own words ("the northernmost new house next to the new
+            # red-roofed building", for the new red-roofed building) sends the reader round in a circle
+            if anchor.id == target.id or any(_says(_plain(name), own) for own in (head, own_landmark) if own):
                 continue
             for side in RELATION_WORDS[domain]:
                 if (anchor.id, side) not in reached:
