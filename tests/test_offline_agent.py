@@ -260,6 +260,37 @@ def test_a_canopy_in_shade_is_vegetation_not_a_paved_surface() -> None:
     assert infer_category(paved, ChangeType.STATE_CHANGE) is Category.ROAD
 
 
+def test_a_grey_patch_that_stands_out_only_later_was_built_a_strip_of_road_was_resurfaced() -> None:
+    """A new light-grey roof on grey ground (DSIFN-CD) is grey in both dates with some shared structure, as a
+    resurfaced car park is; but it stands out from its surroundings only in the later image (contrast 7.5 ->
+    27), so it came: a new building. A strip of road may stand out only once it is freshly paved, so an
+    elongated one stays a road that was resurfaced."""
+    roof = _cue(
+        colour_before="grey",
+        colour_after="light grey",
+        surroundings_before="grey",
+        surroundings_after="grey",
+        greenness_before=0.01,
+        greenness_after=0.01,
+        texture_before=11.0,
+        texture_after=10.0,
+        contrast_before=7.5,
+        contrast_after=26.8,
+        brightness_change=15.0,
+        structure_similarity=0.46,
+        size="medium",
+        area_fraction=0.008,
+    )
+    judged = judge_change_type(roof)
+    assert judged.change_type is ChangeType.APPEAR, judged.reason
+    assert infer_category(roof, ChangeType.APPEAR) is Category.BUILDING
+    strip = roof.model_copy(update={"shape": "elongated"})
+    assert "resurfaced" in judge_change_type(strip).reason
+    assert infer_category(strip, ChangeType.STATE_CHANGE) is Category.ROAD
+    # standing out about as much in both dates, the compact patch is a paved surface resurfaced
+    assert "resurfaced" in judge_change_type(roof.model_copy(update={"contrast_before": 20.0})).reason
+
+
 def test_an_object_that_stands_out_in_neither_date_is_noise_whatever_the_detectors_confidence() -> None:
     # a learned detector's region on a field that only turned green: confident, but nothing stands out there
     faint = _cue(confidence=0.9, contrast_before=1.5, contrast_after=OBJECT_CONTRAST - 2.0)

@@ -654,7 +654,9 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
        outline (a demolished building often leaves its footprint);
     6. the same structure (>= :data:`SAME_STRUCTURE`) standing out in both dates with a contrast ratio
        within 3: state change; aerial grey surfaces in both dates with some shared structure, or elongated
-       (a road resurfaced, fresh asphalt hiding the old markings): state change;
+       (a road resurfaced, fresh asphalt hiding the old markings): state change, unless a compact one stands
+       out in one date only (:data:`ONE_SIDED_RATIO`: a new light-grey roof on grey ground); a strip of road
+       may stand out only once freshly paved;
     7. aerial, standing out in both dates (:data:`PRESENT`) within :data:`STANDS_OUT_RATIO`, in unchanged
        surroundings or paved in both dates: state change;
     8. presence: a contrast ratio of :data:`ONE_SIDED_RATIO` decides for the stronger date; present in
@@ -703,6 +705,7 @@ def judge_change_type(cue: ChangeCue, domain: Domain = Domain.RS) -> TypeJudgeme
         and cue.colour_after in GREY_COLOURS
         and (similarity >= RESURFACED_SIMILARITY or cue.shape == "elongated")
         and cue.size not in ("tiny", "small")
+        and (cue.shape == "elongated" or 1 / ONE_SIDED_RATIO < ratio < ONE_SIDED_RATIO)
     ):
         return TypeJudgement(ChangeType.STATE_CHANGE, "a paved surface was resurfaced")
     same_setting = cue.surroundings_before == cue.surroundings_after or (
