@@ -27,6 +27,7 @@ from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.revise import TripletReviser, revise_needs_fix
 from craft_agent.agent.state import CHECKPOINT_TYPES, STATE_VERSION
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change import detector_gsd
 from craft_agent.change.scale import beyond_resolution
 from craft_agent.llm.base import BudgetExceededError, LLMBackend
 from craft_agent.masks import MaskEngine
@@ -336,8 +337,11 @@ class PairDrafter:
             reason = (rejection.nuisance or "other") if rejection.reason == "review" else rejection.reason
             rejected[reason] = rejected.get(reason, 0) + 1
         ids = list(final.get("triplet_ids") or [])
-        pair = self.catalog.get_pair(pair_id)
-        beyond = final.get("proposals") == "detector" and beyond_resolution(pair.gsd_m, self.model_gsd_m)
+        beyond: dict[str, float] = {}
+        if self.model_gsd_m is not None and final.get("proposals") == "detector":  # the learned detector only
+            pair = self.catalog.get_pair(pair_id)
+            if pair.gsd_m and beyond_resolution(pair.gsd_m, self.model_gsd_m):
+                beyond = {pair.name: pair.gsd_m}
         return PairOutcome(
             pair_id=pair_id,
             status="resumed" if pending else "drafted",
@@ -345,18 +349,14 @@ class PairDrafter:
             new_triplets=len(set(ids) - before),
             uncorrected=sum(self.catalog.get_triplet(i).uncorrected for i in ids),
             rejected=rejected,
-            beyond_model_resolution={pair.name: pair.gsd_m} if beyond and pair.gsd_m else {},
+            beyond_model_resolution=beyond,
             model_gsd_m=self.model_gsd_m if beyond else None,
         )
 
     @functools.cached_property
     def model_gsd_m(self) -> float | None:
         """The resolution the learned detector's checkpoint was trained at (None for the classical detector)."""
-        if self.config.detector != "learned" or not self.config.checkpoint:
-            return None
-        from craft_agent.change.learned import checkpoint_gsd  # torch: only with the learned detector
-
-        return checkpoint_gsd(Path(self.config.checkpoint))
+        return detector_gsd(self.config.detector, Path(self.config.checkpoint) if self.config.checkpoint else None)
 
     def _finished_in_first_layout(self, pair_id: str) -> bool:
         """Whether a thread of the first state layout (JSON values, no version in its id) finished this pair:

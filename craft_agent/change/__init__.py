@@ -74,6 +74,20 @@ def create_detector(
     return DETECTORS[name](Domain(domain), checkpoint)
 
 
+def detector_gsd(name: str, checkpoint: Path | None) -> float | None:
+    """The resolution (m per pixel) detector ``name`` works at: the learned detector's checkpoint's, None for
+    the classical detector (any resolution) or a checkpoint trained at none.
+
+    Raises:
+        ConfigError: for an unusable checkpoint (see :func:`~craft_agent.change.learned.load_change_model`).
+    """
+    if name != "learned" or checkpoint is None:
+        return None
+    from craft_agent.change.learned import checkpoint_gsd  # torch: only with the learned detector
+
+    return checkpoint_gsd(checkpoint)
+
+
 def default_detector(settings: Settings) -> tuple[str, Path | None]:
     """The workspace's detector: ``learned`` with ``settings.change_checkpoint`` when one is set, else
     ``classical``. Returns (name, checkpoint)."""
@@ -103,4 +117,5 @@ __all__ = [
     "choose_detector",
     "create_detector",
     "default_detector",
+    "detector_gsd",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.change import create_detector
+from craft_agent.change import create_detector, detector_gsd
 from craft_agent.change.labels import has_change_labels, label_candidates, snap_to_image
 from craft_agent.change.scale import beyond_resolution
 from craft_agent.errors import ConfigError
@@ -230,11 +230,7 @@ def propose_candidates(
         checkpoint: the learned detector's checkpoint.
         snap: refine label masks with the mask engine (see :func:`snap_to_image`).
     """
-    summary = CandidateSummary()
-    if detector_name == "learned" and checkpoint is not None:
-        from craft_agent.change.learned import checkpoint_gsd  # torch: only with the learned detector
-
-        summary.model_gsd_m = checkpoint_gsd(checkpoint)
+    summary = CandidateSummary(model_gsd_m=detector_gsd(detector_name, checkpoint))
     config = {"detector": detector_name, "masks": engine.name, "proposals": proposals}
     with StageRun(catalog, "candidates", config, summary, progress) as run:
         for pair in run.items(catalog.iter_pairs(), name=lambda pair: pair.name):
