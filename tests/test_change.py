@@ -148,3 +148,25 @@ def test_edges_and_shadows_of_a_stronger_change_are_left_out_but_a_car_beside_it
     assert fringe_share(ranked[1], ranked[0]) == 1.0 and fringe_share(ranked[3], ranked[0]) < 0.6
     # the limit counts kept candidates only
     assert [c.id for c in without_parts(ranked, limit=1)[0]] == ["roof"]
+
+
+def test_an_object_inside_a_weaker_change_is_kept_a_segment_of_the_same_change_is_not() -> None:
+    """A sign put up in front of a repainted wall lies inside the wall's changed region, but it changed far more
+    than the paint did: another object, which gets its own triplet. A roof segment of a new house changed about
+    as much as the house's region: a part of it."""
+    wall = np.zeros((128, 128), bool)
+    wall[10:110, 10:110] = True
+    sign = np.zeros_like(wall)
+    sign[60:80, 70:85] = True
+    brick = np.zeros_like(wall)
+    brick[20:40, 20:40] = True
+
+    def detected(name: str, mask: np.ndarray, evidence: float) -> ChangeCandidate:
+        return appeared(name, mask, source="classical:post_segment", evidence={"mean_evidence": evidence})
+
+    repainted = appeared("wall", wall, source="classical:region", evidence={"mean_evidence": 1.1})
+    kept, left_out = without_parts([repainted, detected("sign", sign, 2.9), detected("brick", brick, 1.4)])
+    assert [c.id for c in kept] == ["wall", "sign"] and left_out == 1
+    # without a measured evidence (another detector) a part stays a part
+    kept, left_out = without_parts([_candidate("wall", wall), _candidate("sign", sign)])
+    assert [c.id for c in kept] == ["wall"] and left_out == 1

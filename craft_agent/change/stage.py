@@ -143,13 +143,29 @@ def fringe_share(candidate: ChangeCandidate, stronger: ChangeCandidate) -> float
     return float((own & band).sum() / max(int(own.sum()), 1))
 
 
+DISTINCT_EVIDENCE = 2.0
+"""A part that changed this many times as much as the change around it (mean evidence) is another object: a
+sign put up in front of a repainted wall changes the pixels it covers far more than the new paint does."""
+
+
+def _stands_out_within(candidate: ChangeCandidate, around: list[ChangeCandidate]) -> bool:
+    """Whether ``candidate`` changed :data:`DISTINCT_EVIDENCE` times as much as every change ``around`` it
+    (False where a detector gives no mean evidence)."""
+    own = candidate.evidence.get("mean_evidence")
+    others = [k.evidence.get("mean_evidence") for k in around]
+    if own is None or any(o is None for o in others):
+        return False
+    return all(own >= DISTINCT_EVIDENCE * float(o) for o in others if o is not None)
+
+
 def without_parts(ranked: list[ChangeCandidate], limit: int | None = None) -> tuple[list[ChangeCandidate], int]:
     """The candidates (strongest first) without those that are mostly a part of a stronger one, the first
     ``limit`` of them (None: all), and how many were left out as parts or fringes.
 
     Duplicate suppression at IoU 0.5 keeps a segment that covers a third of a changed region: the same change
     twice, which the auditor would see as two triplets. Here a candidate with :data:`PART_OVERLAP` of its pixels
-    inside a stronger kept one is dropped, and so is a smaller one lying along a stronger one's outline
+    inside a stronger kept one is dropped (unless it changed far more than they did: another object, see
+    :data:`DISTINCT_EVIDENCE`), and so is a smaller one lying along a stronger one's outline
     (:data:`FRINGE_SHARE`): its edge or its shadow, which the review would otherwise take for a thin change.
     """
     kept: list[ChangeCandidate] = []
@@ -161,8 +177,11 @@ def without_parts(ranked: list[ChangeCandidate], limit: int | None = None) -> tu
             kept.append(candidate)
             continue
         touching = [k for k in kept if k.mask is not None and k.box.overlaps(candidate.box)]
-        if touching and (
-            max(inside_fractions([candidate.mask], RLEMask.union([k.mask for k in touching if k.mask]))) >= PART_OVERLAP
+        if (
+            touching
+            and max(inside_fractions([candidate.mask], RLEMask.union([k.mask for k in touching if k.mask])))
+            >= PART_OVERLAP
+            and not _stands_out_within(candidate, touching)
         ):
             left_out += 1
             continue
