@@ -291,6 +291,20 @@ def test_a_grey_patch_that_stands_out_only_later_was_built_a_strip_of_road_was_r
     assert "resurfaced" in judge_change_type(roof.model_copy(update={"contrast_before": 20.0})).reason
 
 
+def test_a_change_smaller_than_a_garage_is_no_building_unless_the_image_cuts_it() -> None:
+    """Where the ground sample distance is known, a 5 m^2 region that appeared off the road (a container, a
+    pile of sand: WHU-CD windows with no labelled change had such) is an object, not a "small building"; a
+    40 m^2 one is a house; a 5 m^2 corner at the image's edge may be a house's corner."""
+    tiny = _cue(area_m2=5.0, length_m=2.6)
+    assert infer_category(tiny, ChangeType.APPEAR) is Category.OBJECT
+    assert infer_category(tiny.model_copy(update={"area_m2": 40.0, "length_m": 8.0}), ChangeType.APPEAR) is (
+        Category.BUILDING
+    )
+    assert infer_category(tiny.model_copy(update={"cut_by_border": True}), ChangeType.APPEAR) is Category.BUILDING
+    # without a known ground sample distance nothing is measured in metres
+    assert infer_category(tiny.model_copy(update={"area_m2": None}), ChangeType.APPEAR) is Category.BUILDING
+
+
 def test_an_object_that_stands_out_in_neither_date_is_noise_whatever_the_detectors_confidence() -> None:
     # a learned detector's region on a field that only turned green: confident, but nothing stands out there
     faint = _cue(confidence=0.9, contrast_before=1.5, contrast_after=OBJECT_CONTRAST - 2.0)

@@ -762,7 +762,8 @@ def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Dom
     grey in both dates for a state change), ground (a lawn turned into another surface, or bare ground in
     both dates), roof (another state change), building (another appear / disappear that casts a shadow:
     where the ground sample distance is known, one without a new shadow beside it (:data:`SHADOWLESS`) has no
-    height and is a paved surface, road, or ground instead). Street level:
+    height and is a paved surface, road, or ground instead, and one smaller than :data:`BUILDING_MIN_M2` is an
+    object). Street level:
     vegetation, vehicle (on the road band), facade (a state change), object (anything else that comes or
     goes).
     """
@@ -797,7 +798,15 @@ def infer_category(cue: ChangeCue, change_type: ChangeType, domain: Domain = Dom
     shadow = cue.shadow_gained if change_type is ChangeType.APPEAR else cue.shadow_lost
     if shadow is not None and shadow < SHADOWLESS:  # no height: a surface that was paved, graded or planted
         return Category.ROAD if colour in GREY_COLOURS else Category.GROUND
+    if cue.area_m2 is not None and cue.area_m2 < BUILDING_MIN_M2 and not cue.cut_by_border:
+        return Category.OBJECT  # smaller than a garage: a container, a pile, a tarp; a house is 8-30 m long
     return Category.BUILDING
+
+
+BUILDING_MIN_M2 = 15.0
+"""The smallest footprint named a building, in square metres: a single garage (about 3 x 5 m). A smaller
+change that came or went and is no car is an object (a container, a pile, a tarp). An object cut by the
+image's edge may be a building's corner and is not held to it."""
 
 
 # ---------------------------------------------------------------------------------------------------------
