@@ -384,6 +384,10 @@ def test_position_words_hold_among_every_change_a_reader_sees(tmp_path: Path) ->
     assert sorted(group.member_ids) == ["e", "o", "w"]
     assert group.mask is not None and group.mask.area == 3 * 20 * 20
     assert same_kind_groups([west, east], [left_out, unreviewed]) == [], "nobody checked the unreviewed one's mask"
+    # a trained detector's unreviewed regions are mostly right: the group holds them, flagged for the auditor
+    (trained,) = same_kind_groups([west, east], [left_out, unreviewed], unchecked=True)
+    assert sorted(trained.member_ids) == ["e", "o", "u", "w"] and trained.uncorrected_members == 1
+    assert trained.mask is not None and trained.mask.area == 4 * 20 * 20
     assert same_kind_groups([west], [left_out]) == [], "one drafted house makes no group of its own"
 
 

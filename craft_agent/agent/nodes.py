@@ -51,6 +51,7 @@ from craft_agent.agent.targets import (
 )
 from craft_agent.agent.wording import fix_agreement, is_leaky, mentions_grid
 from craft_agent.catalog import Catalog, ImageStore
+from craft_agent.change import TRAINED_DETECTORS
 from craft_agent.change.stage import detect_candidates, evidence_rank, is_from_mode, proposal_mode, without_parts
 from craft_agent.change.tiles import owns
 from craft_agent.grid import all_cell_names, position_of_box
@@ -775,10 +776,11 @@ def compose_extras(res: AgentResources, state: AgentState) -> dict[str, Any]:
     kept = [t for t in state.targets if t.kept and t.mask is not None]
     extras: list[Target] = []
     if res.config.multi_target:
-        # "the buildings that were built" is all of them: also those left out for the budget or unnamed (none
-        # when some were never reviewed)
+        # "the buildings that were built" is all of them: also those left out for the budget or unnamed, and
+        # those never reviewed when a trained detector found them (else no group of a kind with such members)
         others = [t for t in visible(state.targets, state.unreviewed) if not t.kept and t.mask is not None]
-        for group in same_kind_groups(kept, others):
+        unchecked = state.proposals == "detector" and res.config.detector in TRAINED_DETECTORS
+        for group in same_kind_groups(kept, others, unchecked=unchecked):
             group.expressions = ask_expressions(
                 res, pair, group, res.config.expressions_per_target, count=len(group.member_ids)
             )

@@ -56,6 +56,12 @@ DETECTORS: dict[str, Callable[[Domain, Path | None], ChangeDetector]] = {
 weights) and returns a detector with its defaults."""
 
 
+TRAINED_DETECTORS = frozenset({"learned"})
+"""Detectors whose confidence was learned from labelled changes: the regions beyond a crowded tile's review
+that the offline rules confirm are mostly right (a multi-target group may hold them), where the classical
+detector's are mostly lawns and roads."""
+
+
 def create_detector(
     name: str = "classical", domain: Domain | str = Domain.RS, checkpoint: Path | None = None
 ) -> ChangeDetector:
@@ -108,6 +114,7 @@ def choose_detector(settings: Settings, detector: str | None, checkpoint: Path |
 
 __all__ = [
     "DETECTORS",
+    "TRAINED_DETECTORS",
     "ChangeDetector",
     "ChangeResult",
     "ClassicalChangeDetector",
