@@ -13,7 +13,6 @@ A Markdown artifact summarises the run.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from craft_agent.agent.run import GenerateSummary
 from craft_agent.catalog import Catalog
 from craft_agent.errors import CraftError
 from craft_agent.pipeline import DraftOptions, draft_pair, revise_triplets, summary_markdown
-from craft_agent.runs import Failure
+from craft_agent.runs import Failure, StageRun
 from craft_agent.settings import load_settings
 from flows.ingest import ingest_flow
 
@@ -122,17 +121,13 @@ def generate_flow(
     # per-pair cache keys then name the detector and checkpoint really used
     options = options.for_workspace(settings)
     summary = GenerateSummary()
-    started = time.perf_counter()
     with Catalog.from_settings(settings) as catalog:
         pair_ids = [pair.id for pair in catalog.iter_pairs()]
-        summary.run_id = catalog.start_run("generate", {"flow": "craft-generate", **options.model_dump()})
-        draft_pairs(workspace, pair_ids, options, summary)
-        summary.merge(revise_task(workspace, options))
-        # drafting and revising, as `craft-agent generate` counts it (ingest has its own flow and figure)
-        summary.seconds = time.perf_counter() - started
-        for failure in summary.failed:
-            catalog.record_failure(summary.run_id, failure.input, failure.error)
-        catalog.finish_run(summary.run_id, summary.to_json())
+        # recorded as `craft-agent generate` records its run: failures, and seconds of drafting and revising
+        # (ingest has its own flow and figure)
+        with StageRun(catalog, "generate", {"flow": "craft-generate", **options.model_dump()}, summary):
+            draft_pairs(workspace, pair_ids, options, summary)
+            summary.merge(revise_task(workspace, options))
     create_markdown_artifact(
         key="craft-generate", markdown=summary_markdown(summary, workspace, audit_url), description="generate run"
     )
