@@ -769,9 +769,9 @@ def _with_rank(
 
 
 def _with_relation(expression: str, relation: str) -> str:
-    """``relation`` said after the noun phrase: "the new house at the eastern edge of the image that ..."."""
-    head, that, tail = expression.partition(" that ")
-    return " ".join(f"{head} {relation}{that}{tail}".split())
+    """``relation`` said after the noun phrase and its change: "the house that was built at the eastern edge of
+    the image" (after a landmark, the clause would seem to tell of the landmark)."""
+    return " ".join(f"{expression} {relation}".split())
 
 
 def by_rank(

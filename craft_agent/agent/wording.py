@@ -299,8 +299,8 @@ def _expressions(target: _Target, modifiers: Sequence[str] = ()) -> list[str]:
                         for phrase in phrases:
                             if phrase.prefix:
                                 text = _join("the", modifier, phrase.text, noun, relation)
-                            else:
-                                text = _join("the", modifier, noun, relation, phrase.text)
+                            else:  # the clause before the landmark, which it would otherwise seem to tell of
+                                text = _join("the", modifier, noun, phrase.text, relation)
                             out.append(text)
     colour = target.colour
     return [
@@ -532,7 +532,8 @@ def ordinal_expression(
         direction: west, east, north or south (said as left, right, top, bottom at street level).
         domain: the imagery's domain (compass words suit aerial images).
         relation: a landmark phrase ("beside the road") taken out of ``expression``, said after the rank's
-            side ("the second building from the west beside the road").
+            side and the change ("the second building from the west that appeared beside the road": after
+            the landmark, "that appeared" would seem to tell of the road).
 
     Returns:
         "the westernmost grey building that appeared" for rank 0, "the second grey building from the west
@@ -548,7 +549,7 @@ def ordinal_expression(
         where = f"{words[0]} {EXTREME_WORDS[domain][direction]} {head}"
     else:
         where = f"{words[0]} {ORDINAL_WORDS[rank]} {head} from the {SIDE_NAMES[domain][direction]}"
-    return " ".join(f"{where} {relation}{that}{tail}".split())
+    return " ".join(f"{where}{that}{tail} {relation}".split())
 
 
 _PLURAL_VERBS = {
