@@ -45,6 +45,7 @@ class DraftOptions(BaseModel):
     no_target_ratio: float = 0.1
     budget: int | None = None
     categories: list[str] | None = None
+    groups: bool = True
 
     def for_workspace(self, settings: Settings) -> DraftOptions:
         """These options with the detector and checkpoint the workspace's settings give where none is set,
@@ -63,6 +64,7 @@ class DraftOptions(BaseModel):
             budget=self.budget,
             snap=self.snap,
             categories=self.categories,
+            multi_target=self.groups,
         )
 
     def fingerprint(self) -> str:

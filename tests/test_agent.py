@@ -344,6 +344,26 @@ def test_a_money_budget_stops_a_paid_run_at_the_configured_prices(tmp_path: Path
     assert summary["llm"]["prompt_tokens"] + summary["llm"]["completion_tokens"] >= 500
 
 
+def test_groups_can_be_left_out_of_a_run(tmp_path: Path) -> None:
+    """An operator who wants single targets only (a crowded tile's group is a large mask to check) passes
+    --no-groups: no multi-target triplet is drafted, and the single targets are those of a run with groups."""
+    workspace = _ingested(tmp_path)
+    grouped = tmp_path / "grouped"
+    shutil.copytree(workspace, grouped)
+    assert craft("generate", "-w", str(grouped), "--json").returncode == 0
+    alone = craft("generate", "-w", str(workspace), "--no-groups", "--json")
+    assert alone.returncode == 0, alone.stderr
+
+    def drafted(folder: Path) -> tuple[set[str], int]:
+        with Catalog(f"sqlite:///{folder / 'catalog.sqlite'}") as catalog:
+            triplets = list(catalog.iter_triplets())
+        return {t.id for t in triplets if len(t.candidate_ids) == 1}, sum(len(t.candidate_ids) > 1 for t in triplets)
+
+    (singles, groups), (grouped_singles, grouped_groups) = drafted(workspace), drafted(grouped)
+    assert grouped_groups > 0 and groups == 0
+    assert singles == grouped_singles
+
+
 def test_a_run_drafts_only_the_categories_asked_for(tmp_path: Path) -> None:
     """A building-change dataset's user asks for buildings: the others are rejected at the review (counted under
     "category"), and what is drafted of the asked kind is what an unrestricted run drafts of it."""

@@ -65,6 +65,15 @@ CategoriesOption = Annotated[
         "ground, road, facade, object): for a building-change dataset, building. Default: all."
     ),
 ]
+GroupsOption = Annotated[
+    bool,
+    typer.Option(
+        "--groups/--no-groups",
+        help='Also draft one multi-target triplet per kind of change a pair has several of ("the new buildings"). '
+        "On a crowded tile the learned detector's group may hold changes the agent could not review one by one; "
+        "it is then marked uncorrected.",
+    ),
+]
 ReportOption = Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")]
 CheckpointOption = Annotated[
     Path | None, typer.Option(help="The learned detector's checkpoint (RUN/change.pt from `train --stage change`).")

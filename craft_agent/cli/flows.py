@@ -13,6 +13,7 @@ from craft_agent.cli.common import (
     CategoriesOption,
     CheckpointOption,
     DetectorOption,
+    GroupsOption,
     JsonOption,
     WorkspaceOption,
     emit_json,
@@ -31,7 +32,12 @@ FLOW_NAMES = ("generate", "audit-sync", "export", "craft", "train")
 
 
 def _draft_options(
-    llm: str | None, masks: str | None, detector: str | None, checkpoint: Path | None, categories: str | None
+    llm: str | None,
+    masks: str | None,
+    detector: str | None,
+    checkpoint: Path | None,
+    categories: str | None,
+    groups: bool = True,
 ) -> DraftOptions:
     """The flows' drafting options from the command line; the detector left unset is the workspace's default
     (resolved by the generate flow)."""
@@ -43,6 +49,7 @@ def _draft_options(
         detector=detector,
         checkpoint=str(checkpoint.resolve()) if checkpoint else None,
         categories=parse_categories(categories),
+        groups=groups,
     )
 
 
@@ -61,6 +68,7 @@ def flows_serve(
     detector: DetectorOption = None,
     checkpoint: CheckpointOption = None,
     categories: CategoriesOption = None,
+    groups: GroupsOption = True,
     port: Annotated[int | None, typer.Option(help="Port of the local Prefect server (default: kept, or free).")] = None,
 ) -> None:
     """Start the workspace's Prefect server on 127.0.0.1 (or use PREFECT_API_URL) and serve the deployments
@@ -87,7 +95,7 @@ def flows_serve(
         cron=cron,
         every_s=every,
         audit_every_s=audit_every or None,
-        options=_draft_options(llm, masks, detector, checkpoint, categories),
+        options=_draft_options(llm, masks, detector, checkpoint, categories, groups),
         export_to=str(export_to.resolve()) if export_to else None,
     )
     prefect.serve(*deployments, print_starting_message=True)
@@ -113,6 +121,7 @@ def flows_run(
     detector: DetectorOption = None,
     checkpoint: CheckpointOption = None,
     categories: CategoriesOption = None,
+    groups: GroupsOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Run one flow now (on PREFECT_API_URL when set, else on Prefect's temporary local server)."""
@@ -127,7 +136,7 @@ def flows_run(
     settings = settings_for(workspace, existing=source is None)
     configure_prefect(settings)
     root = str(settings.workspace.resolve())
-    options = _draft_options(llm, masks, detector, checkpoint, categories)
+    options = _draft_options(llm, masks, detector, checkpoint, categories, groups)
     if name == "generate":
         from flows.generate import generate_flow, task_runner
 

@@ -13,6 +13,7 @@ from craft_agent.cli.common import (
     CategoriesOption,
     CheckpointOption,
     DetectorOption,
+    GroupsOption,
     JsonOption,
     MasksOption,
     ProposalsOption,
@@ -109,6 +110,7 @@ def generate(
         ),
     ] = None,
     categories: CategoriesOption = None,
+    groups: GroupsOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Run the CRAFT agent over the ingested pairs and draft triplets (resumable, never duplicates)."""
@@ -133,6 +135,7 @@ def generate(
         budget=budget,
         snap=snap,
         categories=parse_categories(categories),
+        multi_target=groups,
     )
     with Catalog.from_settings(settings) as catalog, progress_bar("generate", not as_json) as update:
         summary = run_generate(
