@@ -114,28 +114,31 @@ def generate(
     as_json: JsonOption = False,
 ) -> None:
     """Run the CRAFT agent over the ingested pairs and draft triplets (resumable, never duplicates)."""
-    from craft_agent.agent.nodes import AgentConfig
     from craft_agent.agent.run import generate as run_generate
     from craft_agent.catalog import Catalog, ImageStore
-    from craft_agent.change import choose_detector
     from craft_agent.llm import UsageMeter, create_llm_backend
     from craft_agent.masks import create_mask_engine
+    from craft_agent.pipeline import DraftOptions
 
     settings = settings_for(workspace)
     backend = create_llm_backend(settings, llm, usage=UsageMeter(budget_usd, budget_tokens))
     engine = create_mask_engine(settings, masks)
-    detector_name, detector_checkpoint = choose_detector(settings, detector, checkpoint)
-    config = AgentConfig(
-        max_rounds=max_rounds,
-        expressions_per_target=expressions,
-        no_target_ratio=no_target_ratio,
-        proposals=proposals,
-        detector=detector_name,
-        checkpoint=str(detector_checkpoint) if detector_checkpoint else None,
-        budget=budget,
-        snap=snap,
-        categories=parse_categories(categories),
-        multi_target=groups,
+    # the flows' options, resolved as a flow resolves them: one mapping from options to the agent's config
+    config = (
+        DraftOptions(
+            detector=detector,
+            checkpoint=str(checkpoint) if checkpoint else None,
+            proposals=proposals,
+            snap=snap,
+            max_rounds=max_rounds,
+            expressions=expressions,
+            no_target_ratio=no_target_ratio,
+            budget=budget,
+            categories=parse_categories(categories),
+            groups=groups,
+        )
+        .for_workspace(settings)
+        .agent_config()
     )
     with Catalog.from_settings(settings) as catalog, progress_bar("generate", not as_json) as update:
         summary = run_generate(
