@@ -37,7 +37,7 @@ def _draft_options(
     detector: str | None,
     checkpoint: Path | None,
     categories: str | None,
-    groups: bool = True,
+    groups: bool,
 ) -> DraftOptions:
     """The flows' drafting options from the command line; the detector left unset is the workspace's default
     (resolved by the generate flow)."""
