@@ -427,6 +427,30 @@ def test_a_group_holds_the_changes_no_expression_could_single_out(tmp_path: Path
     assert group.mask is not None and group.mask.area == 3 * 20 * 20
 
 
+def test_a_kind_none_of_whose_changes_could_be_named_still_gets_its_group(tmp_path: Path) -> None:
+    """On a crowded tile (LEVIR-CD's 104 new houses) the referring rule can name no new house alone: rank words
+    stop at the tenth and every house shares every attribute. Each is dropped from the single-target triplets,
+    but "the buildings that were built" still holds them all, so the tile's changes reach the auditor; one whose
+    correction gave up keeps the group flagged after it was left out. A single unnamed house, or one beside a
+    house left out only for the budget, makes no group."""
+    houses = [_masked(_house(f"h{i}", 20 + 40 * i, 150)) for i in range(4)]
+    houses[1] = houses[1].model_copy(update={"status": "uncorrected"})
+    for house in houses[:3]:
+        house.leave_out("unnamed")
+    houses[3].leave_out("budget")
+    assert houses[1].left_uncorrected and not houses[0].left_uncorrected
+    assert all(not h.kept for h in houses) and [h.unnamed for h in houses] == [True, True, True, False]
+    with _one_pair(tmp_path) as (pair, res):
+        state = AgentState(pair_id=pair.id, targets=houses, proposals="labels")
+        extras = [t for t in nodes.compose_extras(res, state)["targets"] if t.member_ids]
+    (group,) = extras
+    assert group.member_ids == ["h0", "h1", "h2", "h3"] and group.expressions
+    assert group.uncorrected_members == 1, "the member whose correction gave up is counted"
+    assert group.mask is not None and group.mask.area == 4 * 20 * 20
+    assert same_kind_groups([], [houses[0]]) == [], "one unnamed house is no group"
+    assert same_kind_groups([], [houses[0], houses[3]]) == [], "nor one beside a house left out for the budget"
+
+
 def _with_mask(target: Target, mask: np.ndarray, **update: object) -> Target:
     return target.model_copy(update={"mask": RLEMask.from_array(mask), **update})
 

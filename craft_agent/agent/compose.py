@@ -13,26 +13,32 @@ from craft_agent.models import BBox, Category, ChangeType, RLEMask
 
 
 def same_kind_groups(kept: list[Target], others: list[Target] | None = None, unchecked: bool = False) -> list[Target]:
-    """One group target per (change type, category) with two or more kept targets: its mask is their union with
-    that of the ``others`` of its kind (changes seen but not drafted alone), its ``member_ids`` their candidate
-    ids; expressions still to write. "The buildings that were built" must be all of them: a kind with others
-    left out for the budget holds them (they were reviewed and corrected). A kind with others the review never
-    reached (still pending: a crowded tile) gets a group only with ``unchecked``: for a detector whose
-    confidence was learned from labelled changes, whose unreviewed regions the offline rules confirmed (on the
-    LEVIR-CD tile of 104 new houses, 91 % of such "new buildings" lie on labelled ones); the group then counts
-    them as ``uncorrected_members`` and is never auto-accepted. Without it there is no group, since nothing
-    says what their masks hold (the classical detector's such regions on that tile: 13 % on labelled
-    changes, lawns and woods)."""
-    groups: dict[tuple[ChangeType, str | None], list[Target]] = {}
-    for target in kept:
-        groups.setdefault((target.change_type, target.category), []).append(target)
-    for target in others or []:
+    """One group target per (change type, category) with two or more drafted targets: its mask is their union
+    with that of the ``others`` of its kind (changes seen but not drafted alone), its ``member_ids`` their
+    candidate ids; expressions still to write. "The buildings that were built" must be all of them: a kind with
+    others left out for the budget holds them (they were reviewed and corrected).
+
+    Drafted are the ``kept`` targets and those of ``others`` left out only for want of an expression that
+    singles them out (``unnamed``: reviewed, corrected and meant for a triplet of their own). On a crowded tile
+    the referring rule may name none of a kind (rank words stop at the tenth, and 100 new houses share every
+    attribute), and the group is then the one triplet through which its changes reach the auditor.
+
+    A kind with others the review never reached (still pending: a crowded tile) gets a group only with
+    ``unchecked``: for a detector whose confidence was learned from labelled changes, whose unreviewed regions
+    the offline rules confirmed (on the LEVIR-CD tile of 104 new houses, 91 % of such "new buildings" lie on
+    labelled ones); the group then counts them as ``uncorrected_members`` and is never auto-accepted. Without it
+    there is no group, since nothing says what their masks hold (the classical detector's such regions on that
+    tile: 13 % on labelled changes, lawns and woods). Members whose correction gave up count there too."""
+    groups: dict[tuple[ChangeType, str | None], list[Target]] = {
+        (t.change_type, t.category): [] for t in [*kept, *(o for o in others or [] if o.unnamed)]
+    }
+    for target in [*kept, *(others or [])]:
         if (target.change_type, target.category) in groups:
             groups[(target.change_type, target.category)].append(target)
     result = []
     for (change_type, category), members in sorted(groups.items(), key=lambda g: (g[0][0].value, g[0][1] or "")):
         pending = sum(m.status == "pending" for m in members)
-        if sum(m.kept for m in members) < 2 or (pending and not unchecked):
+        if sum(m.kept or m.unnamed for m in members) < 2 or (pending and not unchecked):
             continue
         result.append(
             Target(
@@ -45,7 +51,7 @@ def same_kind_groups(kept: list[Target], others: list[Target] | None = None, unc
                 mask=RLEMask.union([m.mask for m in members if m.mask is not None]),
                 cue=members[0].cue,
                 status="accepted",
-                uncorrected_members=sum(m.status == "uncorrected" for m in members) + pending,
+                uncorrected_members=sum(m.status == "uncorrected" or m.left_uncorrected for m in members) + pending,
                 member_ids=[m.candidate_id or m.id for m in members],
             )
         )

@@ -594,7 +594,7 @@ def beautify(res: AgentResources, state: AgentState) -> dict[str, Any]:
             continue
         target.expressions = ask_expressions(res, pair, target, wanted, cue=target.cue)
         if not target.expressions:
-            target.status, target.unnamed = "discarded", True
+            target.leave_out("unnamed")
     return {"targets": targets, "rejected": [*state.rejected, *duplicates]}
 
 
@@ -689,7 +689,7 @@ def ensure_unique(res: AgentResources, state: AgentState) -> dict[str, Any]:
             unique = clean_expressions([ranked] if ranked and refers(ranked, target, rivals, domain, image) else [])
         target.expressions = unique
         if not unique:
-            target.status, target.unnamed = "discarded", True
+            target.leave_out("unnamed")
     drop_shared_expressions([t for t in kept if t.status != "discarded"], domain, image, seen)
     # a target nothing of its own singles out may still be found beside a neighbour named above
     singles = [t for t in kept if not t.no_target and not t.member_ids]

@@ -67,6 +67,11 @@ class Target(BaseModel):
     duplicate_of: str | None = Field(
         default=None, description="Discarded as the same object as this stronger target (targets.drop_duplicates)."
     )
+    left_uncorrected: bool = Field(
+        default=False,
+        description="Left out for the budget or for want of a name after its correction gave up (status was "
+        "`uncorrected`): a group that holds it counts it among its uncorrected members.",
+    )
     llm: LLMUsage = Field(
         default_factory=LLMUsage,
         description="This target's share of the language calls that served it, as the run's usage meter was "
@@ -82,6 +87,17 @@ class Target(BaseModel):
     def kept(self) -> bool:
         """Still on its way to a triplet (accepted, or uncorrected and flagged so)."""
         return self.status in ("accepted", "uncorrected")
+
+    def leave_out(self, why: Literal["budget", "unnamed"]) -> None:
+        """Discard a kept target that is still a change a reader sees: over the pair's budget, or without an
+        expression that singles it out (:attr:`over_budget`, :attr:`unnamed`); an uncorrected one stays
+        flagged so (:attr:`left_uncorrected`) for the group that holds it."""
+        self.left_uncorrected = self.left_uncorrected or self.status == "uncorrected"
+        self.status = "discarded"
+        if why == "budget":
+            self.over_budget = True
+        else:
+            self.unnamed = True
 
 
 class Rejection(BaseModel):

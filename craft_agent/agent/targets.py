@@ -137,7 +137,7 @@ def keep_within_budget(targets: list[Target], budget: int | None) -> list[Target
         return targets
     ranked = sorted(kept, key=_evidence_order)
     for target in ranked[budget:]:
-        target.status, target.over_budget = "discarded", True
+        target.leave_out("budget")
     return targets
 
 
@@ -828,4 +828,4 @@ def drop_shared_expressions(
             target.expressions = [r for e in target.expressions for r in (replacement if e.lower() == text else [e])]
     for target in kept:
         if not target.expressions:
-            target.status, target.unnamed = "discarded", True
+            target.leave_out("unnamed")
