@@ -119,6 +119,49 @@ def test_semantic_label_maps_become_typed_categorised_changes(tmp_path: Path) ->
         assert all(c.source == "labels:semantic" and c.evidence["label_typed"] == 1.0 for c in candidates)
 
 
+def test_s2looking_layout_gives_new_and_demolished_buildings_and_split_folders_keep_the_dataset_name(
+    tmp_path: Path,
+) -> None:
+    """S2Looking (``Image1/ Image2/ label/ label1/ label2/`` under split folders): label1 marks the newly built
+    buildings and label2 the demolished ones, as RGB maps; the dataset's name sits above the split folder."""
+    rng = np.random.default_rng(1)
+    split = tmp_path / "S2Looking" / "train"
+    pre = rng.integers(90, 140, (128, 128, 3), dtype=np.uint8)
+    post = pre.copy()
+    post[10:40, 10:40] = (210, 200, 190)  # a new roof
+    pre[70:100, 60:100] = (150, 60, 50)  # a roof that goes
+    built, demolished = np.zeros((128, 128, 3), np.uint8), np.zeros((128, 128, 3), np.uint8)
+    built[10:40, 10:40] = (255, 0, 0)
+    demolished[70:100, 60:100] = (0, 0, 255)
+    save_png(split / "Image1" / "1.png", pre)
+    save_png(split / "Image2" / "1.png", post)
+    save_png(split / "label" / "1.png", ((built.any(2) | demolished.any(2)) * 255).astype(np.uint8))
+    save_png(split / "label1" / "1.png", built)
+    save_png(split / "label2" / "1.png", demolished)
+    # a LEVIR-CD split beside it (A/ B/ label/): 0.5 m and building labels, known from the name above "test"
+    levir = tmp_path / "LEVIR-CD" / "test"
+    save_png(levir / "A" / "2.png", np.flipud(pre))
+    save_png(levir / "B" / "2.png", np.flipud(post))
+    save_png(levir / "label" / "2.png", (np.flipud(built.any(2)) * 255).astype(np.uint8))
+    with Catalog(f"sqlite:///{tmp_path / 'ws' / 'catalog.sqlite'}") as catalog:
+        store = ImageStore(tmp_path / "ws")
+        for source in (tmp_path / "S2Looking", tmp_path / "LEVIR-CD"):
+            summary = ingest(source, catalog, store, IngestOptions())
+            assert summary.ingested == 1 and summary.failed == [], summary.failed
+        pairs = {p.name: p for p in catalog.iter_pairs()}
+        s2, lv = pairs["train/1"], pairs["test/2"]
+        assert [(c.change_type, c.category) for c in s2.gt_changes] == [
+            (ChangeType.APPEAR, "building"),
+            (ChangeType.DISAPPEAR, "building"),
+        ]
+        candidates = label_candidates(s2, store.load(s2.pre), store.load(s2.post))
+        assert sorted((c.change_type.value, c.area, c.source) for c in candidates) == [
+            ("appear", 900, "labels:typed"),
+            ("disappear", 1200, "labels:typed"),
+        ]
+        assert lv.gsd_m == 0.5 and [c.category for c in lv.gt_changes] == ["building"]
+
+
 def test_unknown_label_colour_names_the_file_and_the_fix(tmp_path: Path) -> None:
     source = _second_source(tmp_path / "second")
     label = np.asarray(np.full((128, 128, 3), 255, np.uint8))

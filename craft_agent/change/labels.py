@@ -92,7 +92,7 @@ def label_candidates(
         for change in pair.gt_changes:
             mask = change.mask.to_array()
             kind = change.attributes.get("label")
-            if kind in ("semantic", "mask"):  # label maps and binary masks paint touching objects as one
+            if kind in ("semantic", "mask", "typed"):  # label maps and binary masks paint touching objects as one
                 for region in split_instances(mask, min_area, source=kind):
                     add(region, kind, change.change_type, change.category)
             elif mask.any():

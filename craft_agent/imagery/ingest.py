@@ -283,6 +283,9 @@ def _build_scene(spec: PairSpec, options: IngestOptions, store: ImageStore, open
     changes: list[tuple[ChangeSpec, MaskReader]] = [(c, open_mask(c.mask, (height, width))) for c in spec.changes]
     if spec.semantic is not None:
         changes += _semantic_changes(spec.semantic, ClassTable.load(options.class_table), (height, width))
+    if spec.typed is not None:
+        category = options.label_category or _known_source(spec.root)[1] or "building"
+        changes += _typed_changes(spec.typed, category, (height, width))
     date_pre = spec.date_pre or pre.captured
     date_post = spec.date_post or post.captured
     if date_pre and date_post and date_post < date_pre:
@@ -382,6 +385,8 @@ def _band_guess_warnings(spec: PairSpec, pre: DateImage, post: DateImage) -> lis
     ]
 
 
+SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "test", "testing", "trainval"}
+"""Split folders of a dataset: the dataset is named one level up (``LEVIR-CD/test/A/``)."""
 KNOWN_SOURCES: dict[str, tuple[float | None, str | None]] = {
     "levir": (0.5, "building"),
     "whu": (0.3, "building"),
@@ -395,6 +400,8 @@ datasets, matched in the source folder's name: LEVIR-CD (Google Earth, 0.5 m, bu
 
 def _known_source(root: Path) -> tuple[float | None, str | None]:
     name = root.name.lower()
+    if name in SPLIT_FOLDERS:
+        name = root.parent.name.lower()
     for key, value in KNOWN_SOURCES.items():
         if key in name:
             return value
@@ -442,6 +449,29 @@ def _semantic_changes(
             attributes=(("class_after", new), ("class_before", old), ("label", "semantic")),
         )
         changes.append((spec, ArrayMask(mask)))
+    return changes
+
+
+def _typed_changes(
+    maps: tuple[Path, Path], category: str, expected_hw: tuple[int, int]
+) -> list[tuple[ChangeSpec, MaskReader]]:
+    """The known changes of a pair's (appeared, disappeared) binary masks: any non-zero pixel is labelled."""
+    changes: list[tuple[ChangeSpec, MaskReader]] = []
+    for path, change_type in zip(maps, (ChangeType.APPEAR, ChangeType.DISAPPEAR), strict=True):
+        pixels = read_raster(path).pixels
+        if pixels.shape[:2] != expected_hw:
+            raise IngestError(
+                str(path),
+                f"label {path} is {pixels.shape[1]}x{pixels.shape[0]} px, "
+                f"not the pair's {expected_hw[1]}x{expected_hw[0]}.",
+                hint="use the labels made for these images (S2Looking: label1/ newly built, label2/ demolished).",
+            )
+        mask = np.asarray(pixels.any(axis=2) if pixels.ndim == 3 else pixels > 0)
+        if mask.any():
+            spec = ChangeSpec(
+                mask=path, change_type=change_type.value, category=category, attributes=(("label", "typed"),)
+            )
+            changes.append((spec, ArrayMask(mask)))
     return changes
 
 

@@ -7,8 +7,11 @@ Recognised layouts (first match wins):
   ``date_post``, ``changes`` (JSONL: a list of known changes with ``mask``, ``change_type``, ``category``...).
 - ``mtrefseg``: ``A/ B/ masks/ referring_expression/`` (also one level down per split: ``train/``, ``val/``...).
 - ``folders``: two date folders (``A/ B/``, ``pre/ post/``, ``im1/ im2/``, ``t1/ t2/``, ``before/ after/``,
-  ``time1/ time2/``) with an optional mask folder (``label/``, ``mask/``, ``masks/``, ``gt/``, ``cm/``) or
-  semantic label maps per date (``label1/ label2/``, ``label_pre/ label_post/``; see ``imagery/semantic.py``).
+  ``time1/ time2/``, ``Image1/ Image2/``) with an optional mask folder (``label/``, ``labels/``, ``mask/``,
+  ``masks/``, ``gt/``, ``cm/``, ``OUT/``) or semantic label maps per date (``label1/ label2/``, ``label_pre/
+  label_post/``; see ``imagery/semantic.py``). S2Looking's layout (``Image1/ Image2/ label/ label1/ label2/``)
+  is the exception: its ``label1/`` and ``label2/`` are binary maps of the newly built and of the demolished
+  buildings, read as typed masks (:data:`TYPED_FOLDERS`).
   A date folder holds image files, or one sub-folder per pair of single-band files (``*_B02.tif``...).
 - ``collection``: none of the above, but sub-folders that are sources themselves (e.g. ``shared/data``).
 
@@ -40,8 +43,13 @@ DATE_FOLDERS = [
     ("t1", "t2"),
     ("before", "after"),
     ("time1", "time2"),
+    ("Image1", "Image2"),
 ]
-MASK_FOLDERS = ["label", "mask", "masks", "gt", "cm"]
+MASK_FOLDERS = ["label", "labels", "mask", "masks", "gt", "cm", "OUT"]
+"""Binary change mask folders (``OUT/`` is CDD's, ``cm/`` OSCD's)."""
+TYPED_FOLDERS = {("Image1", "Image2"): ("label1", "label2")}
+"""Date folders -> (appeared, disappeared) binary mask folders: S2Looking ships ``label1/`` with the newly built
+buildings and ``label2/`` with the demolished ones (any non-black pixel), beside the combined ``label/``."""
 SEMANTIC_FOLDERS = [("label1", "label2"), ("label_pre", "label_post"), ("label_A", "label_B"), ("label_t1", "label_t2")]
 """Folder pairs holding one land-cover label map per date (SECOND's ``label1/ label2/``), read with a class table."""
 MANIFEST_NAMES = ["manifest.jsonl", "manifest.csv"]
@@ -87,6 +95,8 @@ class PairSpec:
     post: ImageSource
     mask: Path | None = None
     semantic: tuple[Path, Path] | None = None
+    typed: tuple[Path, Path] | None = None
+    """(appeared, disappeared) binary masks (:data:`TYPED_FOLDERS`)."""
     domain: str | None = None
     group: str | None = None
     date_pre: date | None = None
@@ -284,32 +294,41 @@ def _mask_files(src: Path, root: Path, result: Discovery) -> dict[str, Path]:
 def _semantic_files(src: Path, result: Discovery) -> dict[str, tuple[Path, Path]]:
     """Pair name -> (label map before, label map after), from the first semantic folder pair present."""
     for before_name, after_name in SEMANTIC_FOLDERS:
-        before_folder, after_folder = src / before_name, src / after_name
-        if not (before_folder.is_dir() and after_folder.is_dir()):
-            continue
-        found: dict[str, list[Path | None]] = {}
-        for index, folder in enumerate((before_folder, after_folder)):
-            for entry in sorted(folder.iterdir()):
-                if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not _is_sidecar(entry):
-                    if not inside(src, entry):
-                        result.failures.append(_escape_failure(src, entry))
-                        continue
-                    found.setdefault(entry.stem, [None, None])[index] = entry
-        maps: dict[str, tuple[Path, Path]] = {}
-        for key, (before, after) in found.items():
-            if before is None or after is None:
-                present = before or after
-                result.failures.append(
-                    Failure(
-                        input=str(present),
-                        error=f"{present} has no partner label map in {after_folder if before else before_folder}. "
-                        "Fix: add the other date's label map with the same name, or remove this one.",
-                    )
-                )
-                continue
-            maps[key] = (before, after)
-        return maps
+        if (src / before_name).is_dir() and (src / after_name).is_dir():
+            return _paired_files(src, before_name, after_name, "label map", result)
     return {}
+
+
+def _paired_files(
+    src: Path, first_name: str, second_name: str, what: str, result: Discovery
+) -> dict[str, tuple[Path, Path]]:
+    """Pair name -> (file in ``first_name``, file in ``second_name``), matched by stem; a file without its
+    partner is a failure of that pair."""
+    first_folder, second_folder = src / first_name, src / second_name
+    found: dict[str, list[Path | None]] = {}
+    for index, folder in enumerate((first_folder, second_folder)):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not _is_sidecar(entry):
+                if not inside(src, entry):
+                    result.failures.append(_escape_failure(src, entry))
+                    continue
+                found.setdefault(entry.stem, [None, None])[index] = entry
+    files: dict[str, tuple[Path, Path]] = {}
+    for key, (first, second) in found.items():
+        if first is None or second is None:
+            present = first or second
+            result.failures.append(
+                Failure(
+                    input=str(present),
+                    error=f"{present} has no partner {what} in {second_folder if first else first_folder}. "
+                    "Fix: add the other one with the same name, or remove this one.",
+                )
+            )
+            continue
+        files[key] = (first, second)
+    return files
 
 
 def discover_folders(src: Path, pre_name: str, post_name: str) -> Discovery:
@@ -319,7 +338,9 @@ def discover_folders(src: Path, pre_name: str, post_name: str) -> Discovery:
     pre = _date_entries(src / pre_name, src, result, broken)
     post = _date_entries(src / post_name, src, result, broken)
     masks = _mask_files(src, src, result)
-    semantic = _semantic_files(src, result)
+    typed_folders = TYPED_FOLDERS.get((pre_name, post_name))
+    typed = _paired_files(src, *typed_folders, "label", result) if typed_folders else {}
+    semantic = {} if typed_folders else _semantic_files(src, result)
     for key in sorted((set(pre) | set(post)) - broken):
         if key not in post:
             result.failures.append(
@@ -348,6 +369,7 @@ def discover_folders(src: Path, pre_name: str, post_name: str) -> Discovery:
                 post=post[key],
                 mask=masks.get(key),
                 semantic=semantic.get(key),
+                typed=typed.get(key),
                 date_pre=date_from_name(pre[key].files[0].name),
                 date_post=date_from_name(post[key].files[0].name),
             )
