@@ -32,6 +32,7 @@ from craft_agent.synthetic import generate_scene, write_examples
 from craft_agent.train.change import (
     ChangeTrainingSummary,
     TrainingPair,
+    load_change_data,
     split_pairs,
     spread_over_sources,
     train_change_model,
@@ -417,3 +418,19 @@ def test_agent_bench_drafts_each_pair_with_the_run_that_held_it_out(
     (runs / "fold-1" / "held_out.json").write_text(json.dumps({"protocol": "pairs", "held_out": []}))
     with pytest.raises(ConfigError, match=r"no run in .* left out toy_a/p1"):
         run_agent_bench({"offline": OfflineBackend}, ClassicalMaskEngine(), pairs=0, data=data, left_out_runs=runs)
+
+
+def test_a_datasets_split_folders_are_one_source_named_after_the_dataset(tmp_path: Path) -> None:
+    """LEVIR-CD as distributed (train/ test/ splits of A/ B/ label/): one source, "LEVIR-CD", at its 0.5 m;
+    CDD's OUT/ masks are read too."""
+    make_folder_source(tmp_path / "LEVIR-CD" / "train", pairs=2)
+    make_folder_source(tmp_path / "LEVIR-CD" / "test", pairs=1)
+    make_folder_source(tmp_path / "CDD" / "val", pairs=1, masks="OUT")
+    data = load_change_data([tmp_path / "LEVIR-CD", tmp_path / "CDD" / "val"])
+    assert data.problems == [] and data.sources == ["LEVIR-CD", "CDD"]
+    assert sorted((p.source, p.name, p.gsd_m) for p in data.pairs) == [
+        ("CDD", "p0", None),
+        ("LEVIR-CD", "test/p0", 0.5),
+        ("LEVIR-CD", "train/p0", 0.5),
+        ("LEVIR-CD", "train/p1", 0.5),
+    ]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from craft_agent.catalog import Catalog
 from craft_agent.catalog.store import ImageStore
 from craft_agent.errors import CatalogError, IngestError
-from craft_agent.imagery.layouts import ChangeSpec, Discovery, PairSpec, discover
+from craft_agent.imagery.layouts import ChangeSpec, Discovery, PairSpec, dataset_name, discover
 from craft_agent.imagery.normalize import (
     DateImage,
     LoadedPair,
@@ -385,8 +385,6 @@ def _band_guess_warnings(spec: PairSpec, pre: DateImage, post: DateImage) -> lis
     ]
 
 
-SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "test", "testing", "trainval"}
-"""Split folders of a dataset: the dataset is named one level up (``LEVIR-CD/test/A/``)."""
 KNOWN_SOURCES: dict[str, tuple[float | None, str | None]] = {
     "levir": (0.5, "building"),
     "whu": (0.3, "building"),
@@ -399,9 +397,7 @@ datasets, matched in the source folder's name: LEVIR-CD (Google Earth, 0.5 m, bu
 
 
 def _known_source(root: Path) -> tuple[float | None, str | None]:
-    name = root.name.lower()
-    if name in SPLIT_FOLDERS:
-        name = root.parent.name.lower()
+    name = dataset_name(root).lower()
     for key, value in KNOWN_SOURCES.items():
         if key in name:
             return value

@@ -52,9 +52,16 @@ TYPED_FOLDERS = {("Image1", "Image2"): ("label1", "label2")}
 buildings and ``label2/`` with the demolished ones (any non-black pixel), beside the combined ``label/``."""
 SEMANTIC_FOLDERS = [("label1", "label2"), ("label_pre", "label_post"), ("label_A", "label_B"), ("label_t1", "label_t2")]
 """Folder pairs holding one land-cover label map per date (SECOND's ``label1/ label2/``), read with a class table."""
+SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "test", "testing", "trainval"}
+"""Split folders of a dataset (``LEVIR-CD/test/A/``): the dataset is the folder above them."""
 MANIFEST_NAMES = ["manifest.jsonl", "manifest.csv"]
 _BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)
 _SIDECARS = (".aux.xml", ".ovr", ".tfw", ".pgw", ".jgw", ".prj", ".xml", ".msk")
+
+
+def dataset_name(folder: Path) -> str:
+    """The name of the dataset a source folder belongs to: the folder's own, or the one above a split folder."""
+    return folder.parent.name if folder.name.lower() in SPLIT_FOLDERS and folder.parent.name else folder.name
 
 
 @dataclass(frozen=True)

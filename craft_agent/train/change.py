@@ -168,12 +168,18 @@ def load_change_data(data: list[Path]) -> ChangeData:
         for path in data:
             if not path.exists():
                 raise ConfigError(f"--data {path} does not exist.", hint="pass a source folder or a workspace.")
-            result.sources.append(path.name)
+            result.sources.append(_dataset_name(path))
             if (path / CATALOG_FILENAME).is_file():
                 _read_workspace(path, result)
             else:
                 _read_source(path, store, result)
     return result
+
+
+def _dataset_name(path: Path) -> str:
+    from craft_agent.imagery.layouts import dataset_name  # needs GDAL (rasterio): imported where it is used
+
+    return dataset_name(path)
 
 
 def _read_workspace(workspace: Path, result: ChangeData) -> None:
@@ -195,7 +201,7 @@ def _read_workspace(workspace: Path, result: ChangeData) -> None:
 def _read_source(source: Path, store: ImageStore, result: ChangeData) -> None:
     # imported here: reading folders needs GDAL (rasterio), reading an ingested workspace does not
     from craft_agent.imagery.ingest import IngestOptions, build_pairs
-    from craft_agent.imagery.layouts import discover
+    from craft_agent.imagery.layouts import SPLIT_FOLDERS, dataset_name, discover
 
     try:
         discovery = discover(source)
@@ -205,7 +211,10 @@ def _read_source(source: Path, store: ImageStore, result: ChangeData) -> None:
     result.problems += [f"{f.input}: {f.error}" for f in discovery.failures]
     for spec in discovery.specs:
         # a collection names its pairs "<sub-folder>/<pair>": the sub-folder is the source
+        # (a dataset's split folders, LEVIR-CD/train/ and LEVIR-CD/test/, are one source: the dataset)
         origin = spec.name.split("/")[0] if discovery.layout == "collection" else source.name
+        if origin.lower() in SPLIT_FOLDERS:
+            origin = dataset_name(source / origin) if discovery.layout == "collection" else dataset_name(source)
         try:
             records = build_pairs(spec, IngestOptions(), store)
         except CraftError as exc:
