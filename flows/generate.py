@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from craft_agent.agent.run import GenerateSummary
 from craft_agent.catalog import Catalog
+from craft_agent.change import check_detector
 from craft_agent.errors import CraftError
 from craft_agent.pipeline import DraftOptions, draft_pair, revise_triplets, summary_markdown
 from craft_agent.runs import Failure, StageRun
@@ -120,6 +121,8 @@ def generate_flow(
     # the workspace's default detector (CRAFT_CHANGE_CHECKPOINT) is resolved here, once: the run record and the
     # per-pair cache keys then name the detector and checkpoint really used
     options = options.for_workspace(settings)
+    # a detector that cannot run stops the flow before its first task
+    check_detector(options.detector or "classical", Path(options.checkpoint) if options.checkpoint else None)
     summary = GenerateSummary()
     with Catalog.from_settings(settings) as catalog:
         pair_ids = [pair.id for pair in catalog.iter_pairs()]

@@ -218,6 +218,21 @@ def test_learned_needs_a_checkpoint_and_refuses_bad_files(tmp_path: Path) -> Non
         load_change_model(mismatched)
 
 
+def test_an_unusable_checkpoint_stops_generate_before_any_pair_is_drafted(tmp_path: Path) -> None:
+    """Even in labels mode, where the detector would not run: the user asked for it, and finding out after
+    every pair was drafted (LLM calls spent) and then failed is worse."""
+    source = make_folder_source(tmp_path / "LEVIR-CD", pairs=2)
+    workspace = tmp_path / "ws"
+    assert craft("ingest", str(source), "--workspace", str(workspace), "--json").returncode == 0
+    missing = tmp_path / "nowhere" / "change.pt"
+    result = craft("generate", "--workspace", str(workspace), "--detector", "learned", "--checkpoint", str(missing))
+    assert result.returncode == 2 and f"change checkpoint {missing} does not exist" in result.stderr
+    without = craft("generate", "--workspace", str(workspace), "--detector", "learned")
+    assert without.returncode == 2 and "needs a checkpoint" in without.stderr
+    with Catalog.from_settings(Settings(workspace=workspace)) as catalog:
+        assert list(catalog.iter_triplets()) == [] and catalog.runs("generate") == []
+
+
 def test_default_detector_follows_the_settings(tmp_path: Path) -> None:
     from craft_agent.pipeline import DraftOptions
 
