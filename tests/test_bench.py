@@ -51,3 +51,24 @@ def test_bench_vision_cli_writes_json(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["engine"] == "classical"
     missing = craft("bench", "vision", "--data", str(tmp_path / "nope"), "--out", str(out), "--json")
     assert missing.returncode == 2 and "not a folder" in json.loads(missing.stdout)["error"]
+
+
+def test_benchmarks_find_sources_in_every_layout_and_refuse_a_folder_with_none(tmp_path: Path) -> None:
+    """A dataset as distributed (split folders), SECOND-style im1/ im2/ and S2Looking-style Image1/ Image2/ are
+    sources of --data as much as pre/ post/ folders are; a --data with none is refused, not scored as empty."""
+    from craft_agent.bench.vision import source_folders
+
+    data = tmp_path / "data"
+    make_folder_source(data / "LEVIR-CD" / "train", pairs=1)
+    make_folder_source(data / "LEVIR-CD" / "test", pairs=1)
+    make_folder_source(data / "sysu", pairs=1, pre="time1", post="time2")
+    make_folder_source(data / "plain", pairs=1, pre="pre", post="post", masks="mask")
+    (data / "notes").mkdir()
+    assert [f.name for f in source_folders(data)] == ["LEVIR-CD", "plain", "sysu"]
+    assert list(source_folders(data / "LEVIR-CD")) == [data / "LEVIR-CD"]
+    report = run_vision_bench(data, ClassicalMaskEngine(), synthetic_count=0)
+    assert {name: s["pairs"] for name, s in report["sources"].items()} == {"LEVIR-CD": 2, "plain": 1, "sysu": 1}
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    result = craft("bench", "vision", "--data", str(empty), "--out", str(tmp_path / "r.json"))
+    assert result.returncode != 0 and "holds no source folder" in result.stderr

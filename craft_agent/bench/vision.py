@@ -34,7 +34,7 @@ from craft_agent.catalog.store import ImageStore
 from craft_agent.change import ChangeDetector, create_detector
 from craft_agent.errors import CraftError
 from craft_agent.imagery.ingest import IngestOptions, build_pairs
-from craft_agent.imagery.layouts import discover
+from craft_agent.imagery.layouts import discover, is_source
 from craft_agent.masks import MaskEngine, segment_candidates
 from craft_agent.metrics import ObjectCounts, PixelCounts, best_ious
 from craft_agent.models import ChangeCandidate, ChangeType, Domain, RLEMask
@@ -202,12 +202,13 @@ def union_mask(masks: list[RLEMask], shape: tuple[int, ...]) -> np.ndarray:
 
 
 def source_folders(data: Path) -> Iterator[Path]:
-    """Sub-folders of ``data`` that hold a source (``data`` itself when it is one)."""
-    if (data / "pre").is_dir() or (data / "A").is_dir():
+    """Sub-folders of ``data`` that hold a source in any layout ``ingest`` reads, a dataset's split folders
+    included (``data`` itself when it is one)."""
+    if is_source(data):
         yield data
         return
     for child in sorted(data.iterdir()):
-        if child.is_dir() and any((child / d).is_dir() for d in ("pre", "A")):
+        if is_source(child):
             yield child
 
 

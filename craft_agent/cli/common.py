@@ -154,9 +154,21 @@ def parse_categories(text: str | None) -> list[str] | None:
 
 
 def require_sources(data: Path | None) -> None:
-    """Refuse a ``--data`` that is not a folder of sources (``None``, no ``--data``, passes)."""
-    if data is not None and not data.is_dir():
+    """Refuse a ``--data`` that is not a folder of sources, or holds none in a layout ``ingest`` reads (``None``,
+    no ``--data``, passes): a benchmark that silently scored nothing of it would look like one that did."""
+    if data is None:
+        return
+    if not data.is_dir():
         raise CraftError(f"--data {data} is not a folder.", hint="pass a folder of sources like shared/data.")
+    from craft_agent.bench.vision import source_folders  # GDAL (rasterio): only when a benchmark reads data
+
+    if next(source_folders(data), None) is None:
+        raise CraftError(
+            f"--data {data} holds no source folder in a layout ingest reads.",
+            hint="pass a folder whose sub-folders are sources (pre/ post/ mask/, A/ B/ label/, im1/ im2/, "
+            "Image1/ Image2/, a manifest, an MTRefSeg split, or such folders under train/ val/ test/), or one "
+            "such source.",
+        )
 
 
 def print_failures(failures: list[Any]) -> None:

@@ -192,6 +192,16 @@ def discover(src: Path) -> Discovery:
     )
 
 
+def is_source(folder: Path) -> bool:
+    """Whether ``folder`` holds pairs in a recognised layout (a manifest, an MTRefSeg split, two date folders),
+    itself or in a dataset's split folders (``LEVIR-CD/train/ test/``); a folder of several sources is not one."""
+    if not folder.is_dir():
+        return False
+    if _looks_like_source(folder):
+        return True
+    return any(d.is_dir() and d.name.lower() in SPLIT_FOLDERS and _looks_like_source(d) for d in folder.iterdir())
+
+
 def _looks_like_source(folder: Path) -> bool:
     if any((folder / n).is_file() for n in MANIFEST_NAMES) or (folder / "referring_expression").is_dir():
         return True
