@@ -164,12 +164,15 @@ def test_raster_masks_are_read_by_window_with_the_convention_of_the_whole_mask(t
     faint[0, 35, 45] = 255  # one 255 far from the window read below: > 127 holds for the whole mask
     ones = np.zeros((1, 40, 50), dtype=np.uint8)
     ones[0, 2:6, 3:9] = 1
+    oscd = ones + 1  # OSCD's labels: 1 no change, 2 change
     window = Window(0, 0, 20, 20)
-    for name, data in (("faint", faint), ("ones", ones)):
+    for name, data in (("faint", faint), ("ones", ones), ("oscd", oscd)):
         path = write_geotiff(tmp_path / f"{name}.tif", data)
         mask = open_mask(path, (40, 50))
         assert np.array_equal(mask.read(window), read_mask(path, (40, 50))[window.slices()])
     assert not open_mask(tmp_path / "faint.tif", (40, 50)).read(window).any()
     assert open_mask(tmp_path / "ones.tif", (40, 50)).read(window).sum() == 24
+    assert open_mask(tmp_path / "oscd.tif", (40, 50)).read(window).sum() == 24
+    assert read_mask(save_png(tmp_path / "oscd.png", oscd[0]), (40, 50)).sum() == 24
     with pytest.raises(IngestError, match=r"mask .* is 50x40 but its images are 60x40"):
         open_mask(tmp_path / "ones.tif", (40, 60))

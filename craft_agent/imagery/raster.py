@@ -521,16 +521,21 @@ def _mask_of_other_size(path: Path, height: int, width: int, expected_hw: tuple[
     )
 
 
-def _mask_threshold(largest: float) -> float:
-    """Values above this mark a change: 0/1 masks count nonzero, 0/255 masks > 127 (MTRefSeg's convention)."""
-    return 0 if largest <= 1 else 127
+def _mask_threshold(smallest: float, largest: float) -> float:
+    """Values above this mark a change: 0/1 masks count nonzero, 1/2 masks 2 (OSCD's labels: 1 no change,
+    2 change), 0/255 masks > 127 (MTRefSeg's convention)."""
+    if largest <= 1:
+        return 0
+    if smallest >= 1 and largest <= 2:
+        return 1
+    return 127
 
 
 def read_mask(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
     """Read a ground-truth mask as bool (H, W).
 
-    Values 0/1 masks are read as nonzero, 0/255 masks as > 127 (MTRefSeg's convention); colour masks
-    count any channel.
+    Values 0/1 masks are read as nonzero, 1/2 masks as 2 (OSCD), 0/255 masks as > 127 (MTRefSeg's
+    convention); colour masks count any channel.
 
     Raises:
         IngestError: when unreadable or not of the images' size.
@@ -539,7 +544,7 @@ def read_mask(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
     values = raster.pixels.max(axis=2)
     if values.shape != expected_hw:
         raise _mask_of_other_size(path, values.shape[0], values.shape[1], expected_hw)
-    return np.asarray(values > _mask_threshold(values.max()))
+    return np.asarray(values > _mask_threshold(values.min(), values.max()))
 
 
 class MaskReader(Protocol):
@@ -583,7 +588,7 @@ class AnyMask:
 
 def open_mask(path: Path, expected_hw: tuple[int, int]) -> MaskReader:
     """A ground-truth mask read as :func:`read_mask` reads it: GDAL rasters window by window (after one
-    strip-by-strip pass for the largest value, which picks the 0/1 or 0/255 convention), others whole.
+    strip-by-strip pass for the smallest and largest values, which pick the convention), others whole.
 
     Raises:
         IngestError: when unreadable or not of the images' size.
@@ -594,5 +599,8 @@ def open_mask(path: Path, expected_hw: tuple[int, int]) -> MaskReader:
     if (source.height, source.width) != expected_hw:
         raise _mask_of_other_size(path, source.height, source.width, expected_hw)
     with source:
-        largest = max(source.read(strip).pixels.max() for strip in row_strips(source.width, source.height))
-    return RasterMask(source, _mask_threshold(largest))
+        ranges = [
+            (float(p.min()), float(p.max()))
+            for p in (source.read(s).pixels for s in row_strips(source.width, source.height))
+        ]
+    return RasterMask(source, _mask_threshold(min(r[0] for r in ranges), max(r[1] for r in ranges)))
