@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from affine import Affine
+from PIL import Image
 from rasterio.warp import transform as warp_transform
 
 from craft_agent.catalog import Catalog, ImageStore
@@ -91,6 +92,30 @@ def test_mtrefseg_layout_keeps_expressions_and_per_expression_masks(
     ]
     assert pair.gt_changes[1].mask.is_empty  # a no-target expression keeps its empty mask
     assert pair.gt_mask is not None and pair.gt_mask.area == scene(10)[2].sum()
+
+
+def test_oscd_as_distributed_through_a_manifest_of_band_folders(
+    tmp_path: Path, catalog: Catalog, store: ImageStore
+) -> None:
+    """OSCD keeps each city's bands in imgs_1_rect/ imgs_2_rect/ and its 1/2 labels (2 = change) in another
+    tree: a manifest row names the two band folders and the label raster."""
+    src = make_band_set_source(tmp_path / "s2")
+    root = tmp_path / "oscd"
+    for date_folder, oscd_folder in (("pre", "imgs_1_rect"), ("post", "imgs_2_rect")):
+        for band in sorted((src / date_folder / "city").iterdir()):
+            target = root / "images" / "city" / oscd_folder / f"{band.stem.rsplit('_', 1)[1]}.tif"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(band.read_bytes())
+    changed = np.asarray(Image.open(src / "mask" / "city.png")) > 127
+    write_geotiff(root / "labels" / "city" / "cm" / "city-cm.tif", (changed + 1).astype(np.uint8)[None], crs=None)
+    (root / "manifest.csv").write_text(
+        "id,pre,post,mask\ncity,images/city/imgs_1_rect,images/city/imgs_2_rect,labels/city/cm/city-cm.tif\n"
+    )
+    summary = ingest(root, catalog, store, IngestOptions())
+    assert summary.ingested == 1 and summary.failed == []
+    pair = next(catalog.iter_pairs())
+    assert len(pair.source.pre) == 4 and any("B04/B03/B02" in n for n in pair.notes)
+    assert pair.gt_mask is not None and pair.gt_mask.area == int(changed.sum()) == 16 * 20
 
 
 def test_manifest_with_known_changes_groups_and_dates(tmp_path: Path, catalog: Catalog, store: ImageStore) -> None:

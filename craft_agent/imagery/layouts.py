@@ -576,13 +576,17 @@ def _spec_from_row(row: ManifestRow, root: Path, where: str, result: Discovery) 
                 attributes=tuple(sorted((str(k), str(v)) for k, v in (change.get("attributes") or {}).items())),
             )
         )
+    # a date may be a folder of single-band files (Sentinel-2's B02.tif, B03.tif...), as in a date folder
+    sources = [_band_set(path, root, result) if path.is_dir() else ImageSource(files=(path,)) for path in (pre, post)]
+    if sources[0] is None or sources[1] is None:
+        return None
     name = row.id or row.name or Path(row.pre).stem
     return PairSpec(
         name=name,
         layout="manifest",
         root=root,
-        pre=ImageSource(files=(pre,)),
-        post=ImageSource(files=(post,)),
+        pre=sources[0],
+        post=sources[1],
         mask=mask,
         domain=row.domain,
         group=row.group,
