@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from craft_agent.agent.run import GenerateSummary
 from craft_agent.catalog import Catalog
-from craft_agent.change import check_detector
+from craft_agent.change import create_detector
 from craft_agent.errors import CraftError
 from craft_agent.pipeline import DraftOptions, draft_pair, revise_triplets, summary_markdown
 from craft_agent.runs import Failure, StageRun
@@ -122,7 +122,9 @@ def generate_flow(
     # per-pair cache keys then name the detector and checkpoint really used
     options = options.for_workspace(settings)
     # a detector that cannot run stops the flow before its first task
-    check_detector(options.detector or "classical", Path(options.checkpoint) if options.checkpoint else None)
+    create_detector(
+        options.detector or "classical", checkpoint=Path(options.checkpoint) if options.checkpoint else None
+    )
     summary = GenerateSummary()
     with Catalog.from_settings(settings) as catalog:
         pair_ids = [pair.id for pair in catalog.iter_pairs()]

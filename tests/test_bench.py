@@ -57,6 +57,7 @@ def test_benchmarks_find_sources_in_every_layout_and_refuse_a_folder_with_none(t
     """A dataset as distributed (split folders), SECOND-style im1/ im2/ and S2Looking-style Image1/ Image2/ are
     sources of --data as much as pre/ post/ folders are; a --data with none is refused, not scored as empty."""
     from craft_agent.bench.vision import source_folders
+    from craft_agent.imagery import discover
 
     data = tmp_path / "data"
     make_folder_source(data / "LEVIR-CD" / "train", pairs=1)
@@ -66,6 +67,13 @@ def test_benchmarks_find_sources_in_every_layout_and_refuse_a_folder_with_none(t
     (data / "notes").mkdir()
     assert [f.name for f in source_folders(data)] == ["LEVIR-CD", "plain", "sysu"]
     assert list(source_folders(data / "LEVIR-CD")) == [data / "LEVIR-CD"]
+    # ingest reads the same folder as a collection, the dataset's split folders included
+    assert sorted(spec.name for spec in discover(data).specs) == [
+        "LEVIR-CD/test/p0",
+        "LEVIR-CD/train/p0",
+        "plain/p0",
+        "sysu/p0",
+    ]
     report = run_vision_bench(data, ClassicalMaskEngine(), synthetic_count=0)
     assert {name: s["pairs"] for name, s in report["sources"].items()} == {"LEVIR-CD": 2, "plain": 1, "sysu": 1}
     empty = tmp_path / "empty"

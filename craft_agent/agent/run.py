@@ -27,7 +27,7 @@ from craft_agent.agent.prompts import PromptLibrary
 from craft_agent.agent.revise import TripletReviser, revise_needs_fix
 from craft_agent.agent.state import CHECKPOINT_TYPES, STATE_VERSION
 from craft_agent.catalog import Catalog, ImageStore
-from craft_agent.change import check_detector, detector_gsd
+from craft_agent.change import create_detector, detector_gsd
 from craft_agent.change.scale import beyond_resolution
 from craft_agent.llm.base import BudgetExceededError, LLMBackend
 from craft_agent.masks import MaskEngine
@@ -306,7 +306,9 @@ class PairDrafter:
         self.config = config or AgentConfig()
         # a detector that cannot run stops the run here, not each pair after its drafting (labels mode too:
         # the user asked for it)
-        check_detector(self.config.detector, Path(self.config.checkpoint) if self.config.checkpoint else None)
+        create_detector(
+            self.config.detector, checkpoint=Path(self.config.checkpoint) if self.config.checkpoint else None
+        )
         self.resources = agent_resources(catalog, store, llm, engine, self.config, prompts)
         self.catalog = catalog
         self._close, saver = open_checkpoints(catalog, workspace)

@@ -80,21 +80,6 @@ def create_detector(
     return DETECTORS[name](Domain(domain), checkpoint)
 
 
-def check_detector(name: str, checkpoint: Path | None) -> None:
-    """Refuse a detector that could not run, before any pair is worked on: an unknown name, or ``learned``
-    without a checkpoint or with an unusable one (loaded once here).
-
-    Raises:
-        ConfigError: naming the problem and the fix.
-    """
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown change detector {name!r}.", hint=f"choose one of: {', '.join(sorted(DETECTORS))}.")
-    if name == "learned":
-        if checkpoint is None:
-            _learned(Domain.RS, None)  # raises, saying what to pass
-        detector_gsd(name, checkpoint)
-
-
 def detector_gsd(name: str, checkpoint: Path | None) -> float | None:
     """The resolution (m per pixel) detector ``name`` works at: the learned detector's checkpoint's, None for
     the classical detector (any resolution) or a checkpoint trained at none.
@@ -136,7 +121,6 @@ __all__ = [
     "DetectorConfig",
     "EvidenceConfig",
     "change_evidence",
-    "check_detector",
     "choose_detector",
     "create_detector",
     "default_detector",

@@ -177,7 +177,7 @@ def discover(src: Path) -> Discovery:
     children = [d for d in sorted(src.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     collection = Discovery(layout="collection")
     for child in children:
-        if _looks_like_source(child):
+        if is_source(child):
             sub = discover(child)
             for spec in sub.specs:
                 spec.name = f"{child.name}/{spec.name}"
